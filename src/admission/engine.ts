@@ -1,0 +1,236 @@
+// The policy engine: picks the policies a request matches, resolves each one's mode, runs the
+// validating or the mutating pipeline over the same decoded request, and folds the results into
+// one decision. Policies are pure; the engine owns modes, exemptions, limits and failure handling.
+
+import type { ClusterView } from '../cluster/view.js';
+import type { NamespaceOverride, TokenguardConfig } from '../config/schema.js';
+import type { AnyPolicy, Exemptions, Finding, MatchRule, Mode, PolicyContext } from '../policies/types.js';
+import { applyPatchInPlace, type PatchOperation } from './patch.js';
+import type { AdmissionRequest } from './review.js';
+import { globMatcher } from './glob.js';
+
+/** Namespace label that overrides the configured mode for every policy in that namespace. */
+export const MODE_LABEL = 'tokenguard.io/mode';
+
+export interface Decision {
+  allowed: boolean;
+  /** Set when denied: the message kubectl prints after "denied the request:". */
+  denial?: { code: number; message: string };
+  warnings: string[];
+  auditAnnotations: Record<string, string>;
+  /** Mutating pipeline only; absent when nothing changes. */
+  patch?: PatchOperation[];
+  /** Every finding with the mode it was judged in, for the decision log and metrics. */
+  findings: (Finding & { mode: Exclude<Mode, 'off'> })[];
+  /** Names of the policies that produced a finding or a patch. */
+  fired: string[];
+}
+
+export interface EngineOptions {
+  config: TokenguardConfig;
+  policies: readonly AnyPolicy[];
+  cluster?: ClusterView;
+  clock?: () => Date;
+  /** Called when a policy throws: the engine fails open for that policy and reports it. */
+  onPolicyError?: (policy: string, err: unknown) => void;
+}
+
+interface PreparedPolicy {
+  policy: AnyPolicy;
+  settings: Record<string, unknown>;
+  exemptions: { users: Set<string>; groups: Set<string>; namespace: (ns: string) => boolean };
+}
+
+function ruleMatches(rule: MatchRule, req: AdmissionRequest): boolean {
+  const has = (list: readonly string[] | undefined, v: string) => !list || list.includes('*') || list.includes(v);
+  return (
+    has(rule.groups, req.resource.group) &&
+    has(rule.versions, req.resource.version) &&
+    has(rule.resources, req.resource.resource) &&
+    (rule.subresources ? has(rule.subresources, req.subResource ?? '') : !req.subResource) &&
+    (rule.operations.includes('*' as never) || rule.operations.includes(req.operation))
+  );
+}
+
+function compileExemptions(e: Exemptions) {
+  return { users: new Set(e.users), groups: new Set(e.groups), namespace: globMatcher(e.namespaces) };
+}
+
+function isExempt(ex: PreparedPolicy['exemptions'], req: AdmissionRequest): boolean {
+  const user = req.userInfo.username ?? '';
+  if (user && ex.users.has(user)) return true;
+  for (const g of req.userInfo.groups ?? []) if (ex.groups.has(g)) return true;
+  return !!req.namespace && ex.namespace(req.namespace);
+}
+
+export class Engine {
+  private readonly prepared: PreparedPolicy[];
+  private readonly globalExemptions: PreparedPolicy['exemptions'];
+  private readonly overrides: { matches: (ns: string) => boolean; entry: NamespaceOverride }[];
+  private readonly clock: () => Date;
+
+  constructor(private readonly opts: EngineOptions) {
+    const { config } = opts;
+    this.clock = opts.clock ?? (() => new Date());
+    this.globalExemptions = compileExemptions(config.exemptions);
+    this.overrides = config.namespaceOverrides.map((entry) => ({ matches: globMatcher(entry.namespaces), entry }));
+    this.prepared = opts.policies.map((policy) => {
+      const pc = config.policies[policy.name] ?? {};
+      const { mode: _mode, exemptions, ...settings } = pc;
+      const ex: Exemptions = {
+        users: exemptions?.users ?? policy.defaultExemptions?.users ?? [],
+        groups: exemptions?.groups ?? policy.defaultExemptions?.groups ?? [],
+        namespaces: exemptions?.namespaces ?? policy.defaultExemptions?.namespaces ?? [],
+      };
+      return {
+        policy,
+        settings: { ...(policy.defaultSettings ?? {}), ...settings },
+        exemptions: compileExemptions(ex),
+      };
+    });
+  }
+
+  get cluster(): ClusterView | undefined {
+    return this.opts.cluster;
+  }
+
+  /**
+   * Mode of `policy` for a request in `namespace`, most specific first: the namespace's
+   * `tokenguard.io/mode` label, then the last matching `namespaceOverrides` entry (its per-policy
+   * mode before its general one), then `policies.<name>.mode`, then the global `mode`.
+   */
+  modeFor(policy: string, namespace: string | undefined): Mode {
+    if (namespace) {
+      const label = this.opts.cluster?.namespaceLabels(namespace)?.[MODE_LABEL];
+      if (label === 'enforce' || label === 'warn' || label === 'off') return label;
+      for (let i = this.overrides.length - 1; i >= 0; i--) {
+        const { matches, entry } = this.overrides[i]!;
+        if (!matches(namespace)) continue;
+        const m = entry.policies?.[policy] ?? entry.mode;
+        if (m) return m;
+      }
+    }
+    return this.opts.config.policies[policy]?.mode ?? this.opts.config.mode;
+  }
+
+  private applicable(req: AdmissionRequest, side: 'validate' | 'mutate') {
+    const out: { p: PreparedPolicy; ctx: PolicyContext }[] = [];
+    if (isExempt(this.globalExemptions, req)) return out;
+    let now: Date | undefined;
+    for (const p of this.prepared) {
+      if (!p.policy[side] || !p.policy.match.some((r) => ruleMatches(r, req))) continue;
+      if (isExempt(p.exemptions, req)) continue;
+      const mode = this.modeFor(p.policy.name, req.namespace);
+      if (mode === 'off') continue;
+      now ??= this.clock();
+      out.push({ p, ctx: { settings: p.settings, mode, cluster: this.opts.cluster, now } });
+    }
+    return out;
+  }
+
+  /** The policies (by name) that would run on the validating side for this request. */
+  matchingPolicies(req: AdmissionRequest, side: 'validate' | 'mutate'): string[] {
+    return this.applicable(req, side).map(({ p }) => p.policy.name);
+  }
+
+  async validate(req: AdmissionRequest): Promise<Decision> {
+    const runs = this.applicable(req, 'validate');
+    const findings: Decision['findings'] = [];
+    // Gathering is the only I/O; run it concurrently, and only for policies that have it.
+    const gathered = runs.some(({ p }) => p.policy.gather)
+      ? await Promise.all(runs.map(({ p, ctx }) => (p.policy.gather ? this.safeGather(p.policy, req, ctx) : undefined)))
+      : undefined;
+    runs.forEach(({ p, ctx }, i) => {
+      let out: Finding[];
+      try {
+        out = p.policy.validate!(req, ctx, gathered?.[i]);
+      } catch (err) {
+        out = [this.policyFailure(p.policy.name, err)];
+      }
+      for (const f of out) findings.push({ ...f, policy: f.policy || p.policy.name, mode: ctx.mode });
+    });
+    return foldFindings(findings);
+  }
+
+  mutate(req: AdmissionRequest): Decision {
+    const runs = this.applicable(req, 'mutate');
+    const patch: PatchOperation[] = [];
+    const fired: string[] = [];
+    const findings: Decision['findings'] = [];
+    let current = req;
+    for (const { p, ctx } of runs) {
+      let ops: PatchOperation[];
+      try {
+        ops = p.policy.mutate!(current, ctx);
+        if (ops.length === 0) continue;
+        // Later policies see the object as patched so far, so their operations compose.
+        const working = current === req ? structuredClone(req.object ?? {}) : current.object!;
+        applyPatchInPlace(working, ops);
+        current = { ...req, object: working };
+      } catch (err) {
+        findings.push({ ...this.policyFailure(p.policy.name, err), mode: ctx.mode });
+        continue;
+      }
+      patch.push(...ops);
+      fired.push(p.policy.name);
+    }
+    const decision = foldFindings(findings);
+    // Idempotence: operations that net to no change (e.g. re-adding a present value) are dropped.
+    if (patch.length > 0 && !sameJson(current.object, req.object)) {
+      decision.patch = patch;
+      decision.fired.push(...fired);
+    }
+    return decision;
+  }
+
+  private async safeGather(policy: AnyPolicy, req: AdmissionRequest, ctx: PolicyContext): Promise<unknown> {
+    try {
+      return await policy.gather!(req, ctx);
+    } catch (err) {
+      // gather must return errors as data; a throw is a bug, reported and passed on as an Error.
+      this.opts.onPolicyError?.(policy.name, err);
+      return err instanceof Error ? err : new Error(String(err));
+    }
+  }
+
+  private policyFailure(name: string, err: unknown): Finding {
+    this.opts.onPolicyError?.(name, err);
+    return {
+      policy: name,
+      severity: 'warn',
+      message: `tokenguard: policy ${name} could not run (${(err as Error)?.message ?? String(err)}); not checked`,
+    };
+  }
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Turn judged findings into a decision: denials in enforce mode deny, everything else warns. */
+export function foldFindings(findings: Decision['findings']): Decision {
+  const warnings: string[] = [];
+  const denials: string[] = [];
+  const auditAnnotations: Record<string, string> = {};
+  const fired = new Set<string>();
+  for (const f of findings) {
+    fired.add(f.policy);
+    if (f.severity === 'deny' && f.mode === 'enforce') {
+      denials.push(denialText(f));
+    } else {
+      warnings.push(f.message);
+    }
+    if (f.audit) for (const [k, v] of Object.entries(f.audit)) auditAnnotations[`${f.policy}.${k}`] = v;
+  }
+  const decision: Decision = { allowed: denials.length === 0, warnings, auditAnnotations, findings, fired: [...fired] };
+  if (denials.length > 0) decision.denial = { code: 403, message: denials.join('; ') };
+  return decision;
+}
+
+function denialText(f: Finding): string {
+  let s = `[${f.policy}] ${f.message}`;
+  if (f.path && !f.message.includes(f.path)) s += ` (at ${f.path})`;
+  if (f.detail) s += `. ${f.detail}`;
+  if (f.fix) s += ` Fix: ${f.fix}`;
+  return s;
+}

@@ -1,0 +1,55 @@
+// AdmissionReview responses, in the style of controller-runtime's admission helpers:
+// small constructors, and one place that turns an engine decision into the wire format.
+
+import type { Decision } from './engine.js';
+import { limitWarnings } from './warnings.js';
+import type { PatchOperation } from './patch.js';
+
+export interface AdmissionResponse {
+  uid: string;
+  allowed: boolean;
+  status?: { code: number; message: string; reason?: string };
+  warnings?: string[];
+  auditAnnotations?: Record<string, string>;
+  patchType?: 'JSONPatch';
+  patch?: string;
+}
+
+export interface AdmissionReviewResponse {
+  apiVersion: 'admission.k8s.io/v1';
+  kind: 'AdmissionReview';
+  response: AdmissionResponse;
+}
+
+export function review(response: AdmissionResponse): AdmissionReviewResponse {
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
+}
+
+export function allowed(uid: string): AdmissionResponse {
+  return { uid, allowed: true };
+}
+
+export function denied(uid: string, message: string, code = 403): AdmissionResponse {
+  return { uid, allowed: false, status: { code, message, reason: code === 403 ? 'Forbidden' : undefined } };
+}
+
+export function withWarnings(res: AdmissionResponse, warnings: readonly string[]): AdmissionResponse {
+  const limited = limitWarnings(warnings);
+  if (limited.length > 0) res.warnings = limited;
+  return res;
+}
+
+export function patched(res: AdmissionResponse, ops: readonly PatchOperation[]): AdmissionResponse {
+  if (ops.length === 0) return res;
+  res.patchType = 'JSONPatch';
+  res.patch = Buffer.from(JSON.stringify(ops)).toString('base64');
+  return res;
+}
+
+export function fromDecision(uid: string, d: Decision): AdmissionResponse {
+  const res = d.allowed ? allowed(uid) : denied(uid, d.denial!.message, d.denial!.code);
+  withWarnings(res, d.warnings);
+  if (Object.keys(d.auditAnnotations).length > 0) res.auditAnnotations = d.auditAnnotations;
+  if (d.allowed && d.patch) patched(res, d.patch);
+  return res;
+}

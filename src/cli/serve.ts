@@ -1,0 +1,141 @@
+// `tokenguard serve`: load config, (optionally) generate dev certificates, connect to the cluster
+// when there is one, and serve /validate and /mutate until SIGTERM/SIGINT.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Engine } from '../admission/engine.js';
+import { loadConfig, type ConfigOverrides } from '../config/load.js';
+import type { TokenguardConfig } from '../config/schema.js';
+import { BUILTIN_POLICIES } from '../policies/index.js';
+import { createLogger, type Logger, type LogLevel } from '../server/log.js';
+import { startServer, type RunningServer } from '../server/server.js';
+import { parseFlags, UsageError, type Command } from './command.js';
+
+const HELP = `Usage: tokenguard serve [flags]
+
+Serve the admission webhook over HTTPS: POST /validate, POST /mutate, GET /healthz, /readyz, /metrics.
+
+Flags (each also settable by the environment variable shown, and in the config file):
+  --config FILE        YAML or JSON configuration file            TOKENGUARD_CONFIG
+  --address ADDR       listen address (default 0.0.0.0)            TOKENGUARD_ADDRESS
+  --port N             listen port (default 8443)                  TOKENGUARD_PORT
+  --tls-cert FILE      serving certificate, PEM (default certs/tls.crt)  TOKENGUARD_TLS_CERT
+  --tls-key FILE       serving key, PEM (default certs/tls.key)    TOKENGUARD_TLS_KEY
+  --client-ca FILE     require client certificates signed by this CA     TOKENGUARD_CLIENT_CA
+  --kubeconfig FILE    cluster access (else in-cluster, KUBECONFIG, ~/.kube/config)
+  --no-cluster         never talk to a cluster (cluster-backed checks warn that they could not run)
+  --log-level LEVEL    debug, info, warn or error (default info)   TOKENGUARD_LOG_LEVEL
+  --dev                generate development certificates under certs/ when missing and print the caBundle
+`;
+
+const DEFAULT_CERT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../certs');
+
+function num(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new UsageError(`${flag} must be an integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function flagOverrides(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): ConfigOverrides {
+  const pick = (flag: string, envName: string) => (values[flag] as string | undefined) ?? env[envName];
+  const server: Partial<TokenguardConfig['server']> = {};
+  const set = <K extends keyof TokenguardConfig['server']>(k: K, v: TokenguardConfig['server'][K] | undefined) => {
+    if (v !== undefined) server[k] = v;
+  };
+  set('address', pick('address', 'TOKENGUARD_ADDRESS'));
+  set('port', num('--port', pick('port', 'TOKENGUARD_PORT')));
+  set('tlsCertFile', pick('tls-cert', 'TOKENGUARD_TLS_CERT'));
+  set('tlsKeyFile', pick('tls-key', 'TOKENGUARD_TLS_KEY'));
+  set('clientCAFile', pick('client-ca', 'TOKENGUARD_CLIENT_CA'));
+  const overrides: ConfigOverrides = { server };
+  const level = pick('log-level', 'TOKENGUARD_LOG_LEVEL');
+  if (level) overrides.log = { level: level as LogLevel };
+  const cluster: Partial<TokenguardConfig['cluster']> = {};
+  if (typeof values.kubeconfig === 'string') cluster.kubeconfig = values.kubeconfig;
+  if (values['no-cluster']) cluster.enabled = false;
+  if (Object.keys(cluster).length) overrides.cluster = cluster;
+  return overrides;
+}
+
+/** Generate dev certificates when the configured pair is the default one and missing. */
+function ensureDevCertificates(config: TokenguardConfig, logger: Logger): void {
+  const cert = resolve(config.server.tlsCertFile);
+  const key = resolve(config.server.tlsKeyFile);
+  if (existsSync(cert) && existsSync(key)) return;
+  const dir = dirname(cert);
+  if (dir !== dirname(key)) throw new Error(`--dev generates certs into one folder; ${cert} and ${key} differ`);
+  execFileSync('bash', [resolve(DEFAULT_CERT_DIR, 'generate.sh'), dir], { stdio: 'inherit' });
+  logger.info('generated development certificates', { dir });
+}
+
+function printDevInfo(config: TokenguardConfig, url: string): void {
+  const caFile = resolve(dirname(config.server.tlsCertFile), 'ca.crt');
+  const lines = [`tokenguard is serving on ${url} (POST /validate, POST /mutate, GET /healthz /readyz /metrics)`];
+  lines.push(`  certificate: ${resolve(config.server.tlsCertFile)}`, `  key:         ${resolve(config.server.tlsKeyFile)}`);
+  if (existsSync(caFile)) {
+    lines.push(`  CA:          ${caFile}`);
+    lines.push(`  caBundle:    ${readFileSync(caFile).toString('base64')}`);
+    lines.push(`  try: curl --cacert ${caFile} ${url}/readyz`);
+  }
+  process.stderr.write(lines.join('\n') + '\n');
+}
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'serve the admission webhook over HTTPS',
+  help: HELP,
+  async run(args) {
+    const { values } = parseFlags(args, {
+      config: { type: 'string' },
+      address: { type: 'string' },
+      port: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'client-ca': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'no-cluster': { type: 'boolean' },
+      'log-level': { type: 'string' },
+      dev: { type: 'boolean' },
+    });
+    const configPath = values.config ?? process.env.TOKENGUARD_CONFIG;
+    const config = loadConfig(configPath, BUILTIN_POLICIES, flagOverrides(values, process.env));
+    const logger = createLogger(config.log.level);
+    if (values.dev) ensureDevCertificates(config, logger);
+
+    const running = await runServer(config, logger);
+    logger.info('tokenguard started', { url: running.url, policies: BUILTIN_POLICIES.map((p) => p.name), mode: config.mode });
+    if (values.dev) printDevInfo(config, running.url);
+
+    const stop = (signal: string) => {
+      logger.info('signal received', { signal });
+      running.shutdown().then(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    return -1;
+  },
+};
+
+/** Start the server for a loaded config; the cluster layer is attached when one is configured. */
+export async function runServer(config: TokenguardConfig, logger: Logger): Promise<RunningServer> {
+  const engine = new Engine({
+    config,
+    policies: BUILTIN_POLICIES,
+    onPolicyError: (policy, err) => logger.error('policy failed', { policy, error: String((err as Error)?.stack ?? err) }),
+  });
+  const running = await startServer({
+    address: config.server.address,
+    port: config.server.port,
+    tls: { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile, clientCAFile: config.server.clientCAFile },
+    tlsReloadSeconds: config.server.tlsReloadSeconds,
+    maxBodyBytes: config.server.maxBodyBytes,
+    shutdownGraceSeconds: config.server.shutdownGraceSeconds,
+    logger,
+    engine: () => engine,
+  });
+  running.readiness.set('config', () => ({ ok: true }));
+  return running;
+}

@@ -1,0 +1,103 @@
+// Loading the configuration: built-in defaults <- config file <- flags/environment.
+// A file that does not validate stops start-up with the path of each bad field and the reason.
+
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { AnyPolicy } from '../policies/types.js';
+import { buildConfigSchema, DEFAULT_CONFIG, type TokenguardConfig } from './schema.js';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid configuration in ${source}:\n` + problems.map((p) => `  - ${p}`).join('\n'));
+  }
+}
+
+/** A deep partial, for flags and tests. */
+export type ConfigOverrides = { [K in keyof TokenguardConfig]?: Partial<TokenguardConfig[K]> | TokenguardConfig[K] };
+
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
+  }
+  try {
+    // YAML 1.2 is a superset of JSON, so one parser serves both.
+    return parseYaml(text, { prettyErrors: true }) ?? {};
+  } catch (err) {
+    if (err instanceof YAMLParseError) {
+      const pos = err.linePos?.[0];
+      throw new ConfigError(path, [`${pos ? `line ${pos.line}, column ${pos.col}: ` : ''}${err.message.split('\n')[0]}`]);
+    }
+    throw err;
+  }
+}
+
+function formatAjvError(e: ErrorObject): string {
+  const path = e.instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
+  const p = e.params as Record<string, unknown>;
+  if (e.keyword === 'additionalProperties') {
+    return `${path ? path + '.' : ''}${String(p.additionalProperty)}: unknown key`;
+  }
+  if (e.keyword === 'enum') return `${path || '(root)'}: must be one of ${JSON.stringify(p.allowedValues)}`;
+  if (e.keyword === 'propertyNames') return `${path || '(root)'}: key ${JSON.stringify(p.propertyName)} is not a policy`;
+  return `${path || '(root)'}: ${e.message}`;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Merge `over` onto `base`: objects recursively, everything else (arrays too) replaced. */
+export function deepMerge<T>(base: T, over: unknown): T {
+  if (!isPlainObject(base) || !isPlainObject(over)) return (over === undefined ? base : over) as T;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    out[k] = k in out ? deepMerge(out[k], v) : v;
+  }
+  return out as T;
+}
+
+export function validateConfig(raw: unknown, source: string, policies: readonly AnyPolicy[]): void {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const validate = ajv.compile(buildConfigSchema(policies));
+  if (!validate(raw)) {
+    const problems = [...new Set((validate.errors ?? []).map(formatAjvError))];
+    throw new ConfigError(source, problems);
+  }
+}
+
+/**
+ * The effective configuration. `raw` is the parsed file (or undefined for built-in defaults);
+ * `overrides` come from flags and environment and are validated like the file.
+ */
+export function resolveConfig(
+  raw: unknown,
+  source: string,
+  policies: readonly AnyPolicy[],
+  overrides: ConfigOverrides = {},
+): TokenguardConfig {
+  const fileConfig = raw ?? {};
+  validateConfig(fileConfig, source, policies);
+  validateConfig(overrides, 'flags and environment', policies);
+  return deepMerge(deepMerge(DEFAULT_CONFIG, fileConfig), overrides);
+}
+
+export function loadConfig(
+  path: string | undefined,
+  policies: readonly AnyPolicy[],
+  overrides: ConfigOverrides = {},
+): TokenguardConfig {
+  if (!path) return resolveConfig(undefined, 'built-in defaults', policies, overrides);
+  return resolveConfig(readConfigFile(path), path, policies, overrides);
+}

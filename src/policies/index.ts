@@ -1,0 +1,5 @@
+// The built-in policies, in the order they run. Each lives in its own file.
+
+import type { AnyPolicy } from './types.js';
+
+export const BUILTIN_POLICIES: readonly AnyPolicy[] = [];

@@ -1,0 +1,44 @@
+// Everything that is not the admission hot path: health, readiness, metrics and clear errors.
+
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Readiness } from './readiness.js';
+import { registry } from './metrics.js';
+
+export function createApp(readiness: Readiness): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: true });
+  });
+
+  app.get('/readyz', (_req, res) => {
+    const report = readiness.report();
+    res.status(report.ready ? 200 : 503).json(report);
+  });
+
+  app.get('/metrics', async (_req, res, next) => {
+    try {
+      const text = await registry.metrics();
+      res.type(registry.contentType).send(text);
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  // POSTs to the admission routes never get here (see admission-handler.ts): any other method does.
+  app.all(['/validate', '/mutate'], (req, res) => {
+    res.set('allow', 'POST');
+    res.status(405).json({ error: { code: 405, message: `method ${req.method} not allowed on ${req.path}: use POST with an AdmissionReview` } });
+  });
+
+  app.use((req, res) => {
+    res.status(404).json({ error: { code: 404, message: `no route ${req.method} ${req.path}; routes: POST /validate, POST /mutate, GET /healthz, GET /readyz, GET /metrics` } });
+  });
+
+  app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
+    res.status(500).json({ error: { code: 500, message: `internal error: ${err.message}` } });
+  });
+  return app;
+}

@@ -1,0 +1,32 @@
+// Structured logging: one JSON object per line on stdout, which is what log pipelines expect.
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Logger {
+  level: LogLevel;
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+  enabled(level: LogLevel): boolean;
+}
+
+export function createLogger(level: LogLevel = 'info', write: (line: string) => void = (l) => process.stdout.write(l)): Logger {
+  const logger: Logger = {
+    level,
+    enabled: (l) => ORDER[l] >= ORDER[logger.level],
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+  };
+  function emit(l: LogLevel, msg: string, fields?: Record<string, unknown>) {
+    if (ORDER[l] < ORDER[logger.level]) return;
+    write(JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...fields }) + '\n');
+  }
+  return logger;
+}
+
+/** For tests and commands that must stay quiet. */
+export const silentLogger: Logger = createLogger('error', () => {});

@@ -1,0 +1,109 @@
+// The HTTPS server: TLS from files (reloaded on change), the admission hot path, the express app
+// for the rest, and a graceful shutdown that drains in-flight reviews.
+
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Engine } from '../admission/engine.js';
+import { admissionRoute, createAdmissionHandler } from './admission-handler.js';
+import { createApp } from './app.js';
+import type { Logger } from './log.js';
+import { Readiness } from './readiness.js';
+import { loadTls, watchTls, type TlsFiles } from './tls.js';
+
+export interface ServerOptions {
+  address: string;
+  port: number;
+  tls: TlsFiles;
+  tlsReloadSeconds: number;
+  maxBodyBytes: number;
+  shutdownGraceSeconds: number;
+  logger: Logger;
+  /** A getter, so the engine can be swapped (e.g. once cluster caches exist) without a restart. */
+  engine: () => Engine;
+  readiness?: Readiness;
+}
+
+export interface RunningServer {
+  server: Server;
+  readiness: Readiness;
+  port: number;
+  url: string;
+  /** Unready, stop accepting, let in-flight requests finish (bounded by the grace period), close. */
+  shutdown(): Promise<void>;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const readiness = opts.readiness ?? new Readiness();
+  const tls = loadTls(opts.tls); // a missing or broken pair fails start-up, with the file named
+  const requireClientCert = !!opts.tls.clientCAFile;
+  const app = createApp(readiness);
+  const handleAdmission = createAdmissionHandler({
+    engine: opts.engine,
+    logger: opts.logger,
+    maxBodyBytes: opts.maxBodyBytes,
+    requireClientCert,
+  });
+  let shuttingDown = false;
+
+  const server = createServer(
+    {
+      ...tls.options,
+      // Ask for a client certificate but check it per route: kubelet probes of /healthz present none.
+      requestCert: requireClientCert,
+      rejectUnauthorized: false,
+      keepAliveTimeout: 65_000,
+    },
+    (req, res) => {
+      if (shuttingDown) res.setHeader('connection', 'close');
+      const route = admissionRoute(req.method, req.url);
+      if (route) handleAdmission(route, req, res);
+      else app(req, res);
+    },
+  );
+  server.on('clientError', (err, socket: Socket) => {
+    opts.logger.debug('client error', { error: err.message });
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  server.on('tlsClientError', (err) => opts.logger.debug('TLS handshake failed', { error: err.message }));
+
+  readiness.set('tls', () => ({ ok: true }));
+  readiness.set('shutdown', () => (shuttingDown ? { ok: false, reason: 'shutting down' } : { ok: true }));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.address, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const stopWatching = watchTls(server, opts.tls, tls, opts.tlsReloadSeconds * 1000, opts.logger);
+  const port = (server.address() as AddressInfo).port;
+  const host = opts.address.includes(':') ? `[${opts.address}]` : opts.address;
+
+  let closing: Promise<void> | undefined;
+  const shutdown = () =>
+    (closing ??= new Promise<void>((resolve) => {
+      shuttingDown = true;
+      stopWatching();
+      opts.logger.info('shutting down: unready, no new connections, draining in-flight requests', {
+        graceSeconds: opts.shutdownGraceSeconds,
+      });
+      const deadline = setTimeout(() => {
+        opts.logger.warn('grace period over, closing remaining connections');
+        server.closeAllConnections();
+      }, opts.shutdownGraceSeconds * 1000);
+      deadline.unref();
+      // Keep-alive connections with no request in flight would otherwise hold close() open;
+      // connections busy now become idle once their response is written, so sweep until closed.
+      const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      server.close(() => {
+        clearTimeout(deadline);
+        clearInterval(sweep);
+        resolve();
+      });
+      server.closeIdleConnections();
+    }));
+
+  return { server, readiness, port, url: `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, shutdown };
+}
