@@ -1,0 +1,131 @@
+// Finding pod specs in Pods and workload templates, and reading their volumes. Shared by the
+// policies and by the cluster cache's pod projection, so "uses a claim" and "has a projected
+// token" mean the same thing everywhere.
+
+import type { KubeObject } from '../admission/review.js';
+
+export interface PodSpecLocation {
+  /** Dotted path of the pod spec inside the object, e.g. `spec.template.spec`. */
+  path: string;
+  /** JSON Pointer tokens of the same location, for patches. */
+  tokens: string[];
+  spec: KubeObject;
+}
+
+/** Where each kind keeps its pod spec (all in the core or apps/batch groups). */
+const POD_SPEC_TOKENS: Record<string, string[]> = {
+  Pod: ['spec'],
+  PodTemplate: ['template', 'spec'],
+  Deployment: ['spec', 'template', 'spec'],
+  StatefulSet: ['spec', 'template', 'spec'],
+  DaemonSet: ['spec', 'template', 'spec'],
+  ReplicaSet: ['spec', 'template', 'spec'],
+  ReplicationController: ['spec', 'template', 'spec'],
+  Job: ['spec', 'template', 'spec'],
+  CronJob: ['spec', 'jobTemplate', 'spec', 'template', 'spec'],
+};
+
+export const POD_SPEC_KINDS = Object.keys(POD_SPEC_TOKENS);
+
+/** The pod spec of a Pod or workload object, or undefined for other kinds or a missing spec. */
+export function podSpecOf(kind: string, object: KubeObject | null | undefined): PodSpecLocation | undefined {
+  const tokens = POD_SPEC_TOKENS[kind];
+  if (!tokens || !object) return undefined;
+  let cur: any = object;
+  for (const t of tokens) {
+    cur = cur?.[t];
+    if (cur === undefined || cur === null) return undefined;
+  }
+  if (typeof cur !== 'object' || Array.isArray(cur)) return undefined;
+  return { path: tokens.join('.'), tokens, spec: cur };
+}
+
+export function volumesOf(spec: KubeObject): KubeObject[] {
+  return Array.isArray(spec.volumes) ? spec.volumes.filter((v: unknown) => typeof v === 'object' && v !== null) : [];
+}
+
+export interface ClaimRef {
+  claim: string;
+  volume: string;
+  volumeIndex: number;
+  /** `persistentVolumeClaim` or `ephemeral` (generic ephemeral volume, claim `<pod>-<volume>`). */
+  source: 'persistentVolumeClaim' | 'ephemeral';
+}
+
+/**
+ * Claims a pod uses. Generic ephemeral volumes create a claim named `<pod>-<volume>`; for a pod
+ * template (no pod name yet) those are reported with `claim` empty.
+ */
+export function claimRefs(spec: KubeObject, podName: string): ClaimRef[] {
+  const out: ClaimRef[] = [];
+  volumesOf(spec).forEach((v, volumeIndex) => {
+    const name = typeof v.name === 'string' ? v.name : '';
+    const pvc = v.persistentVolumeClaim?.claimName;
+    if (typeof pvc === 'string' && pvc) out.push({ claim: pvc, volume: name, volumeIndex, source: 'persistentVolumeClaim' });
+    else if (v.ephemeral && typeof v.ephemeral === 'object') {
+      out.push({ claim: podName ? `${podName}-${name}` : '', volume: name, volumeIndex, source: 'ephemeral' });
+    }
+  });
+  return out;
+}
+
+export interface TokenProjection {
+  volume: string;
+  volumeIndex: number;
+  sourceIndex: number;
+  /** Dotted path relative to the pod spec: `volumes[2].projected.sources[0].serviceAccountToken`. */
+  relPath: string;
+  /** `expirationSeconds` as written (undefined when missing: the API defaults it to 3600). */
+  expirationSeconds: unknown;
+  /** `audience` as written (undefined or '' means the API server's audiences). */
+  audience: unknown;
+  tokenPath: unknown;
+  /** The volume the ServiceAccount admission plugin injects (`kube-api-access-*`). */
+  injected: boolean;
+}
+
+const INJECTED_VOLUME = /^kube-api-access-[a-z0-9]+$/;
+
+/**
+ * Whether a projected volume is the one the ServiceAccount admission plugin injects: named
+ * `kube-api-access-<suffix>`, a `token` path with 3607 s and no audience, plus kube-root-ca.crt.
+ */
+export function isInjectedApiAccessVolume(volume: KubeObject): boolean {
+  if (typeof volume.name !== 'string' || !INJECTED_VOLUME.test(volume.name)) return false;
+  const sources: unknown[] = Array.isArray(volume.projected?.sources) ? volume.projected.sources : [];
+  const tokens = sources.filter((s: any) => s?.serviceAccountToken);
+  if (tokens.length !== 1) return false;
+  const t = (tokens[0] as any).serviceAccountToken;
+  const hasRootCA = sources.some((s: any) => s?.configMap?.name === 'kube-root-ca.crt');
+  return t.path === 'token' && t.expirationSeconds === 3607 && !t.audience && hasRootCA;
+}
+
+export function tokenProjections(spec: KubeObject): TokenProjection[] {
+  const out: TokenProjection[] = [];
+  volumesOf(spec).forEach((v, volumeIndex) => {
+    const sources = v.projected?.sources;
+    if (!Array.isArray(sources)) return;
+    const injected = isInjectedApiAccessVolume(v);
+    sources.forEach((s: any, sourceIndex: number) => {
+      const t = s?.serviceAccountToken;
+      if (!t || typeof t !== 'object') return;
+      out.push({
+        volume: typeof v.name === 'string' ? v.name : '',
+        volumeIndex,
+        sourceIndex,
+        relPath: `volumes[${volumeIndex}].projected.sources[${sourceIndex}].serviceAccountToken`,
+        expirationSeconds: t.expirationSeconds,
+        audience: t.audience,
+        tokenPath: t.path,
+        injected,
+      });
+    });
+  });
+  return out;
+}
+
+export function hasProjectedToken(spec: KubeObject): boolean {
+  return volumesOf(spec).some(
+    (v) => Array.isArray(v.projected?.sources) && v.projected.sources.some((s: any) => s?.serviceAccountToken),
+  );
+}
