@@ -28,7 +28,9 @@ export function createApp(readiness: Readiness): Express {
   });
 
   // POSTs to the admission routes never get here (see admission-handler.ts): any other method does.
-  app.all(['/validate', '/mutate'], (req, res) => {
+  // (A POST lands here only for a variant such as `/validate/`: that is an unknown route.)
+  app.all(['/validate', '/mutate'], (req, res, next) => {
+    if (req.method === 'POST') return next();
     res.set('allow', 'POST');
     res.status(405).json({ error: { code: 405, message: `method ${req.method} not allowed on ${req.path}: use POST with an AdmissionReview` } });
   });

@@ -1,6 +1,7 @@
 // The HTTPS server: TLS from files (reloaded on change), the admission hot path, the express app
 // for the rest, and a graceful shutdown that drains in-flight reviews.
 
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Engine } from '../admission/engine.js';
@@ -32,18 +33,41 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
+export interface RequestListenerOptions {
+  engine: () => Engine;
+  logger: Logger;
+  maxBodyBytes: number;
+  requireClientCert: boolean;
+  readiness: Readiness;
+  /** True once shutdown began: responses then ask the client to close the connection. */
+  shuttingDown?: () => boolean;
+}
+
+/** The whole request routing, without the listener: the hot path first, express for the rest. */
+export function createRequestListener(opts: RequestListenerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const app = createApp(opts.readiness);
+  const handleAdmission = createAdmissionHandler(opts);
+  return (req, res) => {
+    if (opts.shuttingDown?.()) res.setHeader('connection', 'close');
+    const route = admissionRoute(req.method, req.url);
+    if (route) handleAdmission(route, req, res);
+    else app(req, res);
+  };
+}
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const readiness = opts.readiness ?? new Readiness();
   const tls = loadTls(opts.tls); // a missing or broken pair fails start-up, with the file named
   const requireClientCert = !!opts.tls.clientCAFile;
-  const app = createApp(readiness);
-  const handleAdmission = createAdmissionHandler({
+  let shuttingDown = false;
+  const listener = createRequestListener({
     engine: opts.engine,
     logger: opts.logger,
     maxBodyBytes: opts.maxBodyBytes,
     requireClientCert,
+    readiness,
+    shuttingDown: () => shuttingDown,
   });
-  let shuttingDown = false;
 
   const server = createServer(
     {
@@ -53,12 +77,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       rejectUnauthorized: false,
       keepAliveTimeout: 65_000,
     },
-    (req, res) => {
-      if (shuttingDown) res.setHeader('connection', 'close');
-      const route = admissionRoute(req.method, req.url);
-      if (route) handleAdmission(route, req, res);
-      else app(req, res);
-    },
+    listener,
   );
   server.on('clientError', (err, socket: Socket) => {
     opts.logger.debug('client error', { error: err.message });
