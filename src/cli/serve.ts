@@ -133,6 +133,7 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     tlsReloadSeconds: config.server.tlsReloadSeconds,
     maxBodyBytes: config.server.maxBodyBytes,
     shutdownGraceSeconds: config.server.shutdownGraceSeconds,
+    shutdownDelaySeconds: config.server.shutdownDelaySeconds,
     logger,
     engine: () => engine,
   });

@@ -38,18 +38,24 @@ export function readConfigFile(path: string): unknown {
   }
 }
 
-function formatAjvError(e: ErrorObject): string {
+function formatAjvError(e: ErrorObject, policyNames: readonly string[]): string | undefined {
   const path = e.instancePath
     .split('/')
     .filter(Boolean)
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
     .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
+  const at = (key: string) => (path ? `${path}.${key}` : key);
+  const known = policyNames.length ? `known policies: ${policyNames.join(', ')}` : 'no policies are registered';
   const p = e.params as Record<string, unknown>;
+  // The failing enum under propertyNames repeats what the propertyNames error already says.
+  if ((e as { propertyName?: string }).propertyName !== undefined) return undefined;
   if (e.keyword === 'additionalProperties') {
-    return `${path ? path + '.' : ''}${String(p.additionalProperty)}: unknown key`;
+    const key = String(p.additionalProperty);
+    return path === 'policies' ? `${at(key)}: unknown policy (${known})` : `${at(key)}: unknown key`;
   }
+  if (e.keyword === 'propertyNames') return `${at(String(p.propertyName))}: unknown policy (${known})`;
+  if (e.keyword === 'required') return `${at(String(p.missingProperty))}: required`;
   if (e.keyword === 'enum') return `${path || '(root)'}: must be one of ${JSON.stringify(p.allowedValues)}`;
-  if (e.keyword === 'propertyNames') return `${path || '(root)'}: key ${JSON.stringify(p.propertyName)} is not a policy`;
   return `${path || '(root)'}: ${e.message}`;
 }
 
@@ -72,7 +78,8 @@ export function validateConfig(raw: unknown, source: string, policies: readonly 
   const ajv = new Ajv({ allErrors: true, strict: false });
   const validate = ajv.compile(buildConfigSchema(policies));
   if (!validate(raw)) {
-    const problems = [...new Set((validate.errors ?? []).map(formatAjvError))];
+    const names = policies.map((p) => p.name);
+    const problems = [...new Set((validate.errors ?? []).map((e) => formatAjvError(e, names)).filter((p) => p !== undefined))];
     throw new ConfigError(source, problems);
   }
 }

@@ -31,6 +31,8 @@ export interface TokenguardConfig {
     maxBodyBytes: number;
     /** Upper bound on how long in-flight requests may take to finish at shutdown. */
     shutdownGraceSeconds: number;
+    /** At shutdown, how long to stay up while unready before closing the listener (endpoint removal). */
+    shutdownDelaySeconds: number;
   };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
   /** Default mode for every policy. */
@@ -90,6 +92,7 @@ export function buildConfigSchema(policies: readonly AnyPolicy[]): object {
           tlsReloadSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 3600 },
           maxBodyBytes: { type: 'integer', minimum: 1024, maximum: 268435456 },
           shutdownGraceSeconds: { type: 'number', minimum: 0, maximum: 600 },
+          shutdownDelaySeconds: { type: 'number', minimum: 0, maximum: 600 },
         },
       },
       log: {
@@ -145,6 +148,7 @@ export const DEFAULT_CONFIG: TokenguardConfig = {
     tlsReloadSeconds: 10,
     maxBodyBytes: 8 * 1024 * 1024,
     shutdownGraceSeconds: 25,
+    shutdownDelaySeconds: 0,
   },
   log: { level: 'info' },
   mode: 'warn',

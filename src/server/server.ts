@@ -18,6 +18,8 @@ export interface ServerOptions {
   tlsReloadSeconds: number;
   maxBodyBytes: number;
   shutdownGraceSeconds: number;
+  /** Unready but still accepting for this long before the listener closes (default 0). */
+  shutdownDelaySeconds?: number;
   logger: Logger;
   /** A getter, so the engine can be swapped (e.g. once cluster caches exist) without a restart. */
   engine: () => Engine;
@@ -101,13 +103,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const host = opts.address.includes(':') ? `[${opts.address}]` : opts.address;
 
   let closing: Promise<void> | undefined;
-  const shutdown = () =>
-    (closing ??= new Promise<void>((resolve) => {
-      shuttingDown = true;
-      stopWatching();
-      opts.logger.info('shutting down: unready, no new connections, draining in-flight requests', {
-        graceSeconds: opts.shutdownGraceSeconds,
-      });
+  const drain = () =>
+    new Promise<void>((resolve) => {
+      opts.logger.info('closing the listener, draining in-flight requests', { graceSeconds: opts.shutdownGraceSeconds });
       const deadline = setTimeout(() => {
         opts.logger.warn('grace period over, closing remaining connections');
         server.closeAllConnections();
@@ -122,7 +120,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         resolve();
       });
       server.closeIdleConnections();
-    }));
+    });
+  const shutdown = () =>
+    (closing ??= (async () => {
+      // Unready first: the Service stops sending new connections while the listener still accepts
+      // the ones already on their way (endpoint removal takes a moment to reach every client).
+      shuttingDown = true;
+      stopWatching();
+      const delay = opts.shutdownDelaySeconds ?? 0;
+      opts.logger.info('shutting down: unready', { delaySeconds: delay });
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay * 1000));
+      await drain();
+    })());
 
   return { server, readiness, port, url: `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, shutdown };
 }

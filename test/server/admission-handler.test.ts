@@ -1,0 +1,163 @@
+// The admission routes end to end over real HTTPS with test-only policies: the response format
+// (uid, allowed, status, warnings, auditAnnotations, base64 JSON Patch), idempotence through the
+// wire, dry-run, and the one JSON log line per decision.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fastJsonPatch from 'fast-json-patch';
+import type { AnyPolicy } from '../../src/policies/types.js';
+import { createLogger } from '../../src/server/log.js';
+import { reviewByPrefix } from '../helpers/fixtures.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { denyPolicy, labelPolicy, PODS_CREATE, slowPolicy, warnPolicy } from '../admission/test-policies.js';
+
+const auditing: AnyPolicy = {
+  name: 'auditing',
+  description: 'records an audit annotation',
+  match: [PODS_CREATE],
+  validate: (req) => [{ policy: 'auditing', severity: 'warn', message: 'audited', audit: { subject: req.object?.metadata?.name ?? '' } }],
+};
+
+const longWarning = 'this warning is far too long for one kubectl line: ' + 'blah '.repeat(40);
+const POLICIES: AnyPolicy[] = [
+  denyPolicy('strict', { match: [PODS_CREATE] }),
+  warnPolicy('chatty', ['same text', 'same text', longWarning, ...Array.from({ length: 50 }, (_, i) => `filler ${i} ` + 'f'.repeat(100))], [PODS_CREATE]),
+  auditing,
+  labelPolicy('labeler', { 'tokenguard.io/pvc-token-risk': 'true' }, { 'tokenguard.io/why~1': 'claim data' }),
+];
+
+describe('admission responses over HTTPS', () => {
+  let server: TestServer;
+  const lines: string[] = [];
+  before(async () => {
+    server = await startTestServer({
+      policies: POLICIES,
+      config: { policies: { strict: { mode: 'enforce' } } },
+      logger: createLogger('info', (l) => lines.push(l)),
+    });
+  });
+  after(() => server.shutdown());
+
+  it('a denial echoes the uid, sets allowed=false and status 403 with the policy message', async () => {
+    const review = reviewByPrefix('004');
+    const res = await server.post('/validate', review);
+    assert.equal(res.status, 200);
+    const r = res.json.response;
+    assert.equal(r.uid, review.request.uid);
+    assert.equal(r.allowed, false);
+    assert.equal(r.status.code, 403);
+    assert.equal(r.status.reason, 'Forbidden');
+    assert.match(r.status.message, /^\[strict\] strict says no to Pod \(at spec.volumes\[0\]\)\. strict detail Fix: strict fix$/);
+    assert.equal(r.patch, undefined);
+  });
+
+  it('warnings are deduplicated, cut to 120 characters with an ellipsis, and within 4096 in total', async () => {
+    const res = await server.post('/validate', reviewByPrefix('004'));
+    const warnings: string[] = res.json.response.warnings;
+    assert.equal(warnings.filter((w) => w === 'same text').length, 1);
+    const cut = warnings.find((w) => w.startsWith('this warning is far too long'))!;
+    assert.equal(Array.from(cut).length, 120);
+    assert.ok(cut.endsWith('…'));
+    assert.ok(warnings.every((w) => Array.from(w).length <= 120));
+    assert.ok(warnings.join('').length <= 4096);
+    assert.match(warnings.at(-1)!, /^tokenguard: \d+ more warnings omitted/);
+    assert.deepEqual(res.json.response.auditAnnotations, { 'auditing.subject': 'web-0' });
+  });
+
+  it('/mutate returns a base64 JSONPatch that applies, and the patched object gets no patch', async () => {
+    const review = reviewByPrefix('005'); // Pod without labels
+    const first = await server.post('/mutate', review);
+    assert.equal(first.status, 200);
+    const r = first.json.response;
+    assert.equal(r.allowed, true);
+    assert.equal(r.patchType, 'JSONPatch');
+    const ops = JSON.parse(Buffer.from(r.patch, 'base64').toString('utf8'));
+    assert.deepEqual(ops, [
+      { op: 'add', path: '/metadata/labels', value: { 'tokenguard.io/pvc-token-risk': 'true' } },
+      { op: 'add', path: '/metadata/annotations/tokenguard.io~1why~01', value: 'claim data' },
+    ]);
+    const patched = fastJsonPatch.applyPatch(structuredClone(review.request.object), ops as any, true, false).newDocument;
+    assert.equal(patched.metadata.annotations['tokenguard.io/why~1'], 'claim data');
+
+    review.request.object = patched;
+    const second = await server.post('/mutate', review);
+    assert.equal(second.json.response.allowed, true);
+    assert.equal(second.json.response.patch, undefined);
+    assert.equal(second.json.response.patchType, undefined);
+  });
+
+  it('/validate never carries a patch, /mutate never runs validating policies', async () => {
+    const review = reviewByPrefix('005');
+    const v = await server.post('/validate', review);
+    assert.equal(v.json.response.patch, undefined);
+    const m = await server.post('/mutate', review);
+    assert.equal(m.json.response.allowed, true, 'the strict validating policy is not consulted on /mutate');
+    assert.equal(m.json.response.warnings, undefined);
+  });
+
+  it('a dry-run request gets exactly the decision of the real one', async () => {
+    for (const [prefix, route] of [['004', '/validate'], ['005', '/validate'], ['005', '/mutate'], ['053', '/validate'], ['053', '/mutate']] as const) {
+      const real = reviewByPrefix(prefix);
+      const dry = reviewByPrefix(prefix);
+      real.request.dryRun = false;
+      dry.request.dryRun = true;
+      const a = await server.post(route, real);
+      const b = await server.post(route, dry);
+      assert.equal(a.status, 200);
+      assert.deepEqual(b.json, a.json, `${prefix} ${route}`);
+    }
+  });
+
+  it('logs one JSON line per decision with who, what, the decision, the policies and the latency', async () => {
+    lines.length = 0;
+    const review = reviewByPrefix('030'); // Pod from a controller, no name yet
+    review.request.dryRun = true;
+    await server.post('/validate?timeout=10s', review);
+    await server.post('/mutate', reviewByPrefix('005'));
+    const decisions = lines.map((l) => JSON.parse(l)).filter((e) => e.msg === 'admission decision');
+    assert.equal(decisions.length, 2, lines.join(''));
+    const [v, m] = decisions;
+    assert.equal(v.level, 'info');
+    assert.ok(!Number.isNaN(Date.parse(v.time)));
+    assert.equal(v.uid, review.request.uid);
+    assert.equal(v.route, 'validate');
+    assert.equal(v.kind, 'Pod');
+    assert.equal(v.namespace, 'shop');
+    assert.equal(v.name, review.request.object.metadata.generateName);
+    assert.equal(v.operation, 'CREATE');
+    assert.equal(v.user, 'system:serviceaccount:kube-system:replicaset-controller');
+    assert.equal(v.dryRun, true);
+    assert.equal(v.decision, 'denied');
+    assert.deepEqual(v.policies, ['strict', 'chatty', 'auditing']);
+    assert.equal(typeof v.latencyMs, 'number');
+    assert.ok(v.latencyMs >= 0);
+    assert.ok(v.findings.some((f: any) => f.policy === 'strict' && f.mode === 'enforce' && f.severity === 'deny'));
+    assert.equal(m.route, 'mutate');
+    assert.equal(m.decision, 'patched');
+    assert.equal(m.dryRun, false);
+    assert.deepEqual(m.policies, ['labeler']);
+    assert.ok(lines.every((l) => l.endsWith('\n') && !l.slice(0, -1).includes('\n')), 'one line each');
+  });
+
+  it('logs a rejected request once, naming the error', async () => {
+    lines.length = 0;
+    await server.post('/validate', '{');
+    const entries = lines.map((l) => JSON.parse(l));
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0].level, 'warn');
+    assert.equal(entries[0].status, 400);
+    assert.match(entries[0].error, /not valid JSON/);
+  });
+});
+
+describe('async gather on the validating side', () => {
+  it('waits for a slow gather and answers with what it found', async () => {
+    const server = await startTestServer({ policies: [slowPolicy('slow', 50)] });
+    try {
+      const res = await server.post('/validate', reviewByPrefix('006'));
+      assert.deepEqual(res.json.response.warnings, ['slow waited 50 ms']);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
