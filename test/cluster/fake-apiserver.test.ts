@@ -1,0 +1,149 @@
+// The fake API server speaks the protocol @kubernetes/client-node expects: checked with the real
+// client (its generated API for LIST and GET, its Watch class for WATCH), through the kubeconfig
+// the fake writes.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
+import { clusterState } from '../helpers/fixtures.js';
+
+let fake: FakeApiServer;
+let kc: KubeConfig;
+
+before(async () => {
+  fake = await FakeApiServer.start();
+  loadCapturedClusterState(fake);
+  kc = new KubeConfig();
+  kc.loadFromFile(fake.kubeconfigPath);
+});
+after(() => fake.close());
+
+type Event = { type: string; object: any };
+
+/** Open a watch with the real client; resolves once the response started (or failed). */
+async function openWatch(path: string, query: Record<string, string | number | boolean>) {
+  const events: Event[] = [];
+  let ended: ((err: any) => void) | undefined;
+  const done = new Promise<any>((resolve) => (ended = resolve));
+  const controller = await new Watch(kc).watch(path, query, (type, object) => events.push({ type, object }), (err) => ended!(err));
+  return { events, done, controller };
+}
+
+async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('LIST serves the captured PodList through the generated client, with its resourceVersion', async () => {
+  const api = kc.makeApiClient(CoreV1Api);
+  const list = await api.listPodForAllNamespaces();
+  const captured = clusterState('pods.json');
+  assert.equal(list.items.length, captured.items.length);
+  assert.equal(list.metadata?.resourceVersion, captured.metadata.resourceVersion);
+  const db1 = list.items.find((p) => p.metadata?.name === 'db-1');
+  assert.equal(db1?.spec?.nodeName, 'node-a');
+});
+
+test('LIST paginates with limit and continue, and an expired continue token is a 410 Status', async () => {
+  const api = kc.makeApiClient(CoreV1Api);
+  const first = await api.listPodForAllNamespaces({ limit: 5 });
+  assert.equal(first.items.length, 5);
+  assert.ok(first.metadata?._continue);
+  const second = await api.listPodForAllNamespaces({ limit: 100, _continue: first.metadata!._continue });
+  assert.equal(first.items.length + second.items.length, clusterState('pods.json').items.length);
+  assert.equal(second.metadata?._continue, undefined);
+
+  const again = await api.listPodForAllNamespaces({ limit: 5 });
+  fake.upsert('configmaps', { metadata: { name: 'bump', namespace: 'shop' } });
+  fake.compact();
+  await assert.rejects(api.listPodForAllNamespaces({ limit: 5, _continue: again.metadata!._continue }), (err: any) => {
+    assert.equal(err.code, 410);
+    assert.match(String(err.body), /"reason":"Expired"/);
+    return true;
+  });
+});
+
+test('requests without the kubeconfig token are refused with a 401 Status', async () => {
+  const kc2 = new KubeConfig();
+  kc2.loadFromString(fake.kubeconfig().replace(/token: .*/, 'token: wrong'));
+  await assert.rejects(kc2.makeApiClient(CoreV1Api).listNamespace(), (err: any) => err.code === 401);
+});
+
+test('WATCH replays from a resourceVersion, streams changes, sends bookmarks, and ends at timeoutSeconds', async () => {
+  const rv = fake.resourceVersion;
+  const w = await openWatch('/api/v1/namespaces/shop/pods', { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: 1 });
+  await until(() => fake.openWatches('pods') > 0, 'the watch to open');
+  fake.upsert('pods', { metadata: { name: 'new-pod', namespace: 'shop' }, spec: { nodeName: 'node-a' } });
+  fake.upsert('pods', { metadata: { name: 'elsewhere', namespace: 'batch-ns' }, spec: {} });
+  fake.remove('pods', 'shop', 'new-pod');
+  fake.bookmark();
+  assert.equal(await w.done, null); // clean end at timeoutSeconds
+  assert.deepEqual(
+    w.events.map((e) => [e.type, e.object.metadata.name ?? '']),
+    [
+      ['ADDED', 'new-pod'],
+      ['DELETED', 'new-pod'],
+      ['BOOKMARK', ''],
+    ],
+  );
+  assert.equal(w.events[2]!.object.metadata.resourceVersion, fake.resourceVersion);
+});
+
+test('WATCH from a compacted resourceVersion gets an ERROR event with a 410 Status, or HTTP 410', async () => {
+  const old = fake.resourceVersion;
+  fake.upsert('pods', { metadata: { name: 'bump', namespace: 'shop' } });
+  fake.compact();
+  const w = await openWatch('/api/v1/pods', { resourceVersion: old });
+  await w.done;
+  assert.equal(w.events.length, 1);
+  assert.equal(w.events[0]!.type, 'ERROR');
+  assert.equal(w.events[0]!.object.code, 410);
+  assert.equal(w.events[0]!.object.reason, 'Expired');
+
+  fake.expiredWatch = 'http';
+  try {
+    const w2 = await openWatch('/api/v1/pods', { resourceVersion: old });
+    const err = await w2.done;
+    assert.equal(err.statusCode, 410);
+  } finally {
+    fake.expiredWatch = 'event';
+  }
+});
+
+test('dropped watches end with an error; down and restart keep the objects and the port', async () => {
+  const w = await openWatch('/api/v1/pods', { resourceVersion: fake.resourceVersion });
+  await until(() => fake.openWatches('pods') > 0, 'the watch to open');
+  fake.dropWatches();
+  await w.done;
+  const port = fake.port;
+  await fake.down();
+  const api = kc.makeApiClient(CoreV1Api);
+  await assert.rejects(api.listNode());
+  await fake.restart();
+  assert.equal(fake.port, port);
+  const nodes = await api.listNode();
+  assert.deepEqual(nodes.items.map((n) => n.metadata?.name).sort(), ['node-a', 'node-b']);
+});
+
+test('extra routes take precedence and see the parsed request', async () => {
+  fake.route('GET', /^\/\.well-known\/openid-configuration$/, (_req, res, { fake: f }) =>
+    f.sendJson(res, 200, clusterState('openid-configuration.json')),
+  );
+  const opts: any = {};
+  await kc.applyToHTTPSOptions(opts);
+  const { request } = await import('node:https');
+  const body = await new Promise<string>((resolve, reject) => {
+    request(`${fake.url}/.well-known/openid-configuration`, opts, (res) => {
+      let s = '';
+      res.on('data', (c) => (s += c));
+      res.on('end', () => resolve(s));
+    })
+      .on('error', reject)
+      .end();
+  });
+  assert.equal(JSON.parse(body).issuer, 'https://kubernetes.default.svc');
+});

@@ -1,0 +1,544 @@
+// An in-process fake kube-apiserver for tests and benchmarks. It speaks the wire protocol the
+// real client uses, so @kubernetes/client-node is exercised for real (never stubbed):
+//
+// - HTTPS (the test CA) with bearer-token authentication, and a kubeconfig file pointing at it;
+// - LIST   GET /api/v1/pods, /api/v1/namespaces/{ns}/pods, /api/v1/nodes, ... as a `<Kind>List`
+//          with `metadata.resourceVersion`, `limit` + `continue` pagination (expired tokens: 410);
+// - WATCH  the same paths with `?watch=true`: newline-delimited `{"type","object"}` events, replay
+//          from `resourceVersion`, `BOOKMARK`s when `allowWatchBookmarks=true`, `timeoutSeconds`,
+//          and a too-old resourceVersion answered as the real API server does: HTTP 200 and an
+//          `ERROR` event carrying a 410 `Status` (or, with `expiredWatch: 'http'`, a plain HTTP 410);
+// - GET    /api/v1/namespaces/{ns}/{resource}/{name} and /api/v1/{resource}/{name};
+// - faults: drop open watches, compact the event history, go down and come back on the same port;
+// - extra routes: `route(method, pathRegex, handler)` (checked before the built-in ones), e.g. OIDC
+//   discovery, TokenRequest or Events for other tests.
+//
+// Objects are stored as plain JSON (as the real API server would serve them); fixtures from
+// test/fixtures/cluster-state can be loaded verbatim with `loadList`.
+
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clusterState } from './fixtures.js';
+import { makeCerts, type CertSet } from './tls.js';
+
+export type KubeObject = Record<string, any>;
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export type RouteHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: { match: RegExpMatchArray; url: URL; body: string; fake: FakeApiServer },
+) => void | Promise<void>;
+
+export interface FakeApiServerOptions {
+  /** Serve HTTPS with the test CA (default) or plain HTTP. */
+  tls?: boolean;
+  certs?: CertSet;
+  /** Bearer token the kubeconfig carries and the server requires; `null` disables authentication. */
+  token?: string | null;
+  /** How a watch from a compacted resourceVersion is refused: an ERROR event (as the real API) or HTTP 410. */
+  expiredWatch?: 'event' | 'http';
+  /** Send a BOOKMARK to watches that allow them every this many ms (0: only on `bookmark()`). */
+  bookmarkIntervalMs?: number;
+}
+
+/** Resource -> kind and scope. Anything not listed is a namespaced resource whose kind is derived. */
+const KINDS: Record<string, { kind: string; clusterScoped?: boolean }> = {
+  pods: { kind: 'Pod' },
+  namespaces: { kind: 'Namespace', clusterScoped: true },
+  nodes: { kind: 'Node', clusterScoped: true },
+  persistentvolumeclaims: { kind: 'PersistentVolumeClaim' },
+  persistentvolumes: { kind: 'PersistentVolume', clusterScoped: true },
+  configmaps: { kind: 'ConfigMap' },
+  events: { kind: 'Event' },
+  serviceaccounts: { kind: 'ServiceAccount' },
+};
+
+function kindOf(resource: string): { kind: string; clusterScoped: boolean } {
+  const k = KINDS[resource];
+  if (k) return { kind: k.kind, clusterScoped: !!k.clusterScoped };
+  const singular = resource.endsWith('s') ? resource.slice(0, -1) : resource;
+  return { kind: singular.charAt(0).toUpperCase() + singular.slice(1), clusterScoped: false };
+}
+
+export function statusBody(code: number, reason: string, message: string): KubeObject {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+interface StoredEvent {
+  rv: number;
+  resource: string;
+  type: WatchEventType;
+  object: KubeObject;
+}
+
+interface OpenWatch {
+  resource: string;
+  namespace?: string;
+  bookmarks: boolean;
+  res: ServerResponse;
+  socket: Socket;
+  timer?: NodeJS.Timeout;
+}
+
+interface ParsedPath {
+  /** `v1` or `group/version`. */
+  apiVersion: string;
+  resource: string;
+  namespace?: string;
+  name?: string;
+}
+
+/** `/api/v1/namespaces/shop/pods/x` -> { apiVersion: 'v1', resource: 'pods', namespace: 'shop', name: 'x' }. */
+function parsePath(pathname: string): ParsedPath | undefined {
+  const seg = pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  let apiVersion: string;
+  let rest: string[];
+  if (seg[0] === 'api' && seg.length >= 3) {
+    apiVersion = seg[1]!;
+    rest = seg.slice(2);
+  } else if (seg[0] === 'apis' && seg.length >= 4) {
+    apiVersion = `${seg[1]}/${seg[2]}`;
+    rest = seg.slice(3);
+  } else return undefined;
+  // namespaces/{ns}/{resource}[/{name}] for namespaced resources; namespaces[/{name}] is itself a resource.
+  if (rest[0] === 'namespaces' && rest.length >= 3) {
+    return { apiVersion, namespace: rest[1], resource: rest[2]!, name: rest[3] };
+  }
+  if (rest.length === 1 || rest.length === 2) return { apiVersion, resource: rest[0]!, name: rest[1] };
+  return undefined;
+}
+
+const keyOf = (namespace: string | undefined, name: string) => (namespace ? `${namespace}/${name}` : name);
+
+export class FakeApiServer {
+  readonly token: string | null;
+  readonly certs: CertSet | undefined;
+  readonly kubeconfigPath: string;
+  /** Every request served, in order (method, path and query), for assertions. */
+  readonly requests: { method: string; path: string; query: Record<string, string> }[] = [];
+  expiredWatch: 'event' | 'http';
+
+  private server: Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly routes: { method: string; pattern: RegExp; handler: RouteHandler }[] = [];
+  private readonly store = new Map<string, Map<string, KubeObject>>();
+  private events: StoredEvent[] = [];
+  private rv = 1;
+  /** Watches from a resourceVersion below this are expired (410). */
+  private compactedRv = 0;
+  private readonly watches = new Set<OpenWatch>();
+  private bookmarkTimer: NodeJS.Timeout | undefined;
+  private up = false;
+  private _port = 0;
+
+  private constructor(private readonly opts: FakeApiServerOptions) {
+    this.token = opts.token === undefined ? `fake-token-${randomBytes(8).toString('hex')}` : opts.token;
+    this.certs = opts.tls === false ? undefined : (opts.certs ?? sharedCerts());
+    this.expiredWatch = opts.expiredWatch ?? 'event';
+    this.server = this.createServer();
+    this.kubeconfigPath = join(mkdtempSync(join(tmpdir(), 'fake-apiserver-')), 'kubeconfig');
+  }
+
+  static async start(opts: FakeApiServerOptions = {}): Promise<FakeApiServer> {
+    const fake = new FakeApiServer(opts);
+    await fake.listen(0);
+    fake.writeKubeconfig();
+    if (opts.bookmarkIntervalMs) {
+      fake.bookmarkTimer = setInterval(() => fake.bookmark(), opts.bookmarkIntervalMs);
+      fake.bookmarkTimer.unref();
+    }
+    return fake;
+  }
+
+  get port(): number {
+    return this._port;
+  }
+
+  get url(): string {
+    return `${this.certs ? 'https' : 'http'}://127.0.0.1:${this._port}`;
+  }
+
+  get resourceVersion(): string {
+    return String(this.rv);
+  }
+
+  get isUp(): boolean {
+    return this.up;
+  }
+
+  /** Number of open watch connections (optionally for one resource). */
+  openWatches(resource?: string): number {
+    let n = 0;
+    for (const w of this.watches) if (!resource || w.resource === resource) n++;
+    return n;
+  }
+
+  /** Register a route, checked before the built-in ones (latest registration first). */
+  route(method: string, pattern: RegExp, handler: RouteHandler): void {
+    this.routes.unshift({ method: method.toUpperCase(), pattern, handler });
+  }
+
+  // ---- objects -------------------------------------------------------------------------------
+
+  /** Load a real `<Kind>List` body: its items keep their resourceVersions; no watch events. */
+  loadList(resource: string, list: KubeObject): void {
+    const items: KubeObject[] = Array.isArray(list.items) ? list.items : [];
+    const bucket = this.bucket(resource);
+    for (const item of items) {
+      const copy = structuredClone(item);
+      bucket.set(keyOf(copy.metadata?.namespace, copy.metadata?.name), copy);
+      this.rv = Math.max(this.rv, Number(copy.metadata?.resourceVersion) || 0);
+    }
+    this.rv = Math.max(this.rv, Number(list.metadata?.resourceVersion) || 0);
+  }
+
+  /** Add objects in bulk without recording watch events (fast, for benchmarks); then compacts history. */
+  fill(resource: string, objects: Iterable<KubeObject>): void {
+    const bucket = this.bucket(resource);
+    for (const o of objects) {
+      o.metadata ??= {};
+      o.metadata.resourceVersion = String(++this.rv);
+      bucket.set(keyOf(o.metadata.namespace, o.metadata.name), o);
+    }
+    this.compact();
+  }
+
+  /** Create or replace an object; open watches see ADDED or MODIFIED. Returns the stored copy. */
+  upsert(resource: string, object: KubeObject): KubeObject {
+    const copy = structuredClone(object);
+    copy.metadata ??= {};
+    const key = keyOf(copy.metadata.namespace, copy.metadata.name);
+    const existed = this.bucket(resource).has(key);
+    return this.apply(resource, { type: existed ? 'MODIFIED' : 'ADDED', object: copy });
+  }
+
+  /** Delete an object; open watches see DELETED. Returns false when it did not exist. */
+  remove(resource: string, namespace: string | undefined, name: string): boolean {
+    const existing = this.bucket(resource).get(keyOf(namespace, name));
+    if (!existing) return false;
+    this.apply(resource, { type: 'DELETED', object: structuredClone(existing) });
+    return true;
+  }
+
+  /** Apply a watch event (e.g. a line of a recorded watch stream) to the store and broadcast it. */
+  apply(resource: string, event: { type: WatchEventType; object: KubeObject }): KubeObject {
+    const object = structuredClone(event.object);
+    object.metadata ??= {};
+    object.metadata.resourceVersion = String(++this.rv);
+    const key = keyOf(object.metadata.namespace, object.metadata.name);
+    if (event.type === 'DELETED') this.bucket(resource).delete(key);
+    else this.bucket(resource).set(key, object);
+    const stored: StoredEvent = { rv: this.rv, resource, type: event.type, object };
+    this.events.push(stored);
+    for (const w of this.watches) if (this.matches(w, stored)) this.send(w, { type: stored.type, object });
+    return object;
+  }
+
+  get(resource: string, namespace: string | undefined, name: string): KubeObject | undefined {
+    return this.bucket(resource).get(keyOf(namespace, name));
+  }
+
+  list(resource: string, namespace?: string): KubeObject[] {
+    const all = [...this.bucket(resource).values()];
+    return namespace ? all.filter((o) => o.metadata?.namespace === namespace) : all;
+  }
+
+  // ---- faults --------------------------------------------------------------------------------
+
+  /** Forget the event history: watches from any older resourceVersion now get 410 Expired. */
+  compact(): void {
+    this.compactedRv = this.rv;
+    this.events = [];
+  }
+
+  /** Send a BOOKMARK with the current resourceVersion to every watch that allows them. */
+  bookmark(): void {
+    for (const w of this.watches) {
+      if (!w.bookmarks) continue;
+      const { kind } = kindOf(w.resource);
+      this.send(w, { type: 'BOOKMARK', object: { kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } } });
+    }
+  }
+
+  /** Cut every open watch connection abruptly (as a load balancer or a crashed server would). */
+  dropWatches(): void {
+    for (const w of [...this.watches]) {
+      this.watches.delete(w);
+      clearTimeout(w.timer);
+      w.socket.destroy();
+    }
+  }
+
+  /** End every open watch cleanly (as the server does at `timeoutSeconds`). */
+  endWatches(): void {
+    for (const w of [...this.watches]) this.closeWatch(w);
+  }
+
+  /** Stop listening and cut every connection; objects are kept. */
+  async down(): Promise<void> {
+    if (!this.up) return;
+    this.up = false;
+    this.dropWatches();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+  }
+
+  /** Listen again on the same port, like an API server coming back after a restart. */
+  async restart(): Promise<void> {
+    if (this.up) return;
+    this.server = this.createServer();
+    await this.listen(this._port);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.bookmarkTimer);
+    await this.down();
+  }
+
+  // ---- kubeconfig ----------------------------------------------------------------------------
+
+  /** The kubeconfig text for this server (also written to `kubeconfigPath`). */
+  kubeconfig(): string {
+    const cluster: string[] = [`    server: ${this.url}`];
+    if (this.certs) cluster.push(`    certificate-authority-data: ${this.certs.ca.toString('base64')}`);
+    else cluster.push('    insecure-skip-tls-verify: true');
+    const user = this.token ? [`    token: ${this.token}`] : ['    {}'];
+    return [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      '- name: fake',
+      '  cluster:',
+      ...cluster,
+      'users:',
+      '- name: fake-user',
+      '  user:',
+      ...user,
+      'contexts:',
+      '- name: fake',
+      '  context:',
+      '    cluster: fake',
+      '    user: fake-user',
+      'current-context: fake',
+      '',
+    ].join('\n');
+  }
+
+  private writeKubeconfig(): void {
+    writeFileSync(this.kubeconfigPath, this.kubeconfig(), { mode: 0o600 });
+  }
+
+  // ---- HTTP ----------------------------------------------------------------------------------
+
+  private createServer(): Server {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      this.handle(req, res).catch((err) => {
+        if (!res.headersSent) this.sendJson(res, 500, statusBody(500, 'InternalError', String(err?.message ?? err)));
+        else res.destroy();
+      });
+    };
+    const server = this.certs
+      ? createHttpsServer({ cert: readCert(this.certs), key: readKey(this.certs) }, handler)
+      : createHttpServer(handler);
+    server.keepAliveTimeout = 30_000;
+    server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    server.on('secureConnection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    return server;
+  }
+
+  private listen(port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        this._port = (this.server.address() as AddressInfo).port;
+        this.up = true;
+        resolve();
+      });
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const query = Object.fromEntries(url.searchParams);
+    const method = (req.method ?? 'GET').toUpperCase();
+    if (this.requests.length < 10_000) this.requests.push({ method, path: url.pathname, query });
+
+    const body = await readBody(req);
+    for (const r of this.routes) {
+      if (r.method !== method && r.method !== '*') continue;
+      const match = url.pathname.match(r.pattern);
+      if (match) return r.handler(req, res, { match, url, body, fake: this });
+    }
+
+    if (this.token && req.headers.authorization !== `Bearer ${this.token}`) {
+      return this.sendJson(res, 401, statusBody(401, 'Unauthorized', 'Unauthorized'));
+    }
+    const parsed = parsePath(url.pathname);
+    if (!parsed || method !== 'GET') {
+      return this.sendJson(res, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'));
+    }
+    if (parsed.name) return this.serveGet(res, parsed);
+    if (url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1') {
+      return this.serveWatch(req, res, parsed, url.searchParams);
+    }
+    return this.serveList(res, parsed, url.searchParams);
+  }
+
+  private serveGet(res: ServerResponse, p: ParsedPath): void {
+    const obj = this.bucket(p.resource).get(keyOf(p.namespace, p.name!));
+    if (!obj) {
+      return this.sendJson(res, 404, statusBody(404, 'NotFound', `${p.resource} "${p.name}" not found`));
+    }
+    this.sendJson(res, 200, obj);
+  }
+
+  private serveList(res: ServerResponse, p: ParsedPath, q: URLSearchParams): void {
+    const { kind } = kindOf(p.resource);
+    const limit = Number(q.get('limit')) || 0;
+    let listRv = this.rv;
+    let startAfter: string | undefined;
+    const cont = q.get('continue');
+    if (cont) {
+      let token: { rv: number; start: string };
+      try {
+        token = JSON.parse(Buffer.from(cont, 'base64url').toString('utf8'));
+      } catch {
+        return this.sendJson(res, 400, statusBody(400, 'BadRequest', 'continue key is not valid: illegal base64 data'));
+      }
+      if (token.rv < this.compactedRv) {
+        return this.sendJson(
+          res,
+          410,
+          statusBody(
+            410,
+            'Expired',
+            'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+          ),
+        );
+      }
+      listRv = token.rv;
+      startAfter = token.start;
+    }
+    // Keys in sorted order, as etcd returns them, so pages continue deterministically.
+    const bucket = this.bucket(p.resource);
+    const keys = [...bucket.keys()].filter((k) => !p.namespace || k.startsWith(p.namespace + '/')).sort();
+    let from = 0;
+    if (startAfter !== undefined) {
+      from = keys.findIndex((k) => k > startAfter!);
+      if (from === -1) from = keys.length;
+    }
+    const to = limit > 0 ? Math.min(keys.length, from + limit) : keys.length;
+    const metadata: KubeObject = { resourceVersion: String(listRv) };
+    if (to < keys.length) {
+      metadata.continue = Buffer.from(JSON.stringify({ rv: listRv, start: keys[to - 1] })).toString('base64url');
+      metadata.remainingItemCount = keys.length - to;
+    }
+    // Serialize item by item: a 100k-object list stays one string build, no intermediate array copy.
+    const parts: string[] = [];
+    for (let i = from; i < to; i++) parts.push(JSON.stringify(bucket.get(keys[i]!)));
+    const text = `{"kind":"${kind}List","apiVersion":"v1","metadata":${JSON.stringify(metadata)},"items":[${parts.join(',')}]}`;
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private serveWatch(req: IncomingMessage, res: ServerResponse, p: ParsedPath, q: URLSearchParams): void {
+    const rvParam = q.get('resourceVersion');
+    const fromRv = rvParam ? Number(rvParam) : 0;
+    if (fromRv > 0 && fromRv < this.compactedRv) {
+      const status = statusBody(410, 'Expired', `too old resource version: ${fromRv} (${this.compactedRv})`);
+      if (this.expiredWatch === 'http') return this.sendJson(res, 410, status);
+      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.end(JSON.stringify({ type: 'ERROR', object: status }) + '\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
+    const w: OpenWatch = {
+      resource: p.resource,
+      namespace: p.namespace,
+      bookmarks: q.get('allowWatchBookmarks') === 'true',
+      res,
+      socket: req.socket,
+    };
+    if (fromRv > 0) {
+      for (const e of this.events) if (e.rv > fromRv && this.matches(w, e)) this.send(w, { type: e.type, object: e.object });
+    } else {
+      // No resourceVersion (or "0"): the current state as ADDED events, then changes.
+      for (const o of this.list(p.resource, p.namespace)) this.send(w, { type: 'ADDED', object: o });
+    }
+    const timeoutSeconds = Number(q.get('timeoutSeconds')) || 0;
+    if (timeoutSeconds > 0) w.timer = setTimeout(() => this.closeWatch(w), timeoutSeconds * 1000);
+    this.watches.add(w);
+    res.on('close', () => {
+      clearTimeout(w.timer);
+      this.watches.delete(w);
+    });
+  }
+
+  private closeWatch(w: OpenWatch): void {
+    clearTimeout(w.timer);
+    this.watches.delete(w);
+    w.res.end();
+  }
+
+  private matches(w: OpenWatch, e: StoredEvent): boolean {
+    return w.resource === e.resource && (!w.namespace || e.object.metadata?.namespace === w.namespace);
+  }
+
+  private send(w: OpenWatch, event: KubeObject): void {
+    if (!w.res.writableEnded) w.res.write(JSON.stringify(event) + '\n');
+  }
+
+  sendJson(res: ServerResponse, status: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private bucket(resource: string): Map<string, KubeObject> {
+    let b = this.store.get(resource);
+    if (!b) this.store.set(resource, (b = new Map()));
+    return b;
+  }
+}
+
+let certsForProcess: CertSet | undefined;
+/** One certificate set per process (RSA key generation takes a moment). */
+function sharedCerts(): CertSet {
+  return (certsForProcess ??= makeCerts());
+}
+
+const readCert = (c: CertSet) => readFileSync(c.certFile);
+const readKey = (c: CertSet) => readFileSync(c.keyFile);
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** Serve the real cluster state captured with the fixtures (pods, nodes, namespaces, claims). */
+export function loadCapturedClusterState(fake: FakeApiServer): void {
+  fake.loadList('pods', clusterState('pods.json'));
+  fake.loadList('nodes', clusterState('nodes.json'));
+  fake.loadList('namespaces', clusterState('namespaces.json'));
+  fake.loadList('persistentvolumeclaims', clusterState('persistentvolumeclaims.json'));
+}
