@@ -18,6 +18,8 @@ export interface AdmissionHandlerOptions {
   maxBodyBytes: number;
   /** Reject clients without a verified certificate (set when a client CA is configured). */
   requireClientCert: boolean;
+  /** True once shutdown began: a review answered from then on closes its connection. */
+  shuttingDown?: () => boolean;
 }
 
 /** `/validate?timeout=10s` -> 'validate' (the API server appends its timeout as a query). */
@@ -107,7 +109,8 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
       const engine = opts.engine();
       const respond = (decision: Decision) => {
         const response = fromDecision(request.uid, decision);
-        sendJson(res, 200, review(response));
+        // Checked at answer time: a slow review that began before shutdown must not keep its connection.
+        sendJson(res, 200, review(response), opts.shuttingDown?.() ?? false);
         const seconds = (performance.now() - started) / 1000;
         observeDecision(route, decision, response.warnings?.length ?? 0, seconds);
         logDecision(logger, route, request, decision, seconds);

@@ -1,0 +1,163 @@
+// TLS from files: a rotated pair is picked up without a restart (new connections see the new
+// certificate, an open keep-alive connection keeps working), a half-written or mismatched pair is
+// skipped, and client certificates are checked per route when a client CA is configured.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { Agent, request as httpsRequest } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../../src/server/log.js';
+import { reviewByPrefix } from '../helpers/fixtures.js';
+import { startTestServer, httpsCall, type TestServer } from '../helpers/server.js';
+import { makeCerts, type CertSet } from '../helpers/tls.js';
+
+const fingerprint = (pem: Buffer) => new X509Certificate(pem).fingerprint256;
+
+/** Replace a file the way a Secret volume update or cert-manager does: write aside, rename over. */
+function replaceFile(target: string, content: Buffer) {
+  const tmp = `${target}.tmp-${process.pid}`;
+  writeFileSync(tmp, content);
+  renameSync(tmp, target);
+}
+
+interface Answer {
+  status: number;
+  peer: string;
+  reused: boolean;
+  socket: TLSSocket;
+}
+
+function get(port: number, path: string, tls: { agent?: Agent; ca?: Buffer[] | Buffer; cert?: Buffer; key?: Buffer }): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    // Without an agent of the caller's, a fresh connection (node's global agent would reuse one).
+    const req = httpsRequest({ host: '127.0.0.1', port, path, servername: 'localhost', agent: false, ...tls }, (res) => {
+      // Read the socket now: once the response ends it goes back to the agent (or away).
+      const socket = res.socket as TLSSocket;
+      const peer = socket.getPeerCertificate().fingerprint256;
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, peer, reused: req.reusedSocket, socket }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function eventually<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+  for (let i = 0; i < 100; i++) {
+    const v = await probe();
+    if (ok(v)) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+describe('certificate rotation', () => {
+  let a: CertSet;
+  let b: CertSet;
+  let live: CertSet;
+  let server: TestServer;
+  const lines: string[] = [];
+  before(async () => {
+    a = makeCerts();
+    b = makeCerts(); // its own CA: a different chain, not just a re-issued leaf
+    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-live-'));
+    for (const f of ['tls.crt', 'tls.key', 'ca.crt']) copyFileSync(join(a.dir, f), join(dir, f));
+    live = { ...a, dir, certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), caFile: join(dir, 'ca.crt') };
+    server = await startTestServer({ certs: live, config: { server: { tlsReloadSeconds: 0.2 } }, logger: createLogger('info', (l) => lines.push(l)) });
+  });
+  after(() => server.shutdown());
+
+  it('serves certificate A at first', async () => {
+    const first = await get(server.port, '/healthz', { ca: a.ca });
+    assert.equal(first.status, 200);
+    assert.equal(first.peer, fingerprint(readFileSync(a.certFile)));
+  });
+
+  it('a mismatched pair (new cert, old key) is skipped and A stays; the complete pair B is then taken up', async () => {
+    const keepAlive = new Agent({ keepAlive: true, maxSockets: 1, ca: [a.ca, b.ca] });
+    const before = await get(server.port, '/healthz', { agent: keepAlive });
+    assert.equal(before.peer, fingerprint(readFileSync(a.certFile)));
+
+    // Half-way through a rotation: the certificate is B's, the key still A's.
+    replaceFile(live.certFile, readFileSync(b.certFile));
+    await eventually('the reload to be skipped', async () => lines.join(''), (t) => t.includes('TLS reload skipped'));
+    const skipped = JSON.parse(lines.find((l) => l.includes('TLS reload skipped'))!);
+    assert.match(skipped.error, /do not form a usable pair: .*key values mismatch/);
+    const during = await get(server.port, '/healthz', { ca: [a.ca, b.ca] });
+    assert.equal(during.peer, fingerprint(readFileSync(a.certFile)), 'still A while the pair is inconsistent');
+
+    // A truncated certificate is skipped the same way.
+    replaceFile(live.certFile, readFileSync(b.certFile).subarray(0, 300));
+    await eventually('the truncated file to be skipped', async () => lines.join(''), (t) => /bad end line|no start line|PEM/.test(t));
+    assert.equal((await get(server.port, '/healthz', { ca: [a.ca, b.ca] })).peer, fingerprint(readFileSync(a.certFile)));
+
+    replaceFile(live.keyFile, readFileSync(b.keyFile));
+    replaceFile(live.certFile, readFileSync(b.certFile));
+    const fresh = await eventually('a new connection to see certificate B', () => get(server.port, '/healthz', { ca: [a.ca, b.ca] }), (r) => r.peer === fingerprint(readFileSync(b.certFile)));
+    assert.equal(fresh.status, 200);
+    assert.ok(lines.some((l) => l.includes('TLS certificate reloaded')));
+    // A client that trusts only the old CA can no longer connect anew.
+    await assert.rejects(get(server.port, '/healthz', { ca: a.ca }), /self[- ]signed|unable to verify|certificate/i);
+
+    // The keep-alive connection opened before the swap still works, on the same socket, with A.
+    const review = reviewByPrefix('004');
+    const res = await httpsCall(server.port, 'POST', '/validate', JSON.stringify(review), { 'content-type': 'application/json' }, { agent: keepAlive });
+    assert.equal(res.status, 200);
+    assert.equal(res.json.response.uid, review.request.uid);
+    const again = await get(server.port, '/healthz', { agent: keepAlive });
+    assert.equal(again.reused, true, 'the request went over the connection opened before the swap');
+    assert.equal(again.socket, before.socket);
+    assert.equal(again.peer, fingerprint(readFileSync(a.certFile)));
+    keepAlive.destroy();
+  });
+});
+
+describe('client certificates', () => {
+  let serving: CertSet;
+  let clients: CertSet; // its CA is the configured client CA; its tls.crt (clientAuth) is the client
+  let stranger: CertSet;
+  let server: TestServer;
+  before(async () => {
+    serving = makeCerts();
+    clients = makeCerts();
+    stranger = makeCerts();
+    server = await startTestServer({ certs: serving, config: { server: { clientCAFile: clients.caFile } } });
+  });
+  after(() => server.shutdown());
+
+  const review = () => JSON.stringify(reviewByPrefix('006'));
+  const post = (route: string, tls: { cert?: Buffer; key?: Buffer }) =>
+    httpsCall(server.port, 'POST', route, review(), { 'content-type': 'application/json' }, { ca: serving.ca, ...tls });
+
+  it('/validate and /mutate without a client certificate -> 401', async () => {
+    for (const route of ['/validate', '/mutate']) {
+      const res = await post(route, {});
+      assert.equal(res.status, 401);
+      assert.match(res.json.error.message, /^client certificate required: present one signed by the configured client CA$/);
+    }
+  });
+
+  it('with a certificate signed by another CA -> 401', async () => {
+    const res = await post('/validate', { cert: readFileSync(stranger.certFile), key: readFileSync(stranger.keyFile) });
+    assert.equal(res.status, 401);
+  });
+
+  it('with a certificate signed by the client CA -> 200', async () => {
+    for (const route of ['/validate', '/mutate']) {
+      const res = await post(route, { cert: readFileSync(clients.certFile), key: readFileSync(clients.keyFile) });
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.json.response.allowed, true);
+    }
+  });
+
+  it('/healthz and /readyz stay reachable without one (kubelet probes present none)', async () => {
+    for (const path of ['/healthz', '/readyz']) {
+      const res = await httpsCall(server.port, 'GET', path, undefined, {}, { ca: serving.ca });
+      assert.equal(res.status, 200, path);
+    }
+  });
+});
