@@ -68,10 +68,12 @@ export class Engine {
   private readonly globalExemptions: PreparedPolicy['exemptions'];
   private readonly overrides: { matches: (ns: string) => boolean; entry: NamespaceOverride }[];
   private readonly clock: () => Date;
+  private readonly lookup: PolicyContext['lookup'];
 
   constructor(private readonly opts: EngineOptions) {
     const { config } = opts;
     this.clock = opts.clock ?? (() => new Date());
+    this.lookup = { timeoutMs: config.cluster.lookupTimeoutMs, onFailure: config.cluster.onLookupFailure };
     this.globalExemptions = compileExemptions(config.exemptions);
     this.overrides = config.namespaceOverrides.map((entry) => ({ matches: globMatcher(entry.namespaces), entry }));
     this.prepared = opts.policies.map((policy) => {
@@ -123,7 +125,7 @@ export class Engine {
       const mode = this.modeFor(p.policy.name, req.namespace);
       if (mode === 'off') continue;
       now ??= this.clock();
-      out.push({ p, ctx: { settings: p.settings, mode, cluster: this.opts.cluster, now } });
+      out.push({ p, ctx: { settings: p.settings, mode, cluster: this.opts.cluster, now, lookup: this.lookup } });
     }
     return out;
   }

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Engine } from '../admission/engine.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { TokenguardConfig } from '../config/schema.js';
+import { connectCluster } from '../cluster/connect.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { createLogger, type Logger, type LogLevel } from '../server/log.js';
 import { startServer, type RunningServer } from '../server/server.js';
@@ -24,7 +25,7 @@ Flags (each also settable by the environment variable shown, and in the config f
   --tls-cert FILE      serving certificate, PEM (default certs/tls.crt)  TOKENGUARD_TLS_CERT
   --tls-key FILE       serving key, PEM (default certs/tls.key)    TOKENGUARD_TLS_KEY
   --client-ca FILE     require client certificates signed by this CA     TOKENGUARD_CLIENT_CA
-  --kubeconfig FILE    cluster access (else in-cluster, KUBECONFIG, ~/.kube/config)
+  --kubeconfig FILE    cluster access (else KUBECONFIG, in-cluster, ~/.kube/config)
   --no-cluster         never talk to a cluster (cluster-backed checks warn that they could not run)
   --log-level LEVEL    debug, info, warn or error (default info)   TOKENGUARD_LOG_LEVEL
   --dev                generate development certificates under certs/ when missing and print the caBundle
@@ -121,9 +122,11 @@ export const serveCommand: Command = {
 
 /** Start the server for a loaded config; the cluster layer is attached when one is configured. */
 export async function runServer(config: TokenguardConfig, logger: Logger): Promise<RunningServer> {
+  const cluster = connectCluster(config, logger);
   const engine = new Engine({
     config,
     policies: BUILTIN_POLICIES,
+    cluster: cluster.cache,
     onPolicyError: (policy, err) => logger.error('policy failed', { policy, error: String((err as Error)?.stack ?? err) }),
   });
   const running = await startServer({
@@ -136,7 +139,12 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     shutdownDelaySeconds: config.server.shutdownDelaySeconds,
     logger,
     engine: () => engine,
+  }).catch((err) => {
+    cluster.stop();
+    throw err;
   });
   running.readiness.set('config', () => ({ ok: true }));
-  return running;
+  running.readiness.set('cluster', cluster.readiness);
+  const shutdown = running.shutdown;
+  return { ...running, shutdown: () => shutdown().finally(() => cluster.stop()) };
 }

@@ -19,6 +19,11 @@ export interface PodSummary {
   owner?: OwnerRef;
   /** Claim names the pod uses: `persistentVolumeClaim.claimName`s and `<pod>-<volume>` of generic ephemeral volumes. */
   claims: string[];
+  /**
+   * The subset of `claims` that come from generic ephemeral volumes (absent when none): such a
+   * claim is the pod's only if the PVC is owned by the pod (as the pvc-protection controller checks).
+   */
+  ephemeralClaims?: string[];
   /** Whether any volume projects a serviceAccountToken (the injected kube-api-access-* counts). */
   hasProjectedToken: boolean;
 }

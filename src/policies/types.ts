@@ -46,6 +46,11 @@ export interface PolicyContext<S = Record<string, unknown>> {
   cluster?: ClusterView;
   /** The clock, injected so policies stay pure and tests deterministic. */
   now: Date;
+  /**
+   * How a `gather` step bounds a live cluster lookup and what a failed one means
+   * (config `cluster.lookupTimeoutMs` and `cluster.onLookupFailure`).
+   */
+  lookup?: { timeoutMs: number; onFailure: 'allow' | 'deny' };
 }
 
 export interface Policy<S = Record<string, unknown>, G = undefined> {

@@ -1,0 +1,113 @@
+// Talking to the API server: raw JSON LIST/GET requests and client-node's Watch, both
+// authenticated by client-node's KubeConfig (TLS, tokens, exec plugins, proxies).
+//
+// Why LIST is a raw request and not CoreV1Api.listPodForAllNamespaces: the generated client
+// deserializes every item into model classes (V1Pod, V1Container, ... with Date objects) before
+// we could project it, which for 100,000 pods costs several times the time of JSON.parse plus
+// a full second copy of every object (measured with bench/pvc-cache.ts: see the numbers in
+// docs/readme/pvc-guard.md). We only need a few fields of each object, so we JSON.parse a page,
+// project it and drop it. Authentication still comes entirely from KubeConfig.applyToHTTPSOptions.
+
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Watch, type KubeConfig } from '@kubernetes/client-node';
+
+/** A non-2xx answer from the API server, with its `Status` body when it sent one. */
+export class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    readonly reason?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The resourceVersion we asked for is gone (410 Expired / Gone): the caller must relist. */
+export function isExpired(err: unknown): boolean {
+  return (err as { statusCode?: number })?.statusCode === 410;
+}
+
+export interface RequestBounds {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export class ApiClient {
+  readonly server: string;
+  private readonly watcher: Watch;
+
+  constructor(readonly kc: KubeConfig) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    this.server = cluster.server.replace(/\/+$/, '');
+    this.watcher = new Watch(kc);
+  }
+
+  /** GET `path` (with query) and parse the JSON body; rejects with ApiError on a non-2xx status. */
+  async getJson<T = any>(path: string, bounds: RequestBounds = {}): Promise<T> {
+    const opts: RequestOptions & { headers: Record<string, string> } = { headers: {} };
+    await this.kc.applyToHTTPSOptions(opts as never);
+    const url = new URL(this.server + path);
+    const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        req.destroy();
+        reject(err);
+      };
+      const req = send(
+        url,
+        { ...opts, method: 'GET', headers: { ...opts.headers, accept: 'application/json' }, signal: bounds.signal },
+        (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (err) => fail(err));
+          res.on('end', () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            const text = Buffer.concat(chunks).toString('utf8');
+            const status = res.statusCode ?? 0;
+            let body: any;
+            try {
+              body = JSON.parse(text);
+            } catch {
+              body = undefined;
+            }
+            if (status >= 200 && status < 300 && body !== undefined) return resolve(body as T);
+            if (status >= 200 && status < 300) return reject(new Error(`GET ${url.pathname}: response is not JSON`));
+            const message = typeof body?.message === 'string' ? body.message : text.slice(0, 200) || res.statusMessage;
+            reject(new ApiError(status, `GET ${url.pathname}: ${status} ${message}`, body?.reason));
+          });
+        },
+      );
+      const timer = bounds.timeoutMs
+        ? setTimeout(() => fail(new Error(`GET ${url.pathname}: no answer within ${bounds.timeoutMs} ms`)), bounds.timeoutMs)
+        : undefined;
+      req.on('error', (err) => fail(new Error(`GET ${url.pathname}: ${err.message}`)));
+      req.end();
+    });
+  }
+
+  /**
+   * Open a watch with client-node's Watch. Resolves once the stream is open (true) or failed to
+   * open (false: `done` was already called with the error); `abort` ends it.
+   */
+  async watch(
+    path: string,
+    query: Record<string, string | number | boolean>,
+    onEvent: (type: string, object: any) => void,
+    done: (err: unknown) => void,
+  ): Promise<{ open: boolean; abort: () => void }> {
+    let ended = false;
+    const controller = await this.watcher.watch(path, query, onEvent, (err: unknown) => {
+      ended = true;
+      done(err);
+    });
+    return { open: !ended, abort: () => controller.abort() };
+  }
+}

@@ -1,0 +1,65 @@
+// Metrics of the cluster caches, read from the live caches at scrape time.
+
+import { Counter, Gauge } from 'prom-client';
+import { registry } from '../server/metrics.js';
+import type { Reflector } from './reflector.js';
+
+const live = new Set<Reflector<unknown>>();
+
+/** Caches report their gauges while registered (from start to stop). */
+export function trackReflector(r: Reflector<unknown>): () => void {
+  live.add(r);
+  return () => live.delete(r);
+}
+
+function perResource(set: (resource: string, value: number) => void, value: (r: Reflector<unknown>) => number): void {
+  for (const r of live) set(r.resource, value(r));
+}
+
+export const cacheObjects = new Gauge({
+  name: 'tokenguard_cache_objects',
+  help: 'Objects held in the cluster cache, by resource.',
+  labelNames: ['resource'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    perResource((resource, v) => this.set({ resource }, v), (r) => r.items.size);
+  },
+});
+
+export const cacheSynced = new Gauge({
+  name: 'tokenguard_cache_synced',
+  help: '1 once the cache of this resource completed its first LIST, else 0.',
+  labelNames: ['resource'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    perResource((resource, v) => this.set({ resource }, v), (r) => (r.synced ? 1 : 0));
+  },
+});
+
+export const cacheStaleSeconds = new Gauge({
+  name: 'tokenguard_cache_stale_seconds',
+  help: 'Seconds since the watch of this resource went down (0 while it is open); past cluster.staleAfterSeconds the cache is not trusted.',
+  labelNames: ['resource'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    const now = Date.now();
+    perResource((resource, v) => this.set({ resource }, v), (r) => (r.downSince === undefined ? 0 : (now - r.downSince) / 1000));
+  },
+});
+
+export const watchRestarts = new Counter({
+  name: 'tokenguard_watch_restarts_total',
+  help: 'Watch restarts by resource and reason: closed (routine server timeout), error (dropped, refused), expired (410: relisted).',
+  labelNames: ['resource', 'reason'] as const,
+  registers: [registry],
+});
+
+export const liveLookups = new Counter({
+  name: 'tokenguard_cluster_live_lookups_total',
+  help: 'Live LISTs made because the cache could not answer (not synced or stale), by outcome (ok, failed).',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});

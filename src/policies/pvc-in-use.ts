@@ -1,0 +1,270 @@
+// pvc-in-use: refuse (or warn about) deleting a PersistentVolumeClaim that pods still use.
+//
+// Deleting such a claim does not fail: it hangs in Terminating behind the
+// `kubernetes.io/pvc-protection` finalizer, and on kubelets affected by kubernetes#130442 the
+// pods' projected service-account tokens stop refreshing until it is gone (incident A). The
+// pods are classified as the upstream pvc-protection controller counts them:
+//   scheduled, not terminal  -> the claim would hang: deny in enforce, warn in warn;
+//   scheduled, terminal      -> allowed; the claim stays Terminating until those pod objects go;
+//   not scheduled            -> allowed; those pods can never start once the claim is Terminating.
+// `gather` does the I/O (cache, else a bounded live LIST); `validate` is pure.
+
+import { objectName, type AdmissionRequest, type KubeObject } from '../admission/review.js';
+import type { PodSummary } from '../cluster/view.js';
+import type { Finding, Policy, PolicyContext } from './types.js';
+
+export const BREAK_GLASS_ANNOTATION = 'tokenguard.io/allow-delete';
+const NAME = 'pvc-in-use';
+/** Pods named in a message or a denial, before "and N more". */
+const MAX_NAMED = 5;
+/** kubectl prints each warning on one line; the engine cuts at 120 characters. */
+const LINE = 120;
+
+export type PvcLookup =
+  | { source: 'cache' | 'live'; pods: PodSummary[] }
+  | { source: 'unavailable' | 'failed'; reason: string };
+
+// ---- kubelet versions and kubernetes#130442 ----------------------------------------------------
+
+export interface KubeletVersion {
+  major: number;
+  minor: number;
+  patch: number;
+}
+
+/** `v1.31.4`, `v1.31.4-eks-1234abc`, `v1.30.14+k3s1`, `v1.29.3-gke.1` -> numbers; undefined when unparsable. */
+export function parseKubeletVersion(v: string | undefined): KubeletVersion | undefined {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(v?.trim() ?? '');
+  return m ? { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]) } : undefined;
+}
+
+/**
+ * Whether a kubelet has kubernetes#130442 (projected volumes of pods whose claim is Terminating
+ * are never refreshed). Fixed in 1.33.0 and back-ported to 1.32.4, 1.31.8 and 1.30.12 (PR #130335).
+ * Undefined when the version cannot be read.
+ */
+export function kubeletAffectedBy130442(version: string | undefined): boolean | undefined {
+  const v = parseKubeletVersion(version);
+  if (!v) return undefined;
+  if (v.major !== 1) return v.major < 1;
+  if (v.minor < 30) return true;
+  if (v.minor === 30) return v.patch < 12;
+  if (v.minor === 31) return v.patch < 8;
+  if (v.minor === 32) return v.patch < 4;
+  return false;
+}
+
+// ---- text ------------------------------------------------------------------------------------
+
+/** `a, b, c and 4 more`, as many entries (at most MAX_NAMED) as fit in `budget` characters. */
+export function fitList(entries: string[], budget: number): string {
+  let out = '';
+  let shown = 0;
+  for (const e of entries.slice(0, MAX_NAMED)) {
+    const next = out ? `${out}, ${e}` : e;
+    const rest = entries.length - shown - 1;
+    const suffix = rest > 0 ? ` and ${rest} more` : '';
+    if (shown > 0 && next.length + suffix.length > budget) break;
+    out = next;
+    shown++;
+  }
+  const rest = entries.length - shown;
+  return rest > 0 ? `${out} and ${rest} more` : out;
+}
+
+/** One line: `<head><list><tail>`, with the list cut to what fits in 120 characters. */
+function line(head: string, entries: string[], tail = ''): string {
+  return head + fitList(entries, Math.max(20, LINE - head.length - tail.length)) + tail;
+}
+
+const short = (p: PodSummary) => (p.nodeName ? `${p.name} (${p.nodeName})` : p.name);
+
+/** For the denial message and logs: owner, node and phase of up to 5 pods, then "and N more". */
+function described(pods: PodSummary[]): string {
+  const parts = pods.slice(0, MAX_NAMED).map((p) => {
+    const facts = [p.owner ? `${p.owner.kind} ${p.owner.name}` : 'no owner', p.nodeName ? `node ${p.nodeName}` : 'not scheduled', p.phase || 'phase unknown'];
+    return `${p.name} (${facts.join(', ')})`;
+  });
+  if (pods.length > MAX_NAMED) parts.push(`and ${pods.length - MAX_NAMED} more`);
+  return parts.join(', ');
+}
+
+const plural = (n: number, one: string, many = one + 's') => `${n} ${n === 1 ? one : many}`;
+
+// ---- the policy ------------------------------------------------------------------------------
+
+function claimOf(req: AdmissionRequest): { namespace: string; name: string; pvc: KubeObject } {
+  const pvc = req.oldObject ?? {};
+  return { namespace: req.namespace || pvc.metadata?.namespace || '', name: objectName(req), pvc };
+}
+
+/** Whether `pod` really uses claim `name` of `pvc` (a generic ephemeral claim must be owned by the pod). */
+function uses(pod: PodSummary, name: string, pvc: KubeObject): boolean {
+  if (!pod.claims.includes(name)) return false;
+  if (!pod.ephemeralClaims?.includes(name)) return true;
+  const owners: KubeObject[] = Array.isArray(pvc.metadata?.ownerReferences) ? pvc.metadata.ownerReferences : [];
+  // Without the PVC's metadata we cannot tell: count the pod (refusing too much beats too little).
+  if (!pvc.metadata) return true;
+  return owners.some((o) => o?.kind === 'Pod' && o.uid === pod.uid);
+}
+
+const TERMINAL = new Set(['Succeeded', 'Failed']);
+
+export async function gatherPodsUsingClaim(req: AdmissionRequest, ctx: PolicyContext): Promise<PvcLookup> {
+  const { namespace, name } = claimOf(req);
+  const cluster = ctx.cluster;
+  if (!cluster) return { source: 'unavailable', reason: 'no cluster configured' };
+  const status = cluster.status();
+  if (status.synced && !status.stale) return { source: 'cache', pods: cluster.podsUsingClaim(namespace, name) };
+  try {
+    const pods = await cluster.listPodsUsingClaimLive(namespace, name, ctx.lookup?.timeoutMs ?? 2000);
+    return { source: 'live', pods };
+  } catch (err) {
+    const why = (err as Error)?.message ?? String(err);
+    return { source: 'failed', reason: `${status.reason ?? 'cluster cache unavailable'}; live lookup failed: ${why}` };
+  }
+}
+
+export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, lookup: PvcLookup | Error | undefined): Finding[] {
+  const { namespace, name, pvc } = claimOf(req);
+  const breakGlass = pvc.metadata?.annotations?.[BREAK_GLASS_ANNOTATION] === 'true';
+  const terminating = !!pvc.metadata?.deletionTimestamp;
+  const ref = `PVC ${namespace}/${name}`;
+  // Under break glass nothing denies: a deny finding in enforce mode would deny.
+  const blockSeverity = breakGlass ? 'warn' : 'deny';
+
+  if (!lookup || lookup instanceof Error || !('pods' in lookup)) {
+    const reason = !lookup ? 'no lookup was made' : lookup instanceof Error ? lookup.message : lookup.reason;
+    // No cluster configured at all is a deployment choice (warn); a configured one that fails follows config.
+    const denyOnFailure = !!lookup && !(lookup instanceof Error) && lookup.source === 'failed' && ctx.lookup?.onFailure === 'deny';
+    const findings: Finding[] = [];
+    if (breakGlass) findings.push(breakGlassFinding(ref, undefined));
+    findings.push({
+      policy: NAME,
+      severity: denyOnFailure && !breakGlass ? 'deny' : 'warn',
+      message: denyOnFailure
+        ? `could not check which pods use ${ref}; refused (cluster.onLookupFailure=deny)`
+        : `could not check which pods use ${ref}; deletion not checked`,
+      detail: reason,
+      fix: denyOnFailure ? `retry when the API server is reachable, or annotate the PVC ${BREAK_GLASS_ANNOTATION}=true` : undefined,
+    });
+    return findings;
+  }
+
+  const pods = lookup.pods.filter((p) => p.namespace === namespace && uses(p, name, pvc));
+  const findings: Finding[] = [];
+  if (breakGlass) findings.push(breakGlassFinding(ref, pods));
+  if (pods.length === 0) return findings;
+
+  const running = pods.filter((p) => p.nodeName && !TERMINAL.has(p.phase));
+  const finished = pods.filter((p) => p.nodeName && TERMINAL.has(p.phase));
+  const unscheduled = pods.filter((p) => !p.nodeName);
+
+  if (terminating) {
+    findings.push({
+      policy: NAME,
+      severity: 'warn',
+      message: line(`${ref} is already Terminating; still used by `, pods.map(short)),
+      detail: `A second delete changes nothing. Pods still using it: ${described(pods)}.`,
+    });
+  } else {
+    if (running.length) {
+      findings.push({
+        policy: NAME,
+        severity: blockSeverity,
+        message: line(`${ref} would hang in Terminating: used by running `, running.map(short)),
+        detail:
+          `${plural(running.length, 'scheduled pod')} still use it: ${described(running)}. The claim stays Terminating ` +
+          `behind kubernetes.io/pvc-protection until they are gone, and their projected tokens may stop refreshing.`,
+        fix: `delete or scale down those pods first, or annotate the PVC ${BREAK_GLASS_ANNOTATION}=true to override`,
+      });
+    }
+    if (finished.length) {
+      findings.push({
+        policy: NAME,
+        severity: 'warn',
+        message: line(`${ref} stays Terminating until finished pods are deleted: `, finished.map(short)),
+        detail: `Succeeded/Failed pods still count as users until the pod objects are deleted: ${described(finished)}.`,
+      });
+    }
+    if (unscheduled.length) {
+      findings.push({
+        policy: NAME,
+        severity: 'warn',
+        message: line(`unscheduled pods can never start once ${ref} is Terminating: `, unscheduled.map((p) => p.name)),
+        detail: `kubelet does not start a pod whose claim is being deleted: ${described(unscheduled)}.`,
+      });
+    }
+  }
+
+  const tokenRisk = tokenRefreshFinding(ctx, ref, running);
+  if (tokenRisk) findings.push(tokenRisk);
+  return findings;
+}
+
+/** Running pods with a projected token on kubelets affected by kubernetes#130442 (checked, not assumed). */
+function tokenRefreshFinding(ctx: PolicyContext, ref: string, running: PodSummary[]): Finding | undefined {
+  const byNode = new Map<string, { version: string; affected: boolean | undefined; pods: string[] }>();
+  for (const p of running) {
+    if (!p.hasProjectedToken) continue;
+    let entry = byNode.get(p.nodeName);
+    if (!entry) {
+      const version = ctx.cluster?.node(p.nodeName)?.kubeletVersion ?? '';
+      entry = { version, affected: kubeletAffectedBy130442(version), pods: [] };
+      byNode.set(p.nodeName, entry);
+    }
+    entry.pods.push(p.name);
+  }
+  const affected = [...byNode].filter(([, e]) => e.affected === true);
+  const unknown = [...byNode].filter(([, e]) => e.affected === undefined);
+  if (!affected.length && !unknown.length) return undefined;
+  const nodes = [
+    ...affected.map(([n, e]) => `${n} (kubelet ${e.version})`),
+    ...unknown.map(([n, e]) => `${n} (kubelet ${e.version || 'version unknown'})`),
+  ];
+  const pods = [...affected, ...unknown].flatMap(([, e]) => e.pods);
+  return {
+    policy: NAME,
+    severity: 'warn',
+    message: line('kubernetes#130442: projected tokens stop refreshing while the claim is Terminating on ', nodes),
+    detail:
+      `While ${ref} is Terminating, kubelets before 1.30.12, 1.31.8, 1.32.4 (fixed in 1.33.0) stop refreshing the projected ` +
+      `volumes of pods using it; their service-account tokens expire. Pods: ${pods.slice(0, MAX_NAMED).join(', ')}` +
+      `${pods.length > MAX_NAMED ? ` and ${pods.length - MAX_NAMED} more` : ''}` +
+      (unknown.length ? `. Kubelet version unknown for ${unknown.map(([n]) => n).join(', ')}.` : '.'),
+    fix: 'upgrade kubelets to a fixed version, or stop the pods before deleting the claim',
+  };
+}
+
+function breakGlassFinding(ref: string, pods: PodSummary[] | undefined): Finding {
+  const users = pods === undefined ? 'unknown (lookup failed)' : pods.map((p) => `${p.namespace}/${p.name}`).join(',') || 'none';
+  return {
+    policy: NAME,
+    severity: 'warn',
+    message:
+      pods === undefined
+        ? `${ref} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); pods using it not checked`
+        : `${ref} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); ${plural(pods.length, 'pod')} still use it`,
+    detail: `Pods using it: ${pods ? described(pods) || 'none' : 'unknown'}.`,
+    audit: { 'break-glass': `${BREAK_GLASS_ANNOTATION}=true`, 'pods-in-use': users.length > 1000 ? users.slice(0, 1000) + '...' : users },
+  };
+}
+
+export const pvcInUsePolicy: Policy<Record<string, never>, PvcLookup> = {
+  name: NAME,
+  description: 'Refuses or warns about deleting a PersistentVolumeClaim that pods still use (it would hang in Terminating).',
+  match: [{ groups: [''], versions: ['v1'], resources: ['persistentvolumeclaims'], operations: ['DELETE'] }],
+  defaultExemptions: {
+    users: [
+      // Namespace deletion: everything in it goes anyway.
+      'system:serviceaccount:kube-system:namespace-controller',
+      // Garbage collection of claims whose owner (e.g. the pod of a generic ephemeral volume) is gone.
+      'system:serviceaccount:kube-system:generic-garbage-collector',
+      // StatefulSet PVC retention policy (whenDeleted/whenScaled: Delete).
+      'system:serviceaccount:kube-system:statefulset-controller',
+    ],
+  },
+  needsCluster: true,
+  gather: gatherPodsUsingClaim,
+  validate: validatePvcDelete,
+};
