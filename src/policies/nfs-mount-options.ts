@@ -1,0 +1,159 @@
+// nfs-mount-options (incident D, warn only): NFS behaviour across server trouble and kubelet
+// restarts is decided by mount options that are easy to leave to chance. Warn when `timeo` and
+// `retrans` are not set explicitly (client defaults differ by protocol and version), and say in one
+// line what `soft` trades (I/O errors instead of hangs, at the risk of partial writes) against the
+// default `hard` (processes hang until the server answers, across server or kubelet trouble).
+//
+// Where the options live: PersistentVolumes with `spec.nfs` (`spec.mountOptions`, or the older
+// annotation `volume.beta.kubernetes.io/mount-options`, which kubelet prefers when both are set),
+// StorageClasses of NFS provisioners (`mountOptions`, copied into the PVs they provision). Inline
+// `nfs` volumes in a pod spec have no place for mount options at all.
+
+import type { AdmissionRequest, KubeObject } from '../admission/review.js';
+import { globMatcher } from '../admission/glob.js';
+import { podSpecOfRequest, POD_SPEC_RULES, volumesOf } from './pod-spec.js';
+import type { Finding, Policy, PolicyContext } from './types.js';
+
+export const POLICY = 'nfs-mount-options';
+
+/** The PV annotation kubelet reads before `spec.mountOptions` (comma-separated). */
+export const MOUNT_OPTIONS_ANNOTATION = 'volume.beta.kubernetes.io/mount-options';
+
+export interface NfsSettings {
+  /** StorageClass provisioners whose volumes are NFS mounts (exact or globs, compared in lower case). */
+  provisioners: string[];
+}
+
+export interface NfsMountOptions {
+  timeo: boolean;
+  retrans: boolean;
+  /** The last of `hard`/`soft` wins, as with mount(8); `hard` is the default. */
+  soft: boolean;
+  explicitHard: boolean;
+}
+
+/** Read mount options given as list entries, each possibly itself comma-separated (`hard,timeo=600`). */
+export function parseNfsMountOptions(entries: readonly unknown[]): NfsMountOptions {
+  const out: NfsMountOptions = { timeo: false, retrans: false, soft: false, explicitHard: false };
+  for (const entry of entries) {
+    if (typeof entry !== 'string') continue;
+    for (const option of entry.split(',')) {
+      const eq = option.indexOf('=');
+      const key = (eq === -1 ? option : option.slice(0, eq)).trim().toLowerCase();
+      if (key === 'timeo') out.timeo = true;
+      else if (key === 'retrans') out.retrans = true;
+      else if (key === 'soft' || key === 'hard') {
+        out.soft = key === 'soft';
+        out.explicitHard = key === 'hard';
+      }
+    }
+  }
+  return out;
+}
+
+const TIMEOUT_FIX = 'set both explicitly, e.g. hard,timeo=600,retrans=2 (or soft,timeo=150,retrans=3 for read-mostly data)';
+
+/** Findings for one set of NFS mount options found at `path`. */
+function judgeOptions(options: NfsMountOptions, path: string, note = ''): Finding[] {
+  const findings: Finding[] = [];
+  const missing = [!options.timeo && 'timeo', !options.retrans && 'retrans'].filter(Boolean).join(' and ');
+  if (missing) {
+    const hardNote = options.soft ? '' : `; with ${options.explicitHard ? 'hard' : 'hard (the default)'} I/O hangs through server or kubelet trouble`;
+    findings.push({
+      policy: POLICY,
+      severity: 'warn',
+      message: `NFS mount options do not set ${missing}${hardNote}`,
+      detail:
+        'Without them the client defaults apply, and they differ by protocol (TCP: 60 s and 2 retries; UDP: far ' +
+        'shorter). A hard mount blocks processes until the server answers, across server or kubelet trouble.' +
+        note,
+      path,
+      fix: TIMEOUT_FIX,
+    });
+  }
+  if (options.soft) {
+    findings.push({
+      policy: POLICY,
+      severity: 'warn',
+      message: 'NFS mount is soft: I/O errors instead of hangs when the server is slow, at the risk of partial writes',
+      detail:
+        'After retrans retries of timeo each, a soft mount returns EIO to the application; writes in flight may be ' +
+        'partly applied. Use hard for data that must not be torn.' +
+        note,
+      path,
+      fix: 'keep soft only where applications handle I/O errors; otherwise use hard with explicit timeo and retrans',
+    });
+  }
+  return findings;
+}
+
+function persistentVolumeFindings(pv: KubeObject): Finding[] {
+  if (!pv.spec?.nfs || typeof pv.spec.nfs !== 'object') return [];
+  const annotation = pv.metadata?.annotations?.[MOUNT_OPTIONS_ANNOTATION];
+  const listed = Array.isArray(pv.spec.mountOptions) ? pv.spec.mountOptions : [];
+  if (typeof annotation === 'string') {
+    const note = listed.length
+      ? ` kubelet uses the ${MOUNT_OPTIONS_ANNOTATION} annotation and ignores spec.mountOptions.`
+      : '';
+    return judgeOptions(parseNfsMountOptions([annotation]), `metadata.annotations[${JSON.stringify(MOUNT_OPTIONS_ANNOTATION)}]`, note);
+  }
+  return judgeOptions(parseNfsMountOptions(listed), 'spec.mountOptions');
+}
+
+const provisionerCache = new WeakMap<NfsSettings, (provisioner: string) => boolean>();
+
+function isNfsProvisioner(settings: NfsSettings, provisioner: unknown): boolean {
+  if (typeof provisioner !== 'string') return false;
+  let matches = provisionerCache.get(settings);
+  if (!matches) {
+    matches = globMatcher((settings.provisioners ?? []).map((p) => p.toLowerCase()));
+    provisionerCache.set(settings, matches);
+  }
+  return matches(provisioner.toLowerCase());
+}
+
+function storageClassFindings(sc: KubeObject, settings: NfsSettings): Finding[] {
+  if (!isNfsProvisioner(settings, sc.provisioner)) return [];
+  const note = ' The StorageClass mountOptions are copied into every PersistentVolume it provisions.';
+  return judgeOptions(parseNfsMountOptions(Array.isArray(sc.mountOptions) ? sc.mountOptions : []), 'mountOptions', note);
+}
+
+function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
+  const loc = podSpecOfRequest(req);
+  if (!loc) return [];
+  const findings: Finding[] = [];
+  volumesOf(loc.spec).forEach((v, i) => {
+    if (!v.nfs || typeof v.nfs !== 'object') return;
+    findings.push({
+      policy: POLICY,
+      severity: 'warn',
+      message: `volume ${JSON.stringify(v.name ?? '')}: inline NFS volumes cannot carry mount options; use a PersistentVolume`,
+      detail:
+        'A pod-level nfs volume is mounted with the node defaults (hard, client-chosen timeo and retrans), with no way ' +
+        'to set them.',
+      path: `${loc.path}.volumes[${i}].nfs`,
+      fix: 'move the share into a PersistentVolume (spec.nfs plus spec.mountOptions) and mount it through a PersistentVolumeClaim',
+    });
+  });
+  return findings;
+}
+
+export const nfsMountOptionsPolicy: Policy<NfsSettings> = {
+  name: POLICY,
+  description: 'Warns about NFS volumes whose timeo/retrans/hard/soft behaviour is left to chance.',
+  match: [
+    { groups: [''], versions: ['v1'], resources: ['persistentvolumes'], operations: ['CREATE', 'UPDATE'] },
+    { groups: ['storage.k8s.io'], versions: ['v1'], resources: ['storageclasses'], operations: ['CREATE', 'UPDATE'] },
+    ...POD_SPEC_RULES,
+  ],
+  settingsSchema: { provisioners: { type: 'array', items: { type: 'string', minLength: 1 } } },
+  defaultSettings: { provisioners: ['*nfs*'] },
+
+  validate(req: AdmissionRequest, ctx: PolicyContext<NfsSettings>): Finding[] {
+    const obj = req.object;
+    if (!obj) return [];
+    if (req.resource.resource === 'persistentvolumes') return persistentVolumeFindings(obj);
+    if (req.resource.resource === 'storageclasses') return storageClassFindings(obj, ctx.settings);
+    return inlineVolumeFindings(req);
+  },
+};
