@@ -2,5 +2,15 @@
 
 import type { AnyPolicy } from './types.js';
 import { pvcInUsePolicy } from './pvc-in-use.js';
+import { projectedTokenLifetimePolicy } from './projected-token-lifetime.js';
+import { projectedTokenAudiencePolicy } from './projected-token-audience.js';
+import { pvcTokenRiskPolicy } from './pvc-token-risk.js';
+import { nfsMountOptionsPolicy } from './nfs-mount-options.js';
 
-export const BUILTIN_POLICIES: readonly AnyPolicy[] = [pvcInUsePolicy];
+export const BUILTIN_POLICIES: readonly AnyPolicy[] = [
+  pvcInUsePolicy,
+  projectedTokenLifetimePolicy,
+  projectedTokenAudiencePolicy,
+  pvcTokenRiskPolicy,
+  nfsMountOptionsPolicy,
+];
