@@ -59,6 +59,20 @@ export interface IssuerView {
   fetchedAt?: Date;
   /** Why the last read failed, if it did. */
   error?: string;
+  /**
+   * Record a Kubernetes Event about an issuer risk found at admission (a mirror pod that drops a
+   * trusted issuer: it cannot be denied, so the warning must outlive the request). Fire and
+   * forget: never blocks or fails the admission request. Only for requests that are not dry-run.
+   */
+  reportIssuerRisk?(risk: IssuerRisk): void;
+}
+
+export interface IssuerRisk {
+  /** The object the risk is about (becomes the Event's `related` object). */
+  object: { kind: string; namespace: string; name: string; uid?: string };
+  /** Event reason, e.g. `ServiceAccountIssuerDropped`. */
+  reason: string;
+  message: string;
 }
 
 export interface ClusterView {
