@@ -1,0 +1,466 @@
+// The kustomize manifests, rendered by the real kubectl, checked against what the code actually
+// does: the webhook paths the server answers, the rules the registered policies match, the API
+// calls the cluster layer makes, the config the loader accepts, and the certificate the server
+// presents (made by the overlay's own generator and verified with the rendered caBundle).
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { isNamespaced, resolveKind } from '../../src/admission/resources.js';
+import { CLUSTER_API_ACCESS } from '../../src/cluster/access.js';
+import { resolveConfig } from '../../src/config/load.js';
+import { BUILTIN_POLICIES } from '../../src/policies/index.js';
+import { admissionRoute } from '../../src/server/admission-handler.js';
+import { reviewByPrefix } from '../helpers/fixtures.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { certsIn, PROJECT_ROOT } from '../helpers/tls.js';
+import { kubectlMissing, MANIFESTS, namespaceLabels, OVERLAYS, render, Rendered, selectorMatches, type K8sObject, type OverlayName } from './kustomize.js';
+
+const skip = kubectlMissing();
+if (skip) console.log(`# SKIP manifest tests: ${skip}`);
+
+type Side = 'validate' | 'mutate';
+const SIDES: Side[] = ['validate', 'mutate'];
+const OWN_NAMESPACE = 'tokenguard';
+/** Namespaces every namespaced rule is evaluated in: user ones, kube-system and our own. */
+const NAMESPACES = ['default', 'shop', 'kube-system', OWN_NAMESPACE];
+
+interface PolicyTuple {
+  policy: string;
+  group: string;
+  resource: string;
+  operation: string;
+  versions?: string[];
+}
+
+/** What the registered policies ask for, per side, one (group, resource, operation) at a time. */
+function policyTuples(side: Side): PolicyTuple[] {
+  const out: PolicyTuple[] = [];
+  for (const p of BUILTIN_POLICIES) {
+    if (!p[side]) continue;
+    for (const rule of p.match) {
+      const resources = rule.subresources
+        ? rule.resources.flatMap((r) => rule.subresources!.map((s) => (s ? `${r}/${s}` : r)))
+        : rule.resources;
+      for (const group of rule.groups)
+        for (const resource of resources)
+          for (const operation of rule.operations) out.push({ policy: p.name, group, resource, operation, versions: rule.versions });
+    }
+  }
+  return out;
+}
+
+const has = (list: readonly string[] | undefined, v: string) => !!list && (list.includes('*') || list.includes(v));
+const hasResource = (list: readonly string[] | undefined, v: string) =>
+  has(list, v) || (!!list && list.includes('*/*')) || (!v.includes('/') && !!list?.includes('*'));
+
+/** Whether a webhook rule's scope admits objects of this resource (unknown resources: namespaced). */
+function scopeAdmits(scope: string | undefined, group: string, resource: string): boolean {
+  const namespaced = isNamespaced(group, resource.split('/')[0]!) ?? true;
+  return !scope || scope === '*' || (scope === 'Namespaced') === namespaced;
+}
+
+function ruleCovers(rule: K8sObject, t: PolicyTuple): boolean {
+  return (
+    has(rule.apiGroups, t.group) &&
+    hasResource(rule.resources, t.resource) &&
+    has(rule.operations, t.operation) &&
+    (t.versions ?? []).every((v) => has(rule.apiVersions, v)) &&
+    scopeAdmits(rule.scope, t.group, t.resource)
+  );
+}
+
+/** Webhooks the API server would call for a request matching `t` in `namespace` (undefined: cluster-scoped). */
+function webhooksCalled(r: Rendered, side: Side, t: PolicyTuple, namespace: string | undefined): string[] {
+  return r
+    .webhooks()
+    .filter((w) => w.side === side)
+    .filter((w) => namespace === undefined || selectorMatches(w.namespaceSelector, namespaceLabels(namespace)))
+    .filter((w) => (w.rules ?? []).some((rule: K8sObject) => ruleCovers(rule, t)))
+    .map((w) => w.name);
+}
+
+/** Policy tuples no webhook sends, or sends to more than one webhook, or sends from tokenguard's namespace. */
+function coverageProblems(r: Rendered): string[] {
+  const problems: string[] = [];
+  for (const side of SIDES) {
+    for (const t of policyTuples(side)) {
+      const what = `${side} ${t.operation} ${t.group || 'core'}/${t.resource} (policy ${t.policy})`;
+      if (isNamespaced(t.group, t.resource.split('/')[0]!) === false) {
+        const called = webhooksCalled(r, side, t, undefined);
+        if (called.length !== 1) problems.push(`${what}: cluster-scoped, called by ${JSON.stringify(called)}`);
+        continue;
+      }
+      for (const ns of NAMESPACES) {
+        const called = webhooksCalled(r, side, t, ns);
+        if (called.length !== (ns === OWN_NAMESPACE ? 0 : 1)) problems.push(`${what} in namespace ${ns}: called by ${JSON.stringify(called)}`);
+      }
+    }
+  }
+  return problems;
+}
+
+/** Webhook rules (group, resource, operation) no policy of that side matches, or whose scope can never match. */
+function unusedRuleProblems(r: Rendered): string[] {
+  const problems: string[] = [];
+  for (const w of r.webhooks()) {
+    const wanted = policyTuples(w.side);
+    for (const rule of w.rules ?? []) {
+      for (const group of rule.apiGroups)
+        for (const resource of rule.resources) {
+          if (!scopeAdmits(rule.scope, group, resource)) problems.push(`${w.name}: ${resource} can never match scope ${rule.scope}`);
+          for (const operation of rule.operations) {
+            const used = wanted.some(
+              (t) => (t.group === group || t.group === '*') && (t.resource === resource || t.resource === '*') && (t.operation === operation || t.operation === '*'),
+            );
+            if (!used) problems.push(`${w.name}: rule ${operation} ${group || 'core'}/${resource} matches no ${w.side} policy`);
+          }
+        }
+    }
+  }
+  return problems;
+}
+
+describe('manifests (kubectl kustomize)', { skip }, () => {
+  const rendered = {} as Record<OverlayName | 'base', Rendered>;
+  let server: TestServer;
+
+  before(async () => {
+    const all = await Promise.all((['base', ...OVERLAYS.map((o) => `overlays/${o}`)] as const).map((d) => render(d)));
+    rendered.base = all[0]!;
+    OVERLAYS.forEach((o, i) => (rendered[o] = all[i + 1]!));
+    server = await startTestServer();
+  });
+  after(() => server?.shutdown());
+
+  it('renders the base and every overlay with the objects an install needs', () => {
+    for (const name of ['base', ...OVERLAYS] as const) {
+      const r = rendered[name];
+      for (const kind of ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Service', 'PodDisruptionBudget', 'ConfigMap', 'ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration']) {
+        assert.equal(r.all(kind).length, 1, `${name}: one ${kind}`);
+      }
+      assert.equal(r.one('Namespace').metadata.name, OWN_NAMESPACE);
+      for (const o of r.objects) {
+        const kind = resolveKind(o.apiVersion, o.kind, false);
+        assert.ok(kind.known, `${name}: ${o.kind} is in KNOWN_RESOURCES`);
+        if (!kind.namespaced) continue;
+        assert.ok(o.metadata?.namespace, `${name}: ${o.kind}/${o.metadata?.name} has an explicit namespace`);
+      }
+    }
+  });
+
+  for (const name of OVERLAYS) {
+    describe(`overlay ${name}`, () => {
+      it('points every webhook at the Service, whose port reaches the container the config listens on', () => {
+        const r = rendered[name];
+        const svc = r.one('Service');
+        const deploy = r.one('Deployment');
+        const container = deploy.spec.template.spec.containers[0];
+        const config = loadRenderedConfig(r);
+        for (const w of r.webhooks()) {
+          const ref = w.clientConfig.service;
+          assert.equal(w.clientConfig.url, undefined, `${w.name}: uses the Service, not a URL`);
+          assert.equal(ref.name, svc.metadata.name, w.name);
+          assert.equal(ref.namespace, svc.metadata.namespace, w.name);
+          const port = svc.spec.ports.find((p: K8sObject) => p.port === (ref.port ?? 443));
+          assert.ok(port, `${w.name}: Service has port ${ref.port ?? 443}`);
+          const target = container.ports.find((p: K8sObject) => p.name === port.targetPort || p.containerPort === port.targetPort);
+          assert.ok(target, `${w.name}: Service targetPort ${port.targetPort} is a container port`);
+          assert.equal(target.containerPort, config.server.port, 'the container port is the port the config listens on');
+        }
+        assert.ok(selectorMatches({ matchLabels: svc.spec.selector }, deploy.spec.template.metadata.labels), 'Service selects the pods');
+      });
+
+      it('uses webhook paths the server routes to the matching side, and answers them over HTTPS', async () => {
+        for (const w of rendered[name].webhooks()) {
+          const path: string = w.clientConfig.service.path;
+          assert.equal(admissionRoute('POST', `${path}?timeout=${w.timeoutSeconds}s`), w.side, `${w.name}: ${path} is the ${w.side} route`);
+          const review = reviewByPrefix('005');
+          const res = await server.post(`${path}?timeout=${w.timeoutSeconds}s`, review);
+          assert.equal(res.status, 200, `${w.name}: POST ${path}: ${res.text}`);
+          assert.equal(res.json.response.uid, review.request.uid);
+        }
+      });
+
+      it('follows the webhook good practices', () => {
+        const r = rendered[name];
+        assert.ok(r.webhooks().some((w) => w.side === 'validate') && r.webhooks().some((w) => w.side === 'mutate'));
+        for (const w of r.webhooks()) {
+          assert.equal(w.sideEffects, 'None', `${w.name}: sideEffects None lets kubectl --dry-run=server preview decisions`);
+          assert.deepEqual(w.admissionReviewVersions, ['v1'], w.name);
+          assert.ok(w.timeoutSeconds >= 1 && w.timeoutSeconds <= 10, `${w.name}: short timeout, got ${w.timeoutSeconds}`);
+          assert.equal(w.matchPolicy, 'Equivalent', `${w.name}: requests in other versions are converted, not missed`);
+          assert.match(w.name, /\.tokenguard\.io$/);
+          if (w.side === 'mutate') {
+            assert.equal(w.failurePolicy, 'Ignore', `${w.name}: the mutating side fails open`);
+            assert.equal(w.reinvocationPolicy, 'IfNeeded', `${w.name}: re-run after later mutations`);
+          }
+          // kube-system is never fail-closed: tokenguard needs its CNI and DNS pods to recover.
+          if (selectorMatches(w.namespaceSelector, namespaceLabels('kube-system'))) {
+            assert.equal(w.failurePolicy, 'Ignore', `${w.name}: applies to kube-system, so it must fail open`);
+          }
+        }
+        const main = r.webhooks().find((w) => w.name === 'validate.tokenguard.io');
+        assert.ok(main, 'validate.tokenguard.io exists');
+        assert.equal(main.failurePolicy, name === 'staging' ? 'Fail' : 'Ignore', 'staging fails closed; the default overlays warn and fail open');
+      });
+
+      it("covers every registered policy's match rules, each request reaching exactly one webhook, never tokenguard's namespace", () => {
+        assert.deepEqual(coverageProblems(rendered[name]), []);
+      });
+
+      it('has no rule that no registered policy needs', () => {
+        assert.deepEqual(unusedRuleProblems(rendered[name]), []);
+      });
+
+      it('runs a restricted, probed, spread Deployment with its config and certificate mounted', () => {
+        const r = rendered[name];
+        const deploy = r.one('Deployment');
+        const pod = deploy.spec.template.spec;
+        const c = pod.containers[0];
+        assert.equal(pod.containers.length, 1);
+        assert.ok(deploy.spec.replicas >= 2, 'at least two replicas');
+        assert.ok(pod.affinity?.podAntiAffinity, 'pod anti-affinity spreads replicas');
+        assert.equal(pod.serviceAccountName, r.one('ServiceAccount').metadata.name);
+        assert.equal(pod.securityContext.runAsNonRoot, true);
+        assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
+        assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+        assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+        assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+        assert.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory, 'requests and a memory limit');
+        for (const [probe, path] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+          assert.equal(c[probe].httpGet.scheme, 'HTTPS', probe);
+          assert.equal(c[probe].httpGet.path, path, probe);
+          assert.ok(c.ports.some((p: K8sObject) => p.name === c[probe].httpGet.port), `${probe} uses a named container port`);
+        }
+        const pdb = r.one('PodDisruptionBudget');
+        assert.ok(selectorMatches(pdb.spec.selector, deploy.spec.template.metadata.labels), 'the PDB covers the pods');
+        assert.ok(pdb.spec.maxUnavailable === 1 || pdb.spec.minAvailable === 1, 'one replica stays up during disruptions');
+
+        const config = loadRenderedConfig(r);
+        const tls = mountOf(deploy, (v) => v.secret);
+        assert.ok(config.server.tlsCertFile.startsWith(tls.mount.mountPath + '/'), 'the config reads the certificate from the Secret mount');
+        assert.ok(config.server.tlsKeyFile.startsWith(tls.mount.mountPath + '/'));
+        assert.equal(tls.mount.subPath, undefined, 'the Secret is mounted as a folder so renewals reach the pod');
+        assert.equal(tlsSecretName(r), tls.volume.secret.secretName, 'the mounted Secret is the one the overlay produces');
+        const stopAfter = config.server.shutdownDelaySeconds + config.server.shutdownGraceSeconds;
+        assert.ok(pod.terminationGracePeriodSeconds > stopAfter, `grace period above ${stopAfter} s of delay + drain`);
+      });
+
+      it('ships a config the real loader accepts, in the overlay\'s mode', () => {
+        const config = loadRenderedConfig(rendered[name]);
+        assert.equal(config.mode, name === 'staging' ? 'enforce' : 'warn');
+      });
+
+      it('serves /healthz and /readyz with the rendered config', async () => {
+        const raw = renderedConfigRaw(rendered[name]);
+        const s = await startTestServer({ config: raw });
+        try {
+          assert.equal((await s.get('/healthz')).status, 200);
+          assert.equal((await s.get('/readyz')).status, 200);
+        } finally {
+          await s.shutdown();
+        }
+      });
+
+      it('grants exactly the API access the cluster layer declares, and nothing else', () => {
+        const r = rendered[name];
+        const sa = r.one('ServiceAccount');
+        const boundTo = (b: K8sObject) => (b.subjects ?? []).some((s: K8sObject) => s.kind === 'ServiceAccount' && s.name === sa.metadata.name && s.namespace === sa.metadata.namespace);
+        const clusterRules = r
+          .all('ClusterRoleBinding')
+          .filter(boundTo)
+          .flatMap((b) => r.one('ClusterRole', b.roleRef.name).rules as K8sObject[]);
+        const granted = new Set(expandRules(clusterRules));
+        const declared = new Set(CLUSTER_API_ACCESS.flatMap((a) => a.verbs.map((v) => `${a.group}|${a.resource}|${v}`)));
+        assert.deepEqual([...granted].sort(), [...declared].sort(), 'cluster-wide rules == CLUSTER_API_ACCESS');
+        for (const rule of clusterRules) assert.equal(rule.resourceNames, undefined);
+
+        // Namespaced Roles: a TokenRequest for tokenguard's own ServiceAccount only, and creating Events
+        // (src/cluster/events.ts records them on the Deployment, in tokenguard's own namespace).
+        for (const b of r.all('RoleBinding').filter(boundTo)) {
+          assert.equal(b.roleRef.kind, 'Role', `${b.metadata.name}: binds a Role, not a ClusterRole`);
+          const role = r.all('Role').find((x) => x.metadata.name === b.roleRef.name && x.metadata.namespace === b.metadata.namespace);
+          assert.ok(role, `${b.metadata.namespace}/${b.roleRef.name} exists`);
+          for (const rule of role.rules as K8sObject[]) {
+            for (const key of expandRules([rule])) {
+              if (key === '|serviceaccounts/token|create') {
+                assert.equal(role.metadata.namespace, sa.metadata.namespace, 'TokenRequest only in its own namespace');
+                assert.deepEqual(rule.resourceNames, [sa.metadata.name], 'TokenRequest only for its own ServiceAccount');
+              } else {
+                assert.equal(key, '|events|create', `${role.metadata.namespace}/${role.metadata.name}: unexpected grant ${key}`);
+                assert.equal(role.metadata.namespace, sa.metadata.namespace, 'Events only in its own namespace');
+              }
+            }
+          }
+        }
+        for (const role of [...r.all('ClusterRole'), ...r.all('Role')]) {
+          for (const key of expandRules(role.rules)) assert.ok(!key.includes('*') && !key.includes('secrets'), `no wildcard or Secret access: ${key}`);
+        }
+      });
+    });
+  }
+
+  it('self-signed: every webhook trusts the CA of the committed example certificate', () => {
+    const r = rendered['self-signed'];
+    const secret = r.one('Secret', tlsSecretName(r));
+    const ca = secret.data['ca.crt'].replace(/\s+/g, '');
+    for (const w of r.webhooks()) assert.equal(w.clientConfig.caBundle.replace(/\s+/g, ''), ca, `${w.name}: caBundle is the Secret's ca.crt`);
+    const caCert = new X509Certificate(Buffer.from(ca, 'base64'));
+    const leaf = new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64'));
+    assert.ok(leaf.verify(caCert.publicKey), 'the serving certificate is signed by the caBundle CA');
+    const svc = r.one('Service');
+    assert.ok(leaf.checkHost(`${svc.metadata.name}.${svc.metadata.namespace}.svc`), 'the certificate names the Service');
+    assert.ok(!Object.hasOwn(secret.data, 'ca.key'), 'the CA key never goes into the cluster');
+  });
+
+  it('self-signed: generate.sh makes a pair the server presents and the rendered caBundle verifies', async () => {
+    // Work on a copy: the committed example stays untouched.
+    const root = mkdtempSync(join(tmpdir(), 'tokenguard-manifests-'));
+    try {
+      cpSync(MANIFESTS, join(root, 'manifests'), { recursive: true });
+      mkdirSync(join(root, 'certs'));
+      cpSync(join(PROJECT_ROOT, 'certs', 'generate.sh'), join(root, 'certs', 'generate.sh'));
+      const before = readFileSync(join(root, 'manifests/overlays/self-signed/generated/ca.crt'), 'utf8');
+      execFileSync('bash', [join(root, 'manifests/overlays/self-signed/generate.sh')], { stdio: 'pipe' });
+      const r = await render(join(root, 'manifests/overlays/self-signed'));
+      const secret = r.one('Secret', tlsSecretName(r));
+      const caPem = Buffer.from(r.webhooks()[0]!.clientConfig.caBundle.replace(/\s+/g, ''), 'base64');
+      assert.notEqual(caPem.toString(), before, 'a new CA was generated');
+
+      const dir = join(root, 'served');
+      mkdirSync(dir);
+      for (const f of ['tls.crt', 'tls.key', 'ca.crt']) writeFileSync(join(dir, f), Buffer.from(secret.data[f].replace(/\s+/g, ''), 'base64'));
+      const s = await startTestServer({ certs: certsIn(dir) });
+      try {
+        const svc = r.one('Service');
+        // What the API server does: trust only the caBundle, check the Service's DNS name.
+        const verdict = await new Promise<{ authorized: boolean; error?: Error }>((resolve, reject) => {
+          const socket = tlsConnect({ host: '127.0.0.1', port: s.port, ca: caPem, servername: `${svc.metadata.name}.${svc.metadata.namespace}.svc` }, () => {
+            resolve({ authorized: socket.authorized, error: socket.authorizationError });
+            socket.end();
+          });
+          socket.on('error', reject);
+        });
+        assert.equal(verdict.authorized, true, String(verdict.error));
+      } finally {
+        await s.shutdown();
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('cert-manager: the injector fills both webhook configurations from the Certificate the Deployment mounts', () => {
+    for (const name of ['cert-manager', 'staging'] as const) {
+      const r = rendered[name];
+      const svc = r.one('Service');
+      for (const kind of ['ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration']) {
+        const cfg = r.one(kind);
+        const from: string | undefined = cfg.metadata.annotations?.['cert-manager.io/inject-ca-from'];
+        assert.ok(from, `${name} ${kind}: cert-manager.io/inject-ca-from`);
+        const [ns, certName] = from.split('/');
+        const cert = r.all('Certificate').find((c) => c.metadata.namespace === ns && c.metadata.name === certName);
+        assert.ok(cert, `${name}: Certificate ${from} is rendered`);
+        assert.equal(cert.spec.secretName, tlsSecretName(r));
+        assert.ok(cert.spec.dnsNames.includes(`${svc.metadata.name}.${svc.metadata.namespace}.svc`), 'names the Service');
+        const issuer = r.all('Issuer').find((i) => i.metadata.name === cert.spec.issuerRef.name && i.metadata.namespace === ns);
+        assert.ok(issuer?.spec.ca, `${name}: signed by a CA Issuer, so renewals keep the same caBundle`);
+        const caCert = r.all('Certificate').find((c) => c.spec.secretName === issuer.spec.ca.secretName);
+        assert.equal(caCert?.spec.isCA, true, 'the CA comes from an isCA Certificate');
+        for (const w of cfg.webhooks) assert.equal(w.clientConfig.caBundle, undefined, `${w.name}: no stale caBundle for the injector to fight`);
+      }
+    }
+  });
+
+  it('staging differs from the default only in mode and the main validating failurePolicy', () => {
+    const base = renderedConfigRaw(rendered['cert-manager']);
+    const staging = renderedConfigRaw(rendered.staging);
+    assert.deepEqual({ ...staging, mode: base.mode }, base);
+    // The ConfigMap's content (compared above) changes its hashed name; everything else is equal.
+    const normalized = (r: Rendered) =>
+      JSON.stringify(r.objects.filter((o) => o.kind !== 'ConfigMap'))
+        .replace(/tokenguard-config-[a-z0-9]+/g, 'tokenguard-config')
+        .replace(/"failurePolicy":"(Fail|Ignore)"/g, '');
+    assert.equal(normalized(rendered.staging), normalized(rendered['cert-manager']));
+  });
+
+  it('the rule checks catch drift: a policy rule without a webhook rule, and a webhook rule without a policy', () => {
+    const r = rendered['cert-manager'];
+    const withRules = (edit: (w: K8sObject) => void) => {
+      const objects = structuredClone(r.objects);
+      for (const o of objects) for (const w of o.webhooks ?? []) edit(w);
+      return new Rendered('edited', objects);
+    };
+    // Every validating policy tuple, dropped in turn from the webhooks, is reported missing.
+    const first = policyTuples('validate')[0]!;
+    const dropped = withRules((w) => {
+      w.rules = (w.rules ?? []).map((rule: K8sObject) => (ruleCovers(rule, first) ? { ...rule, operations: rule.operations.filter((o: string) => o !== first.operation) } : rule));
+    });
+    assert.ok(coverageProblems(dropped).some((p) => p.includes(`${first.operation} ${first.group || 'core'}/${first.resource}`)), 'missing rule reported');
+    const extra = withRules((w) => w.rules.push({ apiGroups: [''], apiVersions: ['v1'], operations: ['DELETE'], resources: ['secrets'], scope: 'Namespaced' }));
+    assert.ok(unusedRuleProblems(extra).some((p) => p.includes('DELETE core/secrets')), 'unused rule reported');
+  });
+
+  it('the container image runs the way the Deployment expects', () => {
+    const dockerfile = readFileSync(join(PROJECT_ROOT, 'Dockerfile'), 'utf8');
+    const deploy = rendered['cert-manager'].one('Deployment');
+    const pod = deploy.spec.template.spec;
+    const user = /^USER (\d+)/m.exec(dockerfile)?.[1];
+    assert.equal(Number(user), pod.securityContext.runAsUser, 'image user == runAsUser');
+    assert.match(dockerfile, /npm ci --omit=dev/, 'production dependencies only');
+    assert.ok((dockerfile.match(/^FROM /gm) ?? []).length >= 2, 'multi-stage');
+    const entry = /^ENTRYPOINT \[.*"\/app\/(dist\/src\/cli\/main\.js)"\]/m.exec(dockerfile)?.[1];
+    assert.ok(entry && existsSync(join(PROJECT_ROOT, entry)), 'the entrypoint is the built CLI');
+    const configArg = pod.containers[0].args.find((a: string) => a.startsWith('--config='));
+    const mount = pod.containers[0].volumeMounts.find((m: K8sObject) => m.mountPath === configArg.slice('--config='.length));
+    assert.ok(mount, '--config points at the mounted ConfigMap');
+  });
+});
+
+function expandRules(rules: K8sObject[]): string[] {
+  return rules.flatMap((rule) =>
+    (rule.apiGroups ?? []).flatMap((g: string) => (rule.resources ?? []).flatMap((res: string) => (rule.verbs ?? []).map((v: string) => `${g}|${res}|${v}`))),
+  );
+}
+
+function mountOf(deploy: K8sObject, pick: (v: K8sObject) => unknown): { volume: K8sObject; mount: K8sObject } {
+  const pod = deploy.spec.template.spec;
+  const volume = pod.volumes.find(pick);
+  assert.ok(volume, 'volume present');
+  const mount = pod.containers[0].volumeMounts.find((m: K8sObject) => m.name === volume.name);
+  assert.ok(mount, `volume ${volume.name} is mounted`);
+  return { volume, mount };
+}
+
+/** The raw config file inside the ConfigMap the Deployment passes with --config. */
+function renderedConfigRaw(r: Rendered): any {
+  const deploy = r.one('Deployment');
+  const c = deploy.spec.template.spec.containers[0];
+  const path: string = c.args.find((a: string) => a.startsWith('--config=')).slice('--config='.length);
+  const { volume, mount } = mountOf(deploy, (v) => v.configMap);
+  assert.equal(mount.mountPath, path, '--config is the mounted file');
+  const cm = r.one('ConfigMap', volume.configMap.name);
+  const text = cm.data[mount.subPath];
+  assert.ok(text, `ConfigMap ${cm.metadata.name} has key ${mount.subPath}`);
+  return parseYaml(text);
+}
+
+function loadRenderedConfig(r: Rendered) {
+  return resolveConfig(renderedConfigRaw(r), `${r.name} ConfigMap`, BUILTIN_POLICIES);
+}
+
+/** The Secret the overlay makes: rendered directly (self-signed) or by a cert-manager Certificate. */
+function tlsSecretName(r: Rendered): string {
+  const fromCert = r.all('Certificate').filter((c) => !c.spec.isCA).map((c) => c.spec.secretName);
+  const direct = r.all('Secret').filter((s) => s.type === 'kubernetes.io/tls').map((s) => s.metadata.name);
+  const names = [...fromCert, ...direct];
+  assert.equal(names.length, 1, `${r.name}: one serving-certificate Secret, found ${JSON.stringify(names)}`);
+  return names[0]!;
+}
