@@ -218,18 +218,16 @@ function tokenRefreshFinding(ctx: PolicyContext, ref: string, running: PodSummar
   const affected = [...byNode].filter(([, e]) => e.affected === true);
   const unknown = [...byNode].filter(([, e]) => e.affected === undefined);
   if (!affected.length && !unknown.length) return undefined;
-  const nodes = [
-    ...affected.map(([n, e]) => `${n} (kubelet ${e.version})`),
-    ...unknown.map(([n, e]) => `${n} (kubelet ${e.version || 'version unknown'})`),
-  ];
+  const nodes = [...affected, ...unknown].map(([n, e]) => `${n} (${e.version || 'kubelet version unknown'})`);
   const pods = [...affected, ...unknown].flatMap(([, e]) => e.pods);
   return {
     policy: NAME,
     severity: 'warn',
-    message: line('kubernetes#130442: projected tokens stop refreshing while the claim is Terminating on ', nodes),
+    message: line('projected tokens stop refreshing (kubelet bug kubernetes#130442) on ', nodes),
     detail:
       `While ${ref} is Terminating, kubelets before 1.30.12, 1.31.8, 1.32.4 (fixed in 1.33.0) stop refreshing the projected ` +
-      `volumes of pods using it; their service-account tokens expire. Pods: ${pods.slice(0, MAX_NAMED).join(', ')}` +
+      `volumes of pods using it; their service-account tokens expire. Nodes: ${nodes.join(', ')}. ` +
+      `Pods: ${pods.slice(0, MAX_NAMED).join(', ')}` +
       `${pods.length > MAX_NAMED ? ` and ${pods.length - MAX_NAMED} more` : ''}` +
       (unknown.length ? `. Kubelet version unknown for ${unknown.map(([n]) => n).join(', ')}.` : '.'),
     fix: 'upgrade kubelets to a fixed version, or stop the pods before deleting the claim',
