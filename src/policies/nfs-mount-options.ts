@@ -127,7 +127,7 @@ function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
     findings.push({
       policy: POLICY,
       severity: 'warn',
-      message: `volume ${JSON.stringify(v.name ?? '')}: inline NFS volumes cannot carry mount options; use a PersistentVolume`,
+      message: `inline NFS volumes cannot carry mount options; use a PersistentVolume (volume ${JSON.stringify(v.name ?? '')})`,
       detail:
         'A pod-level nfs volume is mounted with the node defaults (hard, client-chosen timeo and retrans), with no way ' +
         'to set them.',

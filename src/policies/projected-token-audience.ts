@@ -112,13 +112,13 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings> = {
     for (const p of tokenProjections(loc.spec)) {
       const audience = p.audience;
       if (audience === undefined || audience === null || audience === '') continue;
-      const volume = `volume ${JSON.stringify(p.volume)}`;
+      const volume = ` (volume ${JSON.stringify(p.volume)})`;
       const path = `${loc.path}.${p.relPath}.audience`;
       if (typeof audience !== 'string') {
         findings.push({
           policy: POLICY,
           severity: 'deny',
-          message: `${volume}: token audience must be a string, got ${JSON.stringify(audience)?.slice(0, 40)}`,
+          message: `token audience must be a string, got ${JSON.stringify(audience)?.slice(0, 40)}${volume}`,
           path,
           fix: FIX,
         });
@@ -129,7 +129,7 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings> = {
       findings.push({
         policy: POLICY,
         severity: 'deny',
-        message: `${volume}: token audience ${JSON.stringify(shown)} is not allowed`,
+        message: `token audience ${JSON.stringify(shown)} is not allowed${volume}`,
         detail: `Allowed here: ${allowedHere(ctx.settings, req.namespace).join(', ') || '(none)'}, or no audience (the API server's own).`,
         path,
         fix: FIX,

@@ -63,45 +63,61 @@ function compiled(settings: LifetimeSettings): CompiledBounds[] {
 interface EffectiveBounds {
   min: number;
   max: number;
-  /** Set when a namespace entry changed a bound: messages then say where the bound comes from. */
+  /** Whether a namespace entry set the bound: messages then say where it comes from. */
+  minFromNamespace: boolean;
+  maxFromNamespace: boolean;
   namespace?: string;
 }
 
 export function boundsFor(settings: LifetimeSettings, namespace: string | undefined): EffectiveBounds {
-  const out: EffectiveBounds = { min: settings.minSeconds, max: settings.maxSeconds };
+  const out: EffectiveBounds = {
+    min: settings.minSeconds,
+    max: settings.maxSeconds,
+    minFromNamespace: false,
+    maxFromNamespace: false,
+    namespace,
+  };
   if (!namespace) return out;
   for (const { matches, bounds } of compiled(settings)) {
     if (!matches(namespace)) continue;
-    if (bounds.minSeconds !== undefined) out.min = bounds.minSeconds;
-    if (bounds.maxSeconds !== undefined) out.max = bounds.maxSeconds;
-    out.namespace = namespace;
+    if (bounds.minSeconds !== undefined) {
+      out.min = bounds.minSeconds;
+      out.minFromNamespace = true;
+    }
+    if (bounds.maxSeconds !== undefined) {
+      out.max = bounds.maxSeconds;
+      out.maxFromNamespace = true;
+    }
   }
   return out;
 }
 
 function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Finding | undefined {
-  const volume = `volume ${JSON.stringify(p.volume)}`;
+  // The gist first, the volume last: the engine cuts warnings at 120 characters.
+  const volume = ` (volume ${JSON.stringify(p.volume)})`;
   const at = { policy: POLICY, path };
   const fix = `set expirationSeconds between ${bounds.min} and ${bounds.max}`;
-  const where = bounds.namespace ? ` for namespace ${bounds.namespace}` : '';
+  const scope = (fromNamespace: boolean) => (fromNamespace ? "this namespace's" : 'the');
+  const boundSource = (fromNamespace: boolean) =>
+    fromNamespace ? ` That bound applies to namespace ${bounds.namespace} (policies.${POLICY}.namespaces).` : '';
   const raw = p.expirationSeconds;
 
   if (raw !== undefined && (typeof raw !== 'number' || !Number.isInteger(raw))) {
     return {
       ...at,
       severity: 'deny',
-      message: `${volume}: expirationSeconds must be a whole number of seconds, got ${JSON.stringify(raw)?.slice(0, 40)}`,
+      message: `expirationSeconds must be a whole number of seconds, got ${JSON.stringify(raw)?.slice(0, 40)}${volume}`,
       fix,
     };
   }
   const value = raw ?? DEFAULT_EXPIRATION_SECONDS;
-  const stated = raw === undefined ? `no expirationSeconds means ${value} s, which` : `token lifetime ${value} s`;
+  const stated = raw === undefined ? `no expirationSeconds means ${value} s,` : `token lifetime ${value} s is`;
 
   if (value < API_MIN_SECONDS) {
     return {
       ...at,
       severity: 'deny',
-      message: `${volume}: token lifetime ${value} s is below 600 s; the API server rejects it anyway`,
+      message: `token lifetime ${value} s is below 600 s; the API server rejects it anyway${volume}`,
       detail: 'Kubernetes refuses projected tokens shorter than 10 minutes (may not specify a duration less than 10 minutes).',
       fix,
     };
@@ -110,7 +126,7 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `${volume}: token lifetime ${value} s is above 2^32 s; the API server rejects it anyway`,
+      message: `token lifetime ${value} s is above 2^32 s; the API server rejects it anyway${volume}`,
       fix,
     };
   }
@@ -118,8 +134,8 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `${volume}: ${stated} is below the ${bounds.min} s minimum${where}`,
-      detail: 'Very short tokens are refreshed often and leave little room when the API server is briefly unreachable.',
+      message: `${stated} below ${scope(bounds.minFromNamespace)} ${bounds.min} s minimum${volume}`,
+      detail: 'Very short tokens are refreshed often and leave little room when the API server is briefly unreachable.' + boundSource(bounds.minFromNamespace),
       fix,
     };
   }
@@ -127,10 +143,10 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `${volume}: ${stated} is above the ${bounds.max} s maximum${where}`,
+      message: `${stated} above ${scope(bounds.maxFromNamespace)} ${bounds.max} s maximum${volume}`,
       detail:
         'kubelet refreshes a projected token at 80 % of its lifetime or after 24 h anyway, so a longer lifetime ' +
-        'only lengthens how long a leaked token stays valid.',
+        'only lengthens how long a leaked token stays valid.' + boundSource(bounds.maxFromNamespace),
       fix,
     };
   }
@@ -138,7 +154,7 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'warn',
-      message: `${volume}: a 3607 s token with the default audience really lives one year (token extension)`,
+      message: `a 3607 s default-audience token really lives one year (token extension)${volume}`,
       detail:
         'With --service-account-extend-token-expiration (on by default) the API server issues 3607 s tokens bound to ' +
         'its own audiences for one year (a kubernetes.io.warnafter claim marks them): that value is reserved for the ' +
