@@ -1,0 +1,159 @@
+// Issuer discovery: what the API server serves at /.well-known/openid-configuration and the key
+// set at /openid/v1/jwks, read through the cluster client (its TLS and credentials; every
+// ServiceAccount may read both through `system:service-account-issuer-discovery`), re-read on an
+// interval and on demand. A change of the served issuer or of the key set is logged, counted and
+// recorded as an Event: it is the moment incident B starts, if the old issuer is not kept.
+//
+// The key set is read from the API server's own /openid/v1/jwks, not from the document's
+// `jwks_uri`: that is the externally published address (often the API server's public name, or a
+// bucket for IRSA), frequently unreachable from inside the cluster, while the API server always
+// serves the same keys at this path.
+
+import { Counter } from 'prom-client';
+import type { JSONWebKeySet } from 'jose';
+import type { Logger } from '../server/log.js';
+import { registry } from '../server/metrics.js';
+import type { ApiClient } from './client.js';
+import type { EventRecorder } from './events.js';
+import { parseKeySet } from './token-check.js';
+import type { IssuerRisk, IssuerView } from './view.js';
+
+export const DISCOVERY_PATH = '/.well-known/openid-configuration';
+export const JWKS_PATH = '/openid/v1/jwks';
+
+export const issuerChanges = new Counter({
+  name: 'tokenguard_issuer_changes_total',
+  help: 'Changes of the served service-account issuer seen by discovery (the first read is not a change).',
+  registers: [registry],
+});
+
+export const jwksChanges = new Counter({
+  name: 'tokenguard_jwks_changes_total',
+  help: 'Changes of the service-account key set (/openid/v1/jwks) seen by discovery.',
+  registers: [registry],
+});
+
+export const discoveryFailures = new Counter({
+  name: 'tokenguard_issuer_discovery_failures_total',
+  help: 'Failed reads of the OIDC discovery document or the key set.',
+  registers: [registry],
+});
+
+export interface IssuerMonitorOptions {
+  client: Pick<ApiClient, 'getJson'>;
+  logger: Logger;
+  events?: EventRecorder;
+  /** config `cluster.issuerRefreshSeconds`. */
+  refreshSeconds: number;
+  /** Bound on each read (default 5 s). */
+  timeoutMs?: number;
+  clock?: () => Date;
+}
+
+/** A stable fingerprint of a key set: its keys, sorted, as canonical JSON. */
+function fingerprint(keys: JSONWebKeySet): string {
+  const canon = (k: object) => JSON.stringify(Object.fromEntries(Object.entries(k).sort(([a], [b]) => a.localeCompare(b))));
+  return keys.keys.map(canon).sort().join('\n');
+}
+
+const keyIds = (keys: JSONWebKeySet) => keys.keys.map((k) => k.kid ?? '(no kid)');
+
+export class IssuerMonitor implements IssuerView {
+  servedIssuer?: string;
+  fetchedAt?: Date;
+  error?: string;
+  /** `jwks_uri` of the discovery document (the published address). */
+  jwksUri?: string;
+  keys?: JSONWebKeySet;
+  private keysFingerprint?: string;
+  private timer?: NodeJS.Timeout;
+  private inflight?: Promise<void>;
+  private readonly clock: () => Date;
+
+  constructor(private readonly opts: IssuerMonitorOptions) {
+    this.clock = opts.clock ?? (() => new Date());
+  }
+
+  /** First read now, then every `refreshSeconds`. */
+  start(): void {
+    if (this.timer) return;
+    void this.refresh();
+    this.timer = setInterval(() => void this.refresh(), this.opts.refreshSeconds * 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Read discovery and keys now; concurrent callers share one read. Never rejects. */
+  refresh(): Promise<void> {
+    this.inflight ??= this.read().finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  reportIssuerRisk(risk: IssuerRisk): void {
+    void this.opts.events?.record({ type: 'Warning', reason: risk.reason, message: risk.message, related: risk.object });
+  }
+
+  private async read(): Promise<void> {
+    const bounds = { timeoutMs: this.opts.timeoutMs ?? 5000 };
+    let issuer: string;
+    let jwksUri: string | undefined;
+    let keys: JSONWebKeySet;
+    try {
+      const doc = await this.opts.client.getJson(DISCOVERY_PATH, bounds);
+      if (typeof doc?.issuer !== 'string' || doc.issuer === '') throw new Error(`${DISCOVERY_PATH} has no "issuer"`);
+      issuer = doc.issuer;
+      jwksUri = typeof doc.jwks_uri === 'string' ? doc.jwks_uri : undefined;
+      try {
+        keys = parseKeySet(await this.opts.client.getJson(JWKS_PATH, bounds));
+      } catch (err) {
+        throw new Error(`${JWKS_PATH}: ${(err as Error).message}`);
+      }
+    } catch (err) {
+      discoveryFailures.inc();
+      const message = (err as Error).message ?? String(err);
+      // Keep the last good values: a failed read says nothing about what the API server serves.
+      if (this.error !== message) this.opts.logger.warn('issuer discovery failed', { error: message, lastIssuer: this.servedIssuer });
+      this.error = message;
+      return;
+    }
+    const print = fingerprint(keys);
+    const previousIssuer = this.servedIssuer;
+    const previousKeys = this.keys;
+    const keysChanged = this.keysFingerprint !== undefined && this.keysFingerprint !== print;
+    this.servedIssuer = issuer;
+    this.jwksUri = jwksUri;
+    this.keys = keys;
+    this.keysFingerprint = print;
+    this.fetchedAt = this.clock();
+    if (this.error) this.opts.logger.info('issuer discovery recovered', { issuer });
+    this.error = undefined;
+
+    if (previousIssuer === undefined) {
+      this.opts.logger.info('service-account issuer discovered', { issuer, jwksUri, keyIds: keyIds(keys) });
+      return;
+    }
+    if (previousIssuer !== issuer) {
+      issuerChanges.inc();
+      const message =
+        `The served service-account issuer changed from ${previousIssuer} to ${issuer}. Tokens signed as ${previousIssuer} ` +
+        `keep working only while every kube-apiserver still lists it as an additional --service-account-issuer.`;
+      this.opts.logger.warn('served service-account issuer changed', { from: previousIssuer, to: issuer });
+      void this.opts.events?.record({ type: 'Warning', reason: 'ServiceAccountIssuerChanged', message });
+    }
+    if (keysChanged) {
+      jwksChanges.inc();
+      const before = keyIds(previousKeys!);
+      const after = keyIds(keys);
+      const removed = before.filter((k) => !after.includes(k));
+      const message =
+        `The service-account key set changed: key ids [${before.join(', ')}] -> [${after.join(', ')}].` +
+        (removed.length ? ` Tokens signed with ${removed.join(', ')} no longer verify.` : '');
+      this.opts.logger.warn('service-account key set changed', { before, after });
+      void this.opts.events?.record({ type: removed.length ? 'Warning' : 'Normal', reason: 'ServiceAccountKeysChanged', message });
+    }
+  }
+}

@@ -1,0 +1,197 @@
+// The token self-test: periodically ask the API server for a short-lived token of tokenguard's own
+// ServiceAccount (TokenRequest), verify it the way kube-apiserver would (signature against the
+// served JWKS, issuer among the accepted ones, audience, times with the 60 s leeway), and measure
+// the skew between the API server's clock (the token's `iat`) and ours. It catches incident B (the
+// signing issuer is not accepted) and incident C (a clock off by more than the leeway) before
+// workloads do.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { Gauge } from 'prom-client';
+import { issuerFlags, parseArgv } from '../policies/apiserver-flags.js';
+import type { Logger } from '../server/log.js';
+import { registry } from '../server/metrics.js';
+import { describeApiError, type EventRecorder } from './events.js';
+import type { IssuerMonitor } from './issuers.js';
+import { SERVICE_ACCOUNT_DIR } from './kubeconfig.js';
+import { decodeToken, verifyToken, type TokenProblem } from './token-check.js';
+import type { ClusterView } from './view.js';
+
+export const selfTestSuccess = new Gauge({
+  name: 'tokenguard_token_selftest_success',
+  help: '1 when the last token self-test (TokenRequest + verification of the token) passed, 0 when it failed.',
+  registers: [registry],
+});
+
+export const clockSkew = new Gauge({
+  name: 'tokenguard_clock_skew_seconds',
+  help: "The API server's clock minus tokenguard's, from the last self-test token's iat (1 s resolution).",
+  registers: [registry],
+});
+
+/** The audience the self-test asks for, so the audience check is exact. */
+export const SELF_TEST_AUDIENCE = 'tokenguard.io/self-test';
+/** The shortest lifetime TokenRequest accepts. */
+const EXPIRATION_SECONDS = 600;
+
+export interface ServiceAccountRef {
+  namespace: string;
+  name: string;
+}
+
+/** Every issuer the cluster accepts as far as we can see: the served one, then the mirror pods' flags. */
+export function acceptedIssuers(served: string | undefined, cluster: Pick<ClusterView, 'apiserverPods'> | undefined): string[] {
+  const out = served ? [served] : [];
+  for (const pod of cluster?.apiserverPods() ?? []) {
+    for (const i of issuerFlags(parseArgv(pod.argv)).issuers) if (!out.includes(i)) out.push(i);
+  }
+  return out;
+}
+
+/**
+ * tokenguard's own ServiceAccount: `TOKENGUARD_SERVICE_ACCOUNT=<namespace>/<name>`, else the `sub`
+ * of the mounted in-cluster token; undefined outside a cluster (the self-test then stays off).
+ */
+export function ownServiceAccount(env: NodeJS.ProcessEnv = process.env, root = ''): ServiceAccountRef | undefined {
+  const fromEnv = env.TOKENGUARD_SERVICE_ACCOUNT?.match(/^([^/\s]+)\/([^/\s]+)$/);
+  if (fromEnv) return { namespace: fromEnv[1]!, name: fromEnv[2]! };
+  try {
+    const sub = decodeToken(readFileSync(join(root, SERVICE_ACCOUNT_DIR, 'token'), 'utf8')).claims.sub;
+    const m = sub?.match(/^system:serviceaccount:([^:]+):([^:]+)$/);
+    return m ? { namespace: m[1]!, name: m[2]! } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface SelfTestResult {
+  ok: boolean;
+  at: Date;
+  /** API server clock minus ours, in seconds; undefined when no token was obtained. */
+  skewSeconds?: number;
+  problems: TokenProblem[];
+  /** The TokenRequest or the key set could not be obtained. */
+  error?: string;
+}
+
+export interface TokenSelfTestOptions {
+  kc: KubeConfig;
+  issuers: Pick<IssuerMonitor, 'keys' | 'servedIssuer' | 'refresh'>;
+  /** The cluster view, for the issuers other kube-apiservers accept. */
+  cluster?: Pick<ClusterView, 'apiserverPods'>;
+  serviceAccount: ServiceAccountRef;
+  /** config `cluster.tokenSelfTestSeconds` (> 0). */
+  intervalSeconds: number;
+  /** config `cluster.maxClockSkewSeconds`. */
+  maxClockSkewSeconds: number;
+  logger: Logger;
+  events?: EventRecorder;
+  clock?: () => Date;
+}
+
+export class TokenSelfTest {
+  last?: SelfTestResult;
+  private timer?: NodeJS.Timeout;
+  private readonly api: CoreV1Api;
+  private readonly clock: () => Date;
+
+  constructor(private readonly opts: TokenSelfTestOptions) {
+    this.api = opts.kc.makeApiClient(CoreV1Api);
+    this.clock = opts.clock ?? (() => new Date());
+  }
+
+  /** A first run now, then every `intervalSeconds`. */
+  start(): void {
+    if (this.timer) return;
+    void this.run();
+    this.timer = setInterval(() => void this.run(), this.opts.intervalSeconds * 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One self-test; never rejects. Updates the metrics, logs and records an Event on failure or skew. */
+  async run(): Promise<SelfTestResult> {
+    const result = await this.check();
+    this.last = result;
+    selfTestSuccess.set(result.ok ? 1 : 0);
+    if (result.skewSeconds !== undefined) clockSkew.set(result.skewSeconds);
+    const { logger, events, maxClockSkewSeconds } = this.opts;
+    if (!result.ok) {
+      const why = result.error ?? result.problems.filter((p) => p.fatal).map((p) => p.message).join('; ');
+      const incidents = [...new Set(result.problems.filter((p) => p.fatal && p.incident).map((p) => p.incident))];
+      logger.error('token self-test failed', { error: why, incidents });
+      void events?.record({
+        type: 'Warning',
+        reason: 'TokenSelfTestFailed',
+        message: `A fresh token of ${this.who()} does not pass verification: ${why}` +
+          (incidents.length ? ` (incident ${incidents.join(', ')} in the tokenguard docs)` : ''),
+      });
+    } else {
+      logger.debug('token self-test passed', { skewSeconds: result.skewSeconds });
+    }
+    if (result.skewSeconds !== undefined && Math.abs(result.skewSeconds) > maxClockSkewSeconds) {
+      const direction = result.skewSeconds > 0 ? 'ahead of' : 'behind';
+      const message =
+        `The API server's clock is ${Math.abs(result.skewSeconds)} s ${direction} this node's (bound ${maxClockSkewSeconds} s). ` +
+        'kube-apiserver rejects tokens whose nbf/iat is more than 60 s in its future: fix time sync (chrony/NTP) before that.';
+      logger.warn('clock skew between tokenguard and the API server', { skewSeconds: result.skewSeconds, bound: maxClockSkewSeconds });
+      void events?.record({ type: 'Warning', reason: 'ClockSkew', message });
+    }
+    return result;
+  }
+
+  private who(): string {
+    return `ServiceAccount ${this.opts.serviceAccount.namespace}/${this.opts.serviceAccount.name}`;
+  }
+
+  private async check(): Promise<SelfTestResult> {
+    const { serviceAccount, issuers } = this.opts;
+    const t0 = this.clock();
+    let token: string;
+    try {
+      const answer = await this.api.createNamespacedServiceAccountToken({
+        name: serviceAccount.name,
+        namespace: serviceAccount.namespace,
+        body: { spec: { audiences: [SELF_TEST_AUDIENCE], expirationSeconds: EXPIRATION_SECONDS } },
+      });
+      const t = answer?.status?.token;
+      if (typeof t !== 'string' || t === '') throw new Error('the TokenRequest answer has no status.token');
+      token = t;
+    } catch (err) {
+      return { ok: false, at: this.clock(), problems: [], error: `TokenRequest for ${this.who()} failed: ${describeApiError(err)}` };
+    }
+    const t1 = this.clock();
+
+    // A kid we do not know yet may just be a key rotated since the last read: re-read once.
+    let kid: string | undefined;
+    try {
+      kid = decodeToken(token).header.kid;
+    } catch {
+      kid = undefined;
+    }
+    if (!issuers.keys || (kid && !issuers.keys.keys.some((k) => k.kid === kid))) await issuers.refresh();
+    if (!issuers.keys) {
+      return { ok: false, at: t1, problems: [], error: 'the cluster key set (/openid/v1/jwks) could not be read' };
+    }
+    const verdict = await verifyToken(token, {
+      keys: issuers.keys,
+      acceptedIssuers: acceptedIssuers(issuers.servedIssuer, this.opts.cluster),
+      audience: SELF_TEST_AUDIENCE,
+      now: t1,
+    });
+    const iat = verdict.decoded?.claims.iat;
+    let skewSeconds: number | undefined;
+    if (typeof iat === 'number') {
+      // iat is the API server's time, truncated to the second, somewhere between t0 and t1.
+      const lo = Math.floor(t0.getTime() / 1000);
+      const hi = Math.floor(t1.getTime() / 1000);
+      skewSeconds = iat < lo ? iat - lo : iat > hi ? iat - hi : 0;
+    }
+    return { ok: verdict.valid, at: t1, skewSeconds, problems: verdict.problems };
+  }
+}
