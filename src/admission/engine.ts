@@ -5,7 +5,7 @@
 import type { ClusterView } from '../cluster/view.js';
 import type { NamespaceOverride, TokenguardConfig } from '../config/schema.js';
 import type { AnyPolicy, Exemptions, Finding, MatchRule, Mode, PolicyContext } from '../policies/types.js';
-import { applyPatchInPlace, type PatchOperation } from './patch.js';
+import { applyPatchCopyOnWrite, jsonEqual, type PatchOperation } from './patch.js';
 import type { AdmissionRequest } from './review.js';
 import { globMatcher } from './glob.js';
 
@@ -165,10 +165,9 @@ export class Engine {
       try {
         ops = p.policy.mutate!(current, ctx);
         if (ops.length === 0) continue;
-        // Later policies see the object as patched so far, so their operations compose.
-        const working = current === req ? structuredClone(req.object ?? {}) : current.object!;
-        applyPatchInPlace(working, ops);
-        current = { ...req, object: working };
+        // Later policies see the object as patched so far, so their operations compose. The
+        // request's own object is never modified, and a policy whose patch fails leaves no trace.
+        current = { ...req, object: applyPatchCopyOnWrite(current.object ?? {}, ops) };
       } catch (err) {
         findings.push({ ...this.policyFailure(p.policy.name, err), mode: ctx.mode });
         continue;
@@ -178,7 +177,7 @@ export class Engine {
     }
     const decision = foldFindings(findings);
     // Idempotence: operations that net to no change (e.g. re-adding a present value) are dropped.
-    if (patch.length > 0 && !sameJson(current.object, req.object)) {
+    if (patch.length > 0 && !jsonEqual(current.object, req.object ?? {})) {
       decision.patch = patch;
       decision.fired.push(...fired);
     }
@@ -203,10 +202,6 @@ export class Engine {
       message: `tokenguard: policy ${name} could not run (${(err as Error)?.message ?? String(err)}); not checked`,
     };
   }
-}
-
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** Turn judged findings into a decision: denials in enforce mode deny, everything else warns. */

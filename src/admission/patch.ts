@@ -51,38 +51,90 @@ export function setMapEntries(
 function parsePointer(path: string): string[] {
   if (path === '') return [];
   if (!path.startsWith('/')) throw new Error(`invalid JSON pointer ${JSON.stringify(path)}`);
-  return path
-    .slice(1)
-    .split('/')
-    .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const tokens = path.slice(1).split('/');
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t.includes('~')) tokens[i] = t.replaceAll('~1', '/').replaceAll('~0', '~');
+  }
+  return tokens;
+}
+
+/** Structural equality of JSON values (key order does not matter); shared subtrees compare in O(1). */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) {
+    if (!Object.prototype.hasOwnProperty.call(b, k) || !jsonEqual((a as any)[k], (b as any)[k])) return false;
+  }
+  return true;
+}
+
+/** A deep copy of a JSON value (structuredClone costs microseconds even for a string). */
+function cloneJson<V>(v: V): V {
+  if (typeof v !== 'object' || v === null) return v;
+  if (Array.isArray(v)) return v.map(cloneJson) as V;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) out[k] = cloneJson((v as Record<string, unknown>)[k]);
+  return out as V;
+}
+
+function arrayIndex(token: string, length: number, allowEnd: boolean, path: string): number {
+  if (allowEnd && token === '-') return length;
+  if (!/^(0|[1-9][0-9]*)$/.test(token)) throw new Error(`patch path ${path}: ${JSON.stringify(token)} is not an array index`);
+  const index = Number(token);
+  if (index > length || (!allowEnd && index === length)) throw new Error(`patch path ${path}: index ${index} is out of bounds`);
+  return index;
 }
 
 /**
- * Apply `ops` to `doc` in place. Only what the engine needs to chain mutating policies: add,
- * replace and remove on objects and arrays. Throws on a path that does not resolve.
+ * Apply `ops` to `doc` without modifying it: the result shares every subtree the operations do
+ * not touch, and only the containers along patched paths are copied. That keeps chaining mutating
+ * policies cheap on large objects (no deep clone), and makes "did anything change?" a comparison
+ * of the touched paths only (see jsonEqual). Throws, as the API server would reject the patch, when
+ * a path does not resolve or a `test` fails; `doc` is unchanged then too.
  */
-export function applyPatchInPlace(doc: Record<string, any>, ops: readonly PatchOperation[]): void {
+export function applyPatchCopyOnWrite<T extends object>(doc: T, ops: readonly PatchOperation[]): T {
+  const owned = new Set<object>(); // the copies this call made, safe to change in place
+  const own = <V extends object>(v: V): V => {
+    if (owned.has(v)) return v;
+    const copy = (Array.isArray(v) ? v.slice() : { ...v }) as V;
+    owned.add(copy);
+    return copy;
+  };
+  const root: any = own(doc);
   for (const op of ops) {
     const tokens = parsePointer(op.path);
     const last = tokens.pop();
     if (last === undefined) throw new Error('patching the document root is not supported');
-    let parent: any = doc;
+    let parent = root;
     for (const t of tokens) {
-      parent = parent?.[Array.isArray(parent) ? Number(t) : t];
-      if (parent === undefined || parent === null || typeof parent !== 'object') {
-        throw new Error(`patch path ${op.path} does not resolve`);
-      }
+      const key = Array.isArray(parent) ? arrayIndex(t, parent.length, false, op.path) : t;
+      const child = Object.prototype.hasOwnProperty.call(parent, key) ? parent[key] : undefined;
+      if (child === undefined || child === null || typeof child !== 'object') throw new Error(`patch path ${op.path} does not resolve`);
+      parent = parent[key] = own(child);
     }
-    if (op.op === 'test') continue;
     if (Array.isArray(parent)) {
-      const index = last === '-' ? parent.length : Number(last);
-      if (op.op === 'add') parent.splice(index, 0, structuredClone(op.value));
-      else if (op.op === 'replace') parent[index] = structuredClone(op.value);
-      else parent.splice(index, 1);
-    } else if (op.op === 'remove') {
-      delete parent[last];
-    } else {
-      parent[last] = structuredClone(op.value);
+      const index = arrayIndex(last, parent.length, op.op === 'add', op.path);
+      if (op.op === 'add') parent.splice(index, 0, cloneJson(op.value));
+      else if (op.op === 'replace') parent[index] = cloneJson(op.value);
+      else if (op.op === 'remove') parent.splice(index, 1);
+      else if (!jsonEqual(parent[index], op.value)) throw new Error(`patch test at ${op.path} failed`);
+      continue;
     }
+    const present = Object.prototype.hasOwnProperty.call(parent, last);
+    if (op.op === 'add') parent[last] = cloneJson(op.value);
+    else if (!present) throw new Error(`patch path ${op.path} does not resolve`);
+    else if (op.op === 'replace') parent[last] = cloneJson(op.value);
+    else if (op.op === 'remove') delete parent[last];
+    else if (!jsonEqual(parent[last], op.value)) throw new Error(`patch test at ${op.path} failed`);
   }
+  return root;
 }

@@ -12,6 +12,11 @@ export interface Logger {
   enabled(level: LogLevel): boolean;
 }
 
+/**
+ * A logger writing one JSON object per line: `time`, `level`, `msg`, then the fields (which must
+ * not reuse those three names). It runs once per admission decision, so the line is assembled
+ * directly instead of through an intermediate object, and the timestamp is formatted once per ms.
+ */
 export function createLogger(level: LogLevel = 'info', write: (line: string) => void = (l) => process.stdout.write(l)): Logger {
   const logger: Logger = {
     level,
@@ -21,9 +26,18 @@ export function createLogger(level: LogLevel = 'info', write: (line: string) => 
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
   };
+  let lastMs = -1;
+  let lastIso = '';
   function emit(l: LogLevel, msg: string, fields?: Record<string, unknown>) {
     if (ORDER[l] < ORDER[logger.level]) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...fields }) + '\n');
+    const now = Date.now();
+    if (now !== lastMs) {
+      lastMs = now;
+      lastIso = new Date(now).toISOString();
+    }
+    const head = `{"time":"${lastIso}","level":"${l}","msg":${JSON.stringify(msg)}`;
+    const rest = fields ? JSON.stringify(fields) : '{}';
+    write(rest.length > 2 ? `${head},${rest.slice(1)}\n` : `${head}}\n`);
   }
   return logger;
 }

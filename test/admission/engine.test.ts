@@ -224,6 +224,34 @@ describe('mutating pipeline', () => {
     assert.deepEqual(d.fired, []);
   });
 
+  it('a policy whose patch does not apply is skipped whole: later policies see the object without it', () => {
+    const halfBroken: AnyPolicy = {
+      name: 'half-broken',
+      description: 'first operation fine, second one does not resolve',
+      match: [ANYTHING],
+      mutate: () => [
+        { op: 'add', path: '/metadata/labels', value: { half: 'applied' } },
+        { op: 'add', path: '/no/such/parent', value: 1 },
+      ],
+    };
+    let seenLabels: unknown = 'not called';
+    const observer: AnyPolicy = {
+      name: 'observer',
+      description: 'records what it sees',
+      match: [ANYTHING],
+      mutate: (req) => {
+        seenLabels = req.object?.metadata?.labels;
+        return [];
+      },
+    };
+    const req = reviewByPrefix('005').request as AdmissionRequest;
+    const d = engineWith([halfBroken, observer]).mutate(req);
+    assert.equal(seenLabels, undefined);
+    assert.equal(d.patch, undefined);
+    assert.match(d.warnings[0]!, /policy half-broken could not run \(patch path \/no\/such\/parent does not resolve\)/);
+    assert.equal(req.object!.metadata.labels, undefined, 'the request object itself is never modified');
+  });
+
   it('a mutating policy that throws is skipped, the others still patch', () => {
     const broken: AnyPolicy = {
       name: 'broken',

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fastJsonPatch from 'fast-json-patch';
-import { applyPatchInPlace, escapePointerToken, pointer, setMapEntries } from '../../src/admission/patch.js';
+import { applyPatchCopyOnWrite, escapePointerToken, jsonEqual, pointer, setMapEntries, type PatchOperation } from '../../src/admission/patch.js';
 
 describe('JSON Pointer', () => {
   it('escapes ~ before / (RFC 6901), so `~1` in a key survives a round trip', () => {
@@ -19,8 +19,7 @@ describe('JSON Pointer', () => {
       const doc = { m: { [key]: 'old' } };
       const ops = [{ op: 'replace' as const, path: pointer(['m', key]), value: 'new' }];
       const theirs = fastJsonPatch.applyPatch(structuredClone(doc), ops, true, false).newDocument;
-      const ours = structuredClone(doc);
-      applyPatchInPlace(ours, ops);
+      const ours = applyPatchCopyOnWrite(doc, ops);
       assert.deepEqual(theirs, { m: { [key]: 'new' } });
       assert.deepEqual(ours, theirs);
     });
@@ -46,5 +45,60 @@ describe('setMapEntries', () => {
       { op: 'add', path: '/metadata/labels/n~1ew', value: '2' },
     ]);
     assert.deepEqual(setMapEntries(obj, ['metadata', 'labels'], { same: '1' }), []);
+  });
+});
+
+describe('applyPatchCopyOnWrite', () => {
+  const pod = () => ({
+    metadata: { name: 'web-0', labels: { app: 'web' } },
+    spec: { containers: [{ name: 'a' }, { name: 'b' }], volumes: [{ name: 'data' }] },
+  });
+
+  it('gives what fast-json-patch gives, leaves the input alone, and shares untouched subtrees', () => {
+    const doc = pod();
+    const before = structuredClone(doc);
+    const ops: PatchOperation[] = [
+      { op: 'add', path: '/metadata/annotations', value: { 'x/y': '1' } },
+      { op: 'replace', path: '/metadata/labels/app', value: 'api' },
+      { op: 'add', path: '/spec/containers/1', value: { name: 'inserted' } },
+      { op: 'add', path: '/spec/containers/-', value: { name: 'last' } },
+      { op: 'remove', path: '/spec/containers/0' },
+      { op: 'test', path: '/metadata/name', value: 'web-0' },
+    ];
+    const ours = applyPatchCopyOnWrite(doc, ops);
+    const theirs = fastJsonPatch.applyPatch(structuredClone(doc), ops as any, true, false).newDocument;
+    assert.deepEqual(ours, theirs);
+    assert.deepEqual(doc, before, 'input unchanged');
+    assert.equal(ours.spec.volumes, doc.spec.volumes, 'untouched subtree shared, not copied');
+    assert.notEqual(ours.metadata, doc.metadata);
+  });
+
+  const failures: [string, PatchOperation, RegExp][] = [
+    ['a missing parent', { op: 'add', path: '/status/phase', value: 'x' }, /does not resolve/],
+    ['replacing a missing key', { op: 'replace', path: '/metadata/namespace', value: 'x' }, /does not resolve/],
+    ['a non-numeric array index', { op: 'replace', path: '/spec/containers/first', value: {} }, /"first" is not an array index/],
+    ['an index past the end', { op: 'add', path: '/spec/containers/5', value: {} }, /index 5 is out of bounds/],
+    ['removing one past the end', { op: 'remove', path: '/spec/containers/2' }, /index 2 is out of bounds/],
+    ['a failing test', { op: 'test', path: '/metadata/name', value: 'other' }, /test at \/metadata\/name failed/],
+    ['the root', { op: 'remove', path: '' }, /root is not supported/],
+  ];
+  for (const [what, op, error] of failures) {
+    it(`rejects ${what}, and fast-json-patch rejects it too`, () => {
+      const doc = pod();
+      assert.throws(() => applyPatchCopyOnWrite(doc, [{ op: 'add', path: '/metadata/labels/new', value: 'v' }, op]), error);
+      assert.deepEqual(doc, pod(), 'nothing half-applied to the input');
+      if (op.path !== '') assert.throws(() => fastJsonPatch.applyPatch(structuredClone(doc), [op as any], true, false));
+    });
+  }
+});
+
+describe('jsonEqual', () => {
+  it('compares structure, not key order or identity', () => {
+    assert.equal(jsonEqual({ a: 1, b: [1, { c: null }] }, { b: [1, { c: null }], a: 1 }), true);
+    assert.equal(jsonEqual({ a: 1 }, { a: 1, b: 2 }), false);
+    assert.equal(jsonEqual({ a: [] }, { a: {} }), false);
+    assert.equal(jsonEqual([1, 2], [2, 1]), false);
+    assert.equal(jsonEqual(null, {}), false);
+    assert.equal(jsonEqual('1', 1), false);
   });
 });

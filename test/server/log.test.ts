@@ -1,0 +1,41 @@
+// The structured logger: one valid JSON object per line, time/level/msg first, levels filtered.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLogger } from '../../src/server/log.js';
+
+describe('createLogger', () => {
+  it('writes one JSON object per line with time, level, msg and the fields', () => {
+    const lines: string[] = [];
+    const log = createLogger('info', (l) => lines.push(l));
+    const before = Date.now();
+    log.info('admission decision', { uid: 'u"1', policies: ['a', 'b'], dryRun: false, skipped: undefined, latencyMs: 0.25 });
+    log.warn('with "quotes"\nand a newline');
+    assert.equal(lines.length, 2);
+    for (const l of lines) {
+      assert.ok(l.endsWith('\n'));
+      assert.ok(!l.slice(0, -1).includes('\n'));
+    }
+    const first = JSON.parse(lines[0]!);
+    assert.deepEqual(Object.keys(first), ['time', 'level', 'msg', 'uid', 'policies', 'dryRun', 'latencyMs']);
+    assert.equal(first.level, 'info');
+    assert.equal(first.uid, 'u"1');
+    assert.ok(Date.parse(first.time) >= before - 1 && Date.parse(first.time) <= Date.now());
+    assert.deepEqual(JSON.parse(lines[1]!).msg, 'with "quotes"\nand a newline');
+  });
+
+  it('drops levels below the configured one, and can be changed at run time', () => {
+    const lines: string[] = [];
+    const log = createLogger('warn', (l) => lines.push(l));
+    log.debug('no');
+    log.info('no');
+    log.error('yes', {});
+    assert.equal(lines.length, 1);
+    assert.deepEqual(Object.keys(JSON.parse(lines[0]!)), ['time', 'level', 'msg']);
+    assert.equal(log.enabled('info'), false);
+    log.level = 'debug';
+    assert.equal(log.enabled('debug'), true);
+    log.debug('now');
+    assert.equal(lines.length, 2);
+  });
+});
