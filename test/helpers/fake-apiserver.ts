@@ -128,6 +128,8 @@ export class FakeApiServer {
   private readonly sockets = new Set<Socket>();
   private readonly routes: { method: string; pattern: RegExp; handler: RouteHandler }[] = [];
   private readonly store = new Map<string, Map<string, KubeObject>>();
+  /** Sorted keys per resource, rebuilt after a write. */
+  private readonly sorted = new Map<string, string[]>();
   private events: StoredEvent[] = [];
   private rv = 1;
   /** Watches from a resourceVersion below this are expired (410). */
@@ -189,7 +191,7 @@ export class FakeApiServer {
   /** Load a real `<Kind>List` body: its items keep their resourceVersions; no watch events. */
   loadList(resource: string, list: KubeObject): void {
     const items: KubeObject[] = Array.isArray(list.items) ? list.items : [];
-    const bucket = this.bucket(resource);
+    const bucket = this.writable(resource);
     for (const item of items) {
       const copy = structuredClone(item);
       bucket.set(keyOf(copy.metadata?.namespace, copy.metadata?.name), copy);
@@ -200,7 +202,7 @@ export class FakeApiServer {
 
   /** Add objects in bulk without recording watch events (fast, for benchmarks); then compacts history. */
   fill(resource: string, objects: Iterable<KubeObject>): void {
-    const bucket = this.bucket(resource);
+    const bucket = this.writable(resource);
     for (const o of objects) {
       o.metadata ??= {};
       o.metadata.resourceVersion = String(++this.rv);
@@ -232,8 +234,8 @@ export class FakeApiServer {
     object.metadata ??= {};
     object.metadata.resourceVersion = String(++this.rv);
     const key = keyOf(object.metadata.namespace, object.metadata.name);
-    if (event.type === 'DELETED') this.bucket(resource).delete(key);
-    else this.bucket(resource).set(key, object);
+    if (event.type === 'DELETED') this.writable(resource).delete(key);
+    else this.writable(resource).set(key, object);
     const stored: StoredEvent = { rv: this.rv, resource, type: event.type, object };
     this.events.push(stored);
     for (const w of this.watches) if (this.matches(w, stored)) this.send(w, { type: stored.type, object });
@@ -436,11 +438,19 @@ export class FakeApiServer {
     }
     // Keys in sorted order, as etcd returns them, so pages continue deterministically.
     const bucket = this.bucket(p.resource);
-    const keys = [...bucket.keys()].filter((k) => !p.namespace || k.startsWith(p.namespace + '/')).sort();
+    const all = this.sortedKeys(p.resource);
+    const keys = p.namespace ? all.filter((k) => k.startsWith(p.namespace + '/')) : all;
     let from = 0;
     if (startAfter !== undefined) {
-      from = keys.findIndex((k) => k > startAfter!);
-      if (from === -1) from = keys.length;
+      // First key after startAfter (binary search: 100k-object lists are paged 500 at a time).
+      let lo = 0;
+      let hi = keys.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (keys[mid]! <= startAfter) lo = mid + 1;
+        else hi = mid;
+      }
+      from = lo;
     }
     const to = limit > 0 ? Math.min(keys.length, from + limit) : keys.length;
     const metadata: KubeObject = { resourceVersion: String(listRv) };
@@ -508,6 +518,18 @@ export class FakeApiServer {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
+  }
+
+  private sortedKeys(resource: string): string[] {
+    let keys = this.sorted.get(resource);
+    if (!keys) this.sorted.set(resource, (keys = [...this.bucket(resource).keys()].sort()));
+    return keys;
+  }
+
+  /** The bucket of a resource about to be written: the sorted keys must be rebuilt. */
+  private writable(resource: string): Map<string, KubeObject> {
+    this.sorted.delete(resource);
+    return this.bucket(resource);
   }
 
   private bucket(resource: string): Map<string, KubeObject> {
