@@ -9,6 +9,7 @@ import { Engine } from '../admission/engine.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { TokenguardConfig } from '../config/schema.js';
 import { connectCluster } from '../cluster/connect.js';
+import { startIssuerServices } from '../cluster/issuer-services.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { createLogger, type Logger, type LogLevel } from '../server/log.js';
 import { startServer, type RunningServer } from '../server/server.js';
@@ -123,6 +124,8 @@ export const serveCommand: Command = {
 /** Start the server for a loaded config; the cluster layer is attached when one is configured. */
 export async function runServer(config: TokenguardConfig, logger: Logger): Promise<RunningServer> {
   const cluster = connectCluster(config, logger);
+  // Issuer discovery (the served issuer the issuer policy trusts) and the token self-test.
+  const issuerServices = cluster.cache ? startIssuerServices(cluster.cache, config, logger) : undefined;
   const engine = new Engine({
     config,
     policies: BUILTIN_POLICIES,
@@ -140,11 +143,16 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     logger,
     engine: () => engine,
   }).catch((err) => {
+    issuerServices?.stop();
     cluster.stop();
     throw err;
   });
   running.readiness.set('config', () => ({ ok: true }));
   running.readiness.set('cluster', cluster.readiness);
   const shutdown = running.shutdown;
-  return { ...running, shutdown: () => shutdown().finally(() => cluster.stop()) };
+  const stopCluster = () => {
+    issuerServices?.stop();
+    cluster.stop();
+  };
+  return { ...running, shutdown: () => shutdown().finally(stopCluster) };
 }

@@ -71,7 +71,7 @@ const secondsUntil = (claim: number, now: Date) => claim - Math.floor(now.getTim
 function human(seconds: number): string {
   const s = Math.abs(Math.round(seconds));
   if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
   if (s < 172800) return `${(s / 3600).toFixed(1).replace(/\.0$/, '')} h`;
   return `${(s / 86400).toFixed(1).replace(/\.0$/, '')} d`;
 }

@@ -114,7 +114,7 @@ export class TokenSelfTest {
     this.timer = undefined;
   }
 
-  /** One self-test; never rejects. Updates the metrics, logs and records an Event on failure or skew. */
+  /** One self-test; never rejects. Updates the metrics, logs and records an Event on failure or skew (awaited). */
   async run(): Promise<SelfTestResult> {
     const result = await this.check();
     this.last = result;
@@ -125,7 +125,7 @@ export class TokenSelfTest {
       const why = result.error ?? result.problems.filter((p) => p.fatal).map((p) => p.message).join('; ');
       const incidents = [...new Set(result.problems.filter((p) => p.fatal && p.incident).map((p) => p.incident))];
       logger.error('token self-test failed', { error: why, incidents });
-      void events?.record({
+      await events?.record({
         type: 'Warning',
         reason: 'TokenSelfTestFailed',
         message: `A fresh token of ${this.who()} does not pass verification: ${why}` +
@@ -140,7 +140,7 @@ export class TokenSelfTest {
         `The API server's clock is ${Math.abs(result.skewSeconds)} s ${direction} this node's (bound ${maxClockSkewSeconds} s). ` +
         'kube-apiserver rejects tokens whose nbf/iat is more than 60 s in its future: fix time sync (chrony/NTP) before that.';
       logger.warn('clock skew between tokenguard and the API server', { skewSeconds: result.skewSeconds, bound: maxClockSkewSeconds });
-      void events?.record({ type: 'Warning', reason: 'ClockSkew', message });
+      await events?.record({ type: 'Warning', reason: 'ClockSkew', message });
     }
     return result;
   }
