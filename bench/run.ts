@@ -3,19 +3,22 @@
 //
 // The server under test runs as a child process pinned to core 0 (`taskset`, when available) with
 // its JSON log on /dev/null (still written, as in production, just not kept); the load generator
-// is this process, pinned to core 1. Each scenario gets a warm-up, then a measured run.
+// is this process, pinned to core 1. Each scenario gets a warm-up, then the scenarios take turns
+// in rounds, and the figures add the rounds up.
 //
-// Environment: BENCH_DURATION (seconds per measured run, default 10), BENCH_WARMUP (default 2),
-// BENCH_CONNECTIONS (default 16), BENCH_SKIP_PVC=1 to skip the PVC cache benchmark.
+// Environment: BENCH_DURATION (seconds per scenario per round, default 4), BENCH_ROUNDS (default 3),
+// BENCH_WARMUP (seconds, default 2), BENCH_CONNECTIONS (default 16), BENCH_SKIP_PVC=1 to skip the
+// PVC cache benchmark.
 
 import autocannon from 'autocannon';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runPvcCacheBench } from './pvc-cache.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
@@ -31,7 +34,8 @@ function envNumber(name: string, fallback: number): number {
   return n;
 }
 
-const DURATION = envNumber('BENCH_DURATION', 10);
+const DURATION = envNumber('BENCH_DURATION', 4);
+const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', 3));
 const WARMUP = envNumber('BENCH_WARMUP', 2);
 const CONNECTIONS = envNumber('BENCH_CONNECTIONS', 16);
 const TARGET_RATIO = 0.7;
@@ -69,8 +73,8 @@ const canPin = (() => {
   }
 })();
 
-function pinSelfTo(cpu: number): void {
-  if (canPin) execFileSync('taskset', ['-a', '-cp', String(cpu), String(process.pid)], { stdio: 'ignore' });
+function pinSelfTo(cpus: string): void {
+  if (canPin) execFileSync('taskset', ['-a', '-cp', cpus, String(process.pid)], { stdio: 'ignore' });
 }
 
 function freePort(): Promise<number> {
@@ -151,42 +155,73 @@ async function checkAnswer(port: number, path: string, body: string): Promise<vo
 
 // --- measuring -----------------------------------------------------------------------------
 
+interface Scenario {
+  name: string;
+  port: number;
+  path: string;
+  body: string;
+  pid: number;
+}
+
+/** One measured slice of a scenario. */
+interface Slice {
+  requests: number;
+  seconds: number;
+  p50: number;
+  p99: number;
+  cpuSeconds?: number;
+  errors: number;
+}
+
 interface Figures {
   name: string;
   rps: number;
   p50: number;
   p99: number;
+  /** Server CPU seconds per wall-clock second while measured. */
   cpu?: number;
   errors: number;
 }
 
-async function measure(name: string, port: number, path: string, body: string, pid: number): Promise<Figures> {
-  await checkAnswer(port, path, body);
-  const opts = {
-    url: `https://127.0.0.1:${port}${path}`,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body,
-    connections: CONNECTIONS,
-    pipelining: 1,
-  };
-  await autocannon({ ...opts, duration: WARMUP });
-  const cpuBefore = cpuSeconds(pid);
-  const r = await autocannon({ ...opts, duration: DURATION });
-  const cpuAfter = cpuSeconds(pid);
-  const figures: Figures = {
-    name,
-    rps: r.requests.total / r.duration,
+const loadOptions = (s: Scenario) => ({
+  url: `https://127.0.0.1:${s.port}${s.path}`,
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: s.body,
+  connections: CONNECTIONS,
+  pipelining: 1,
+});
+
+async function slice(s: Scenario, seconds: number): Promise<Slice> {
+  const cpuBefore = cpuSeconds(s.pid);
+  const r = await autocannon({ ...loadOptions(s), duration: seconds });
+  const cpuAfter = cpuSeconds(s.pid);
+  return {
+    requests: r.requests.total,
+    seconds: r.duration,
     p50: r.latency.p50,
     p99: r.latency.p99,
-    cpu: cpuBefore !== undefined && cpuAfter !== undefined ? (cpuAfter - cpuBefore) / r.duration : undefined,
+    cpuSeconds: cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined,
     errors: r.errors + r.timeouts + r.non2xx,
   };
-  process.stdout.write(`  ${row(figures)}\n`);
-  return figures;
 }
 
-/** Server CPU time per request: robust against a busy machine, where req/s alone swings. */
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function combine(name: string, slices: Slice[]): Figures {
+  const seconds = slices.reduce((n, s) => n + s.seconds, 0);
+  const cpu = slices.every((s) => s.cpuSeconds !== undefined) ? slices.reduce((n, s) => n + s.cpuSeconds!, 0) / seconds : undefined;
+  return {
+    name,
+    rps: slices.reduce((n, s) => n + s.requests, 0) / seconds,
+    p50: median(slices.map((s) => s.p50)),
+    p99: median(slices.map((s) => s.p99)),
+    cpu,
+    errors: slices.reduce((n, s) => n + s.errors, 0),
+  };
+}
+
+/** Server CPU time per request: steadier than req/s on a machine where other work competes. */
 const cpuPerRequest = (f: Figures) => (f.cpu === undefined ? undefined : (f.cpu / f.rps) * 1e6);
 
 const header = `${'scenario'.padEnd(44)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'srv CPU'.padStart(8)} ${'CPU us/req'.padStart(11)} ${'errors'.padStart(7)}`;
@@ -196,81 +231,74 @@ function row(f: Figures): string {
   return `${f.name.padEnd(44)} ${Math.round(f.rps).toString().padStart(8)} ${f.p50.toFixed(0).padStart(7)} ${f.p99.toFixed(0).padStart(7)} ${cpu.padStart(8)} ${perReq.padStart(11)} ${String(f.errors).padStart(7)}`;
 }
 
-async function runBare(label: string, certs: string, pod: string): Promise<Figures> {
-  const port = await freePort();
-  const bare = startOnCore0([BARE, String(port), join(certs, 'tls.crt'), join(certs, 'tls.key')]);
-  try {
-    await waitUntilServing(port, bare, '/');
-    return await measure(label, port, '/validate', pod, bare.pid!);
-  } finally {
-    await stop(bare);
-  }
-}
-
 async function main(): Promise<void> {
-  pinSelfTo(1);
+  pinSelfTo('1');
   const certs = mkdtempSync(join(tmpdir(), 'tokenguard-bench-'));
   execFileSync('bash', [join(ROOT, 'certs', 'generate.sh'), certs, '--force']);
+  const cert = join(certs, 'tls.crt');
+  const key = join(certs, 'tls.key');
   const pod = podReview();
   const deployment = JSON.stringify(JSON.parse(fixture('028')));
 
   process.stdout.write(
     [
-      `tokenguard benchmark: HTTPS keep-alive, ${CONNECTIONS} connections, ${WARMUP} s warm-up + ${DURATION} s per scenario`,
-      canPin ? 'server pinned to CPU 0, load generator to CPU 1 (taskset)' : 'taskset or a second CPU unavailable: processes are not pinned',
+      `tokenguard benchmark: HTTPS keep-alive, ${CONNECTIONS} connections; per scenario ${WARMUP} s warm-up, then ${ROUNDS} rounds of ${DURATION} s, interleaved`,
+      canPin ? 'each server pinned to CPU 0, the load generator to CPU 1 (taskset)' : 'taskset or a second CPU unavailable: processes are not pinned',
       `Pod CREATE review: ${pod.length} bytes; Deployment CREATE review: ${deployment.length} bytes`,
-      '',
-      `  ${header}`,
       '',
     ].join('\n'),
   );
 
-  const results: Figures[] = [];
+  // Both servers stay up for the whole run and take turns, so load from anything else on the
+  // machine falls on them alike instead of on whichever happened to run at a bad moment.
+  const barePort = await freePort();
+  const oursPort = await freePort();
+  const bare = startOnCore0([BARE, String(barePort), cert, key]);
+  const ours = startOnCore0([MAIN, 'serve', '--no-cluster', '--address', '127.0.0.1', '--port', String(oursPort), '--tls-cert', cert, '--tls-key', key, '--log-level', 'info']);
+  let figures: Figures[];
   try {
-    results.push(await runBare('bare node:https (Pod review)', certs, pod));
-
-    const port = await freePort();
-    const ours = startOnCore0([MAIN, 'serve', '--no-cluster', '--address', '127.0.0.1', '--port', String(port), '--tls-cert', join(certs, 'tls.crt'), '--tls-key', join(certs, 'tls.key'), '--log-level', 'info']);
-    try {
-      await waitUntilServing(port, ours, '/healthz');
-      results.push(await measure('tokenguard /validate (Pod CREATE)', port, '/validate', pod, ours.pid!));
-      results.push(await measure('tokenguard /mutate (Pod CREATE)', port, '/mutate', pod, ours.pid!));
-      results.push(await measure('tokenguard /validate (Deployment CREATE)', port, '/validate', deployment, ours.pid!));
-    } finally {
-      await stop(ours);
+    await waitUntilServing(barePort, bare, '/');
+    await waitUntilServing(oursPort, ours, '/healthz');
+    const scenarios: Scenario[] = [
+      { name: 'bare node:https (Pod review)', port: barePort, path: '/validate', body: pod, pid: bare.pid! },
+      { name: 'tokenguard /validate (Pod CREATE)', port: oursPort, path: '/validate', body: pod, pid: ours.pid! },
+      { name: 'tokenguard /mutate (Pod CREATE)', port: oursPort, path: '/mutate', body: pod, pid: ours.pid! },
+      { name: 'tokenguard /validate (Deployment CREATE)', port: oursPort, path: '/validate', body: deployment, pid: ours.pid! },
+    ];
+    for (const s of scenarios) {
+      await checkAnswer(s.port, s.path, s.body);
+      await autocannon({ ...loadOptions(s), duration: WARMUP });
     }
-    // The bare server again, so drift over the run (thermal, neighbours) shows and averages out.
-    results.push(await runBare('bare node:https again (Pod review)', certs, pod));
+    const slices = scenarios.map(() => [] as Slice[]);
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const [i, s] of scenarios.entries()) slices[i]!.push(await slice(s, DURATION));
+      process.stdout.write(`  round ${round}/${ROUNDS} done\n`);
+    }
+    figures = scenarios.map((s, i) => combine(s.name, slices[i]!));
   } finally {
+    await Promise.all([stop(bare), stop(ours)]);
     rmSync(certs, { recursive: true, force: true });
   }
 
-  const bareRuns = [results[0]!, results[4]!];
-  const bare = (bareRuns[0]!.rps + bareRuns[1]!.rps) / 2;
-  const bareCpu = bareRuns.map(cpuPerRequest);
-  const bareCpuMean = bareCpu.every((c) => c !== undefined) ? (bareCpu[0]! + bareCpu[1]!) / 2 : undefined;
-  const lines = ['', `bare node:https, mean of both runs: ${Math.round(bare)} req/s${bareCpuMean ? `, ${bareCpuMean.toFixed(0)} us CPU per request` : ''}`];
-  for (const f of results.slice(1, 4)) {
-    const ratio = f.rps / bare;
+  const [bareFigures, ...oursFigures] = figures;
+  const bareCpu = cpuPerRequest(bareFigures!);
+  const lines = ['', `  ${header}`, ...figures.map((f) => `  ${row(f)}`), ''];
+  for (const f of oursFigures) {
+    const ratio = f.rps / bareFigures!.rps;
     const cpu = cpuPerRequest(f);
-    const cpuRatio = bareCpuMean && cpu ? ` (by server CPU per request: ${(bareCpuMean / cpu).toFixed(2)})` : '';
+    const cpuRatio = bareCpu && cpu ? ` (by server CPU per request: ${(bareCpu / cpu).toFixed(2)})` : '';
     const verdict = f.name.includes('/validate (Pod') ? `  target >= ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? 'met' : 'NOT met'}` : '';
     lines.push(`ratio ${f.name.replace('tokenguard ', '')} / bare: ${ratio.toFixed(2)}${cpuRatio}${verdict}`);
   }
+  lines.push('(p50/p99: median over the rounds; latencies in whole milliseconds as autocannon records them)');
   process.stdout.write(lines.join('\n') + '\n');
 
-  await runPvcCacheBench();
-}
-
-/** The PVC cache benchmark (bench/pvc-cache.ts, from the PVC guard work), when it is built. */
-async function runPvcCacheBench(): Promise<void> {
-  if (process.env.BENCH_SKIP_PVC === '1') return;
-  const path = join(HERE, 'pvc-cache.js');
-  if (!existsSync(path)) return;
-  process.stdout.write('\nPVC cache benchmark (bench/pvc-cache.ts)\n');
-  const mod = (await import(path)) as { runPvcCacheBench?: () => Promise<void> };
-  if (typeof mod.runPvcCacheBench !== 'function') throw new Error(`${path} does not export runPvcCacheBench()`);
-  await mod.runPvcCacheBench();
+  if (process.env.BENCH_SKIP_PVC !== '1') {
+    // Its own server and fake API server are in this process and a child: give them both cores.
+    pinSelfTo('0-1');
+    process.stdout.write('\nPVC cache benchmark (bench/pvc-cache.ts)\n');
+    await runPvcCacheBench();
+  }
 }
 
 main().catch((err) => {
