@@ -5,8 +5,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError, type Command } from './command.js';
 import { serveCommand } from './serve.js';
+import { checkCommand } from './check.js';
 
-const COMMANDS: Command[] = [serveCommand];
+const COMMANDS: Command[] = [serveCommand, checkCommand];
 
 export function version(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));

@@ -13,6 +13,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { isNamespaced, resolveKind } from '../../src/admission/resources.js';
+import { VALIDATING_WEBHOOK } from '../../src/cli/check.js';
 import { CLUSTER_API_ACCESS } from '../../src/cluster/access.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
@@ -206,8 +207,8 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
             assert.equal(w.failurePolicy, 'Ignore', `${w.name}: applies to kube-system, so it must fail open`);
           }
         }
-        const main = r.webhooks().find((w) => w.name === 'validate.tokenguard.io');
-        assert.ok(main, 'validate.tokenguard.io exists');
+        const main = r.webhooks().find((w) => w.name === VALIDATING_WEBHOOK);
+        assert.ok(main, `${VALIDATING_WEBHOOK} (the name check's output quotes) exists`);
         assert.equal(main.failurePolicy, name === 'staging' ? 'Fail' : 'Ignore', 'staging fails closed; the default overlays warn and fail open');
       });
 

@@ -1,0 +1,40 @@
+// A short-lived connection to a cluster for one-shot commands (`check --kubeconfig`, `audit`):
+// the same caches the server runs, started, waited on until synced (bounded), and stopped.
+
+import { ClusterCache } from '../cluster/cache.js';
+import { findKubeConfig, type KubeConfigSource } from '../cluster/kubeconfig.js';
+import type { TokenguardConfig } from '../config/schema.js';
+
+export interface ClusterSession {
+  source: KubeConfigSource;
+  cache: ClusterCache;
+  stop(): void;
+}
+
+/**
+ * Connect with `kubeconfig` (or, when undefined, the usual lookup: KUBECONFIG, in-cluster,
+ * ~/.kube/config) and wait for the first LIST of every cache. Throws, naming the reason, when no
+ * cluster is found or the caches do not sync within `syncTimeoutSeconds`.
+ */
+export async function openClusterSession(
+  kubeconfig: string | undefined,
+  config: TokenguardConfig,
+  syncTimeoutSeconds: number,
+): Promise<ClusterSession> {
+  const source = findKubeConfig({ kubeconfig });
+  if (!source) throw new Error('no cluster found: pass --kubeconfig (or set KUBECONFIG)');
+  const cache = new ClusterCache({ kc: source.kc, staleAfterSeconds: config.cluster.staleAfterSeconds, source: source.source });
+  cache.start();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), syncTimeoutSeconds * 1000);
+  });
+  const gaveUp = await Promise.race([cache.whenSynced().then(() => false), timedOut]);
+  clearTimeout(timer);
+  if (gaveUp) {
+    const reason = cache.status().reason ?? 'not synced';
+    cache.stop();
+    throw new Error(`${source.server} (${source.source}): ${reason}; gave up after ${syncTimeoutSeconds} s`);
+  }
+  return { source, cache, stop: () => cache.stop() };
+}
