@@ -146,6 +146,7 @@ export class Engine {
       let out: Finding[];
       try {
         out = p.policy.validate!(req, ctx, gathered?.[i]);
+        checkFindings(out);
       } catch (err) {
         out = [this.policyFailure(p.policy.name, err)];
       }
@@ -164,6 +165,7 @@ export class Engine {
       let ops: PatchOperation[];
       try {
         ops = p.policy.mutate!(current, ctx);
+        if (!Array.isArray(ops)) throw new Error(`mutate returned ${typeof ops}, not a list of patch operations`);
         if (ops.length === 0) continue;
         // Later policies see the object as patched so far, so their operations compose. The
         // request's own object is never modified, and a policy whose patch fails leaves no trace.
@@ -201,6 +203,16 @@ export class Engine {
       severity: 'warn',
       message: `tokenguard: policy ${name} could not run (${(err as Error)?.message ?? String(err)}); not checked`,
     };
+  }
+}
+
+/** A policy's findings, checked before they reach the response: a bug there must not break the answer. */
+function checkFindings(out: unknown): asserts out is Finding[] {
+  if (!Array.isArray(out)) throw new Error(`validate returned ${typeof out}, not a list of findings`);
+  for (const f of out) {
+    if (typeof f?.message !== 'string' || (f.severity !== 'deny' && f.severity !== 'warn')) {
+      throw new Error(`validate returned a malformed finding ${JSON.stringify(f)?.slice(0, 200)}`);
+    }
   }
 }
 

@@ -107,7 +107,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
         return fail(err instanceof DecodeError ? err.status : 400, (err as Error).message);
       }
       const engine = opts.engine();
-      const respond = (decision: Decision) => {
+      const answer = (decision: Decision) => {
         const response = fromDecision(request.uid, decision);
         // Checked at answer time: a slow review that began before shutdown must not keep its connection.
         sendJson(res, 200, review(response), opts.shuttingDown?.() ?? false);
@@ -115,10 +115,12 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
         observeDecision(route, decision, response.warnings?.length ?? 0, seconds);
         logDecision(logger, route, request, decision, seconds);
       };
-      // The engine contains policy failures itself; reaching onEngineError is a bug. Fail open, loudly.
-      const onEngineError = (err: unknown) => {
+      // The engine contains policy failures itself; getting here is a bug. Fail open, loudly, and
+      // never let it escape: an exception here would take the process down for every request.
+      const failOpen = (err: unknown) => {
         logger.error('engine failed', { uid: request.uid, error: String((err as Error)?.stack ?? err) });
-        respond({
+        if (res.headersSent) return;
+        answer({
           allowed: true,
           warnings: ['tokenguard: internal error, request not checked; see the tokenguard logs'],
           auditAnnotations: {},
@@ -126,11 +128,18 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
           fired: [],
         });
       };
+      const respond = (decision: Decision) => {
+        try {
+          answer(decision);
+        } catch (err) {
+          failOpen(err);
+        }
+      };
       try {
         if (route === 'mutate') respond(engine.mutate(request));
-        else engine.validate(request).then(respond, onEngineError);
+        else engine.validate(request).then(respond, failOpen);
       } catch (err) {
-        onEngineError(err);
+        failOpen(err);
       }
     });
   };

@@ -161,3 +161,38 @@ describe('async gather on the validating side', () => {
     }
   });
 });
+
+describe('policies with bugs', () => {
+  const returnsNothing: AnyPolicy = {
+    name: 'returns-nothing',
+    description: 'returns undefined from both sides',
+    match: [PODS_CREATE],
+    validate: () => undefined as never,
+    mutate: () => undefined as never,
+  };
+  const malformed: AnyPolicy = {
+    name: 'malformed',
+    description: 'a finding without a message',
+    match: [PODS_CREATE],
+    validate: () => [{ policy: 'malformed', severity: 'deny' } as never],
+  };
+
+  it('never break the answer: the request is allowed with a warning naming the policy, and the server keeps serving', async () => {
+    const server = await startTestServer({ policies: [returnsNothing, malformed], config: { mode: 'enforce' } });
+    try {
+      for (const route of ['/validate', '/mutate']) {
+        const review = reviewByPrefix('006');
+        const res = await server.post(route, review);
+        assert.equal(res.status, 200, res.text);
+        assert.equal(res.json.response.uid, review.request.uid);
+        assert.equal(res.json.response.allowed, true);
+        assert.equal(res.json.response.patch, undefined);
+        assert.ok(res.json.response.warnings.some((w: string) => w.includes('policy returns-nothing could not run')), res.text);
+        if (route === '/validate') assert.ok(res.json.response.warnings.some((w: string) => w.includes('policy malformed could not run (validate returned a malformed finding')));
+      }
+      assert.equal((await server.get('/healthz')).status, 200);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
