@@ -18,6 +18,7 @@
 import autocannon from 'autocannon';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
@@ -79,7 +80,7 @@ async function child(): Promise<void> {
   );
   process.send!({ kind: 'ready', kubeconfigPath: fake.kubeconfigPath, pods: PODS, bytesPerPod } satisfies Msg);
 
-  process.on('message', async (m: { kind: 'load'; url: string; body: string; ca: string }) => {
+  process.on('message', async (m: { kind: 'load'; url: string; body: string; ca: string; last?: boolean }) => {
     if (m.kind !== 'load') return;
     const times: number[] = [];
     const instance = autocannon({
@@ -109,6 +110,7 @@ async function child(): Promise<void> {
       non2xx: result.non2xx,
       errors: result.errors,
     } satisfies Msg);
+    if (!m.last) return;
     await fake.close();
     process.exit(0);
   });
@@ -131,7 +133,9 @@ function next<T extends Msg['kind']>(proc: ChildProcess, kind: T): Promise<Extra
       resolve(m as Extract<Msg, { kind: T }>);
     };
     proc.on('message', onMsg);
-    proc.once('exit', (code) => reject(new Error(`bench child exited with ${code}`)));
+    const onExit = (code: number | null) => reject(new Error(`bench child exited with ${code}`));
+    proc.once('exit', onExit);
+    proc.on('message', (m: Msg) => m.kind === kind && proc.off('exit', onExit));
   });
 }
 
@@ -169,7 +173,18 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
     const probe = await server.post('/validate', body);
     if (probe.json?.response?.allowed !== false) throw new Error(`bench review was not denied as expected: ${probe.text}`);
 
-    proc.send({ kind: 'load', url: `${server.url}/validate`, body: JSON.stringify(body), ca: readFileSync(server.certs.caFile, 'utf8') });
+    // The guard alone, in process, without HTTP and TLS: what the cache lookup and policy cost.
+    const engineRuns = 20_000;
+    const tEngine = performance.now();
+    for (let i = 0; i < engineRuns; i++) await server.engine.validate(body.request);
+    const engineMicros = ((performance.now() - tEngine) * 1000) / engineRuns;
+
+    const ca = readFileSync(server.certs.caFile, 'utf8');
+    // Control: the same server and load with a review no policy matches (ConfigMap CREATE), so
+    // the PVC figures can be read against what this machine gives any review.
+    proc.send({ kind: 'load', url: `${server.url}/validate`, body: JSON.stringify(reviewByPrefix('001')), ca });
+    const control = await next(proc, 'load-done');
+    proc.send({ kind: 'load', url: `${server.url}/validate`, body: JSON.stringify(body), ca, last: true });
     const load = await next(proc, 'load-done');
     await server.shutdown();
     cache.stop();
@@ -189,6 +204,10 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
       reviewRps: Math.round(load.rps),
       reviews: load.requests,
       reviewErrors: load.errors + load.non2xx,
+      controlP50Ms: round3(control.p50),
+      controlP99Ms: round3(control.p99),
+      controlRps: Math.round(control.rps),
+      engineValidateMicros: Math.round(engineMicros * 10) / 10,
       connections: CONNECTIONS,
     };
     const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
@@ -200,6 +219,9 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
         `RSS per cached pod:     ${results.rssBytesPerPod} B (upper bound)`,
         `PVC DELETE review:      p50 ${results.reviewP50Ms} ms, p90 ${results.reviewP90Ms} ms, p99 ${results.reviewP99Ms} ms, max ${results.reviewMaxMs} ms`,
         `                        ${results.reviewRps} req/s, ${CONNECTIONS} keep-alive connections, ${DURATION} s, ${results.reviewErrors} errors; target p99 < 2 ms: ${verdict(load.p99 < 2)}`,
+        `control (ConfigMap, no policy): p50 ${results.controlP50Ms} ms, p99 ${results.controlP99Ms} ms, ${results.controlRps} req/s (same server, same load)`,
+        `guard in process (engine.validate, no HTTP/TLS): ${results.engineValidateMicros} us per PVC DELETE review`,
+        `machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
       ].join('\n') + '\n',
     );
     return results;
