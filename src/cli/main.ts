@@ -5,9 +5,10 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError, type Command } from './command.js';
 import { serveCommand } from './serve.js';
+import { tokenInspectCommand } from './token-inspect.js';
 import { checkCommand } from './check.js';
 
-const COMMANDS: Command[] = [serveCommand, checkCommand];
+const COMMANDS: Command[] = [serveCommand, checkCommand, tokenInspectCommand];
 
 export function version(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));
