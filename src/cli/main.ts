@@ -7,8 +7,9 @@ import { UsageError, type Command } from './command.js';
 import { serveCommand } from './serve.js';
 import { tokenInspectCommand } from './token-inspect.js';
 import { checkCommand } from './check.js';
+import { auditCommand } from './audit.js';
 
-const COMMANDS: Command[] = [serveCommand, checkCommand, tokenInspectCommand];
+const COMMANDS: Command[] = [serveCommand, checkCommand, auditCommand, tokenInspectCommand];
 
 export function version(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));

@@ -1,0 +1,380 @@
+// `tokenguard audit`: what is wrong in a live cluster right now, with the same code the webhook
+// runs. Four questions:
+// 1. Which claims are Terminating while scheduled pods still use them (incident A in progress),
+//    and on which kubelets has token refresh stopped (kubernetes#130442)?
+// 2. Which pods mount a claim and a projected token (the pods incident A would hit)?
+// 3. Which existing objects would the registered policies flag if they were created today?
+// 4. Which issuer does the API server serve, and which issuers do the kube-apiserver mirror pods
+//    accept (incident B)?
+
+import { Engine } from '../admission/engine.js';
+import type { KubeObject } from '../admission/review.js';
+import { ApiError, type ApiClient } from '../cluster/client.js';
+import { IssuerMonitor } from '../cluster/issuers.js';
+import { acceptedIssuers } from '../cluster/token-selftest.js';
+import { ConfigError, loadConfig } from '../config/load.js';
+import type { TokenguardConfig } from '../config/schema.js';
+import { issuerFlags, parseArgv } from '../policies/apiserver-flags.js';
+import { BUILTIN_POLICIES } from '../policies/index.js';
+import { kubeletAffectedBy130442 } from '../policies/pvc-in-use.js';
+import { pvcTokenRisk } from '../policies/pvc-token-risk.js';
+import { silentLogger } from '../server/log.js';
+import { openClusterSession, type ClusterSession } from './cluster-session.js';
+import { parseFlags, UsageError, type Command } from './command.js';
+import { evaluateCreate, syntheticCreate } from './evaluate.js';
+
+const HELP = `Usage: tokenguard audit [flags]
+
+Audit a live cluster with tokenguard's own checks (read-only: LIST and GET only):
+  1. claims Terminating right now while scheduled pods still use them, and the kubelets where those
+     pods' projected tokens stopped refreshing (kubernetes#130442: before 1.33.0, 1.32.4, 1.31.8, 1.30.12);
+  2. pods that mount a claim and a projected token (at risk if the claim is deleted);
+  3. existing objects the registered policies would flag if they were created now;
+  4. the served service-account issuer, and the issuers each kube-apiserver mirror pod accepts.
+
+Flags:
+  --kubeconfig FILE        cluster to audit (else KUBECONFIG, in-cluster, ~/.kube/config)
+  --config FILE            tokenguard configuration (policy settings, exemptions, modes) as deployed
+  -o, --output FORMAT      table (default) or json
+  --sync-timeout SECONDS   how long to wait for the first LIST of pods, nodes and namespaces (default 60)
+
+Exit status: 0 nothing found, 1 a claim is Terminating while in use, a policy would deny an
+existing object, or a kube-apiserver does not accept the served issuer; 2 usage or connection error.
+`;
+
+export interface AuditIO {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+/** How a pod's projected token fares while its claim is Terminating. */
+export type TokenRefresh = 'stopped' | 'refreshing' | 'unknown kubelet' | 'no token';
+
+export interface TerminatingClaim {
+  namespace: string;
+  claim: string;
+  deletionTimestamp: string;
+  finalizers: string[];
+  pods: { name: string; node: string; phase: string; kubeletVersion?: string; kubeletAffected?: boolean; tokenRefresh: TokenRefresh }[];
+}
+
+export interface RiskPod {
+  namespace: string;
+  name: string;
+  node: string;
+  phase: string;
+  kubeletVersion?: string;
+  kubeletAffected?: boolean;
+  claims: string[];
+  tokenVolumes: string[];
+}
+
+export interface ObjectFinding {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+  policy: string;
+  severity: string;
+  message: string;
+  path?: string;
+}
+
+export interface AuditReport {
+  cluster: string;
+  terminatingClaims: TerminatingClaim[];
+  riskPods: RiskPod[];
+  findings: ObjectFinding[];
+  /** Resources the policies match that could not be listed (not served, forbidden). */
+  skippedResources: { resource: string; reason: string }[];
+  issuers: {
+    served?: string;
+    discoveryError?: string;
+    /** Every issuer accepted somewhere: the served one, then the mirror pods' flags. */
+    accepted: string[];
+    apiservers: { namespace: string; name: string; node: string; issuers: string[]; acceptsServed?: boolean }[];
+  };
+  summary: { terminatingClaimsInUse: number; tokenRefreshStopped: number; riskPods: number; denyFindings: number; warnFindings: number; apiserversRejectingServedIssuer: number };
+}
+
+const processIO: AuditIO = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
+
+export const auditCommand: Command = {
+  name: 'audit',
+  summary: 'audit a live cluster: in-use Terminating claims, token risks, policy findings, issuers',
+  help: HELP,
+  run: (args) => runAudit(args, processIO),
+};
+
+export async function runAudit(args: string[], io: AuditIO): Promise<number> {
+  const { values } = parseFlags(args, {
+    kubeconfig: { type: 'string' },
+    config: { type: 'string' },
+    output: { type: 'string', short: 'o' },
+    'sync-timeout': { type: 'string' },
+  });
+  const output = values.output ?? 'table';
+  if (output !== 'table' && output !== 'json') throw new UsageError(`--output must be table or json, got ${JSON.stringify(output)}`);
+  const syncTimeout = Number(values['sync-timeout'] ?? 60);
+  if (!(syncTimeout > 0)) throw new UsageError(`--sync-timeout must be a positive number of seconds, got ${JSON.stringify(values['sync-timeout'])}`);
+
+  let config: TokenguardConfig;
+  try {
+    config = loadConfig(values.config, BUILTIN_POLICIES);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr(`tokenguard audit: ${err.message}\n`);
+    return 2;
+  }
+  let session: ClusterSession;
+  try {
+    session = await openClusterSession(values.kubeconfig, config, syncTimeout);
+  } catch (err) {
+    io.stderr(`tokenguard audit: cluster: ${(err as Error).message}\n`);
+    return 2;
+  }
+  try {
+    const report = await audit(session, config);
+    io.stdout(output === 'json' ? JSON.stringify(report, null, 2) + '\n' : renderTables(report));
+    const s = report.summary;
+    return s.terminatingClaimsInUse > 0 || s.denyFindings > 0 || s.apiserversRejectingServedIssuer > 0 ? 1 : 0;
+  } catch (err) {
+    io.stderr(`tokenguard audit: ${(err as Error).message}\n`);
+    return 2;
+  } finally {
+    session.stop();
+  }
+}
+
+const PAGE = 500;
+
+/** Every object of a LIST, page by page, each given the apiVersion and kind LIST items lack. */
+async function listAll(client: ApiClient, path: string, apiVersion: string): Promise<KubeObject[]> {
+  const out: KubeObject[] = [];
+  let cont = '';
+  do {
+    const q = new URLSearchParams({ limit: String(PAGE) });
+    if (cont) q.set('continue', cont);
+    const page = await client.getJson(`${path}?${q}`, { timeoutMs: 30_000 });
+    const kind = typeof page.kind === 'string' ? page.kind.replace(/List$/, '') : '';
+    for (const item of Array.isArray(page.items) ? page.items : []) out.push({ apiVersion, kind, ...item });
+    cont = page.metadata?.continue ?? '';
+  } while (cont);
+  return out;
+}
+
+/** The group/version to list a resource in: the policy's version, else the group's preferred one. */
+async function servedGroupVersion(client: ApiClient, group: string, versions: string[] | undefined): Promise<string> {
+  const version = versions?.find((v) => v !== '*');
+  if (group === '') return version ?? 'v1';
+  if (version) return `${group}/${version}`;
+  const discovery = await client.getJson(`/apis/${group}`, { timeoutMs: 10_000 });
+  const preferred = discovery?.preferredVersion?.groupVersion;
+  if (typeof preferred !== 'string') throw new Error(`/apis/${group} names no preferred version`);
+  return preferred;
+}
+
+/** Resources the validating policies match on CREATE, once each, from the registry. */
+function policyResources(): { group: string; resource: string; versions?: string[] }[] {
+  const seen = new Map<string, { group: string; resource: string; versions?: string[] }>();
+  for (const p of BUILTIN_POLICIES) {
+    if (!p.validate) continue;
+    for (const rule of p.match) {
+      if (!rule.operations.includes('CREATE') || rule.subresources?.some((s) => s !== '')) continue;
+      for (const group of rule.groups)
+        for (const resource of rule.resources) {
+          if (group === '*' || resource === '*') continue; // never list everything
+          seen.set(`${group}/${resource}`, { group, resource, versions: seen.get(`${group}/${resource}`)?.versions ?? rule.versions });
+        }
+    }
+  }
+  return [...seen.values()];
+}
+
+export async function audit(session: ClusterSession, config: TokenguardConfig): Promise<AuditReport> {
+  const { cache } = session;
+  const client = cache.client;
+
+  // Issuer discovery once, so the issuer policy sees the served issuer as it does in the server.
+  const monitor = new IssuerMonitor({ client, logger: silentLogger, refreshSeconds: config.cluster.issuerRefreshSeconds });
+  await monitor.refresh();
+  cache.issuers = monitor;
+
+  const nodeInfo = (node: string) => {
+    const kubeletVersion = node ? cache.node(node)?.kubeletVersion : undefined;
+    return { kubeletVersion, kubeletAffected: kubeletVersion ? kubeletAffectedBy130442(kubeletVersion) : undefined };
+  };
+
+  // 1. Terminating claims with scheduled users (the pvc-protection controller's notion of "in use").
+  const terminatingClaims: TerminatingClaim[] = [];
+  for (const pvc of await listAll(client, '/api/v1/persistentvolumeclaims', 'v1')) {
+    const meta = pvc.metadata ?? {};
+    if (!meta.deletionTimestamp) continue;
+    const users = cache.podsUsingClaim(meta.namespace, meta.name).filter((p) => p.nodeName);
+    if (users.length === 0) continue;
+    terminatingClaims.push({
+      namespace: meta.namespace,
+      claim: meta.name,
+      deletionTimestamp: meta.deletionTimestamp,
+      finalizers: Array.isArray(meta.finalizers) ? meta.finalizers : [],
+      pods: users.map((p) => {
+        const k = nodeInfo(p.nodeName);
+        const tokenRefresh: TokenRefresh = !p.hasProjectedToken
+          ? 'no token'
+          : k.kubeletAffected === undefined
+            ? 'unknown kubelet'
+            : k.kubeletAffected
+              ? 'stopped'
+              : 'refreshing';
+        return { name: p.name, node: p.nodeName, phase: p.phase, ...k, tokenRefresh };
+      }),
+    });
+  }
+
+  // 2 and 3: list what the policies match, judge each object as a create, and find the risk pods.
+  const skippedResources: AuditReport['skippedResources'] = [];
+  const listed: KubeObject[] = [];
+  const wanted = policyResources();
+  if (!wanted.some((r) => r.group === '' && r.resource === 'pods')) wanted.push({ group: '', resource: 'pods', versions: ['v1'] });
+  for (const r of wanted) {
+    const name = r.group ? `${r.resource}.${r.group}` : r.resource;
+    try {
+      const gv = await servedGroupVersion(client, r.group, r.versions);
+      listed.push(...(await listAll(client, `${r.group ? '/apis' : '/api'}/${gv}/${r.resource}`, gv)));
+    } catch (err) {
+      const status = err instanceof ApiError ? err.statusCode : undefined;
+      skippedResources.push({
+        resource: name,
+        reason: status === 404 ? 'not served by this cluster' : status === 403 ? 'forbidden for these credentials' : (err as Error).message,
+      });
+    }
+  }
+
+  const riskPods: RiskPod[] = [];
+  for (const pod of listed) {
+    if (pod.kind !== 'Pod') continue;
+    const risk = pvcTokenRisk(pod);
+    if (!risk) continue;
+    const node = pod.spec?.nodeName ?? '';
+    riskPods.push({ namespace: pod.metadata?.namespace, name: pod.metadata?.name, node, phase: pod.status?.phase ?? '', ...nodeInfo(node), ...risk });
+  }
+
+  // An object made by a controller we also list is judged through its owner (a Deployment, not
+  // each of its ReplicaSets and pods), so one problem is reported once.
+  const listedKinds = new Set(listed.map((o) => o.kind));
+  const ownedByListed = (o: KubeObject) =>
+    Array.isArray(o.metadata?.ownerReferences) && o.metadata.ownerReferences.some((ref: KubeObject) => ref?.controller && listedKinds.has(ref.kind));
+  const engine = new Engine({ config, policies: BUILTIN_POLICIES, cluster: cache });
+  const findings: ObjectFinding[] = [];
+  for (const [i, object] of listed.entries()) {
+    if (ownedByListed(object)) continue;
+    const ev = await evaluateCreate(engine, syntheticCreate(object, { uid: `tokenguard-audit-${i}`, defaultNamespace: 'default' }));
+    for (const f of ev.findings) {
+      findings.push({
+        apiVersion: object.apiVersion,
+        kind: object.kind,
+        ...(object.metadata?.namespace ? { namespace: object.metadata.namespace } : {}),
+        name: object.metadata?.name ?? '',
+        policy: f.policy,
+        severity: f.severity,
+        message: f.message,
+        ...(f.path ? { path: f.path } : {}),
+      });
+    }
+  }
+
+  // 4. Issuers.
+  const served = monitor.servedIssuer;
+  const apiservers = cache.apiserverPods().map((p) => {
+    const issuers = issuerFlags(parseArgv(p.argv)).issuers;
+    return { namespace: p.namespace, name: p.name, node: p.nodeName, issuers, ...(served ? { acceptsServed: issuers.includes(served) } : {}) };
+  });
+
+  return {
+    cluster: `${session.source.server} (${session.source.source})`,
+    terminatingClaims,
+    riskPods,
+    findings,
+    skippedResources,
+    issuers: {
+      ...(served ? { served } : {}),
+      ...(monitor.error ? { discoveryError: monitor.error } : {}),
+      accepted: acceptedIssuers(served, cache),
+      apiservers,
+    },
+    summary: {
+      terminatingClaimsInUse: terminatingClaims.length,
+      tokenRefreshStopped: terminatingClaims.reduce((n, c) => n + c.pods.filter((p) => p.tokenRefresh === 'stopped').length, 0),
+      riskPods: riskPods.length,
+      denyFindings: findings.filter((f) => f.severity === 'deny').length,
+      warnFindings: findings.filter((f) => f.severity === 'warn').length,
+      apiserversRejectingServedIssuer: apiservers.filter((a) => a.acceptsServed === false).length,
+    },
+  };
+}
+
+/** Columns padded to their widest cell, like kubectl get. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+function kubelet(v: { kubeletVersion?: string; kubeletAffected?: boolean }): string {
+  if (!v.kubeletVersion) return '-';
+  return `${v.kubeletVersion}${v.kubeletAffected ? ' (affected)' : ''}`;
+}
+
+export function renderTables(r: AuditReport): string {
+  const out: string[] = [`Cluster: ${r.cluster}`, ''];
+  const section = (title: string, body: string) => out.push(`== ${title}`, body);
+
+  section(
+    'Claims Terminating while scheduled pods use them (incident A, now)',
+    r.terminatingClaims.length === 0
+      ? 'None.\n'
+      : table(
+          ['NAMESPACE', 'CLAIM', 'DELETED AT', 'POD', 'PHASE', 'NODE', 'KUBELET', 'TOKEN REFRESH'],
+          r.terminatingClaims.flatMap((c) =>
+            c.pods.map((p) => [c.namespace, c.claim, c.deletionTimestamp, p.name, p.phase, p.node, kubelet(p), p.tokenRefresh === 'stopped' ? 'STOPPED (kubernetes#130442)' : p.tokenRefresh]),
+          ),
+        ),
+  );
+  section(
+    'Pods that mount a claim and a projected token',
+    r.riskPods.length === 0
+      ? 'None.\n'
+      : table(
+          ['NAMESPACE', 'POD', 'PHASE', 'NODE', 'KUBELET', 'CLAIMS', 'TOKEN VOLUMES'],
+          r.riskPods.map((p) => [p.namespace, p.name, p.phase, p.node || '(unscheduled)', kubelet(p), p.claims.join(','), p.tokenVolumes.join(',')]),
+        ),
+  );
+  section(
+    'Existing objects the policies flag',
+    r.findings.length === 0
+      ? 'None.\n'
+      : table(
+          ['KIND', 'NAMESPACE', 'NAME', 'POLICY', 'SEVERITY', 'FINDING'],
+          r.findings.map((f) => [f.kind, f.namespace ?? '-', f.name, f.policy, f.severity, f.path ? `${f.message} (at ${f.path})` : f.message]),
+        ),
+  );
+  if (r.skippedResources.length) out.push(...r.skippedResources.map((s) => `Not checked: ${s.resource}: ${s.reason}`), '');
+  const i = r.issuers;
+  section(
+    'Service-account issuers',
+    `Served issuer: ${i.served ?? `unknown (${i.discoveryError ?? 'discovery not read'})`}\n` +
+      (i.apiservers.length === 0
+        ? 'No kube-apiserver mirror pods visible (managed control plane?): the accepted issuers cannot be read from the API.\n'
+        : table(
+            ['NAMESPACE', 'KUBE-APISERVER POD', 'NODE', 'ISSUERS (FIRST SIGNS)', 'ACCEPTS SERVED'],
+            i.apiservers.map((a) => [a.namespace, a.name, a.node, a.issuers.join(', ') || '(none)', a.acceptsServed === undefined ? '?' : a.acceptsServed ? 'yes' : 'NO']),
+          )),
+  );
+  const s = r.summary;
+  out.push(
+    `Summary: ${s.terminatingClaimsInUse} Terminating claim(s) in use (${s.tokenRefreshStopped} pod(s) with token refresh stopped), ` +
+      `${s.riskPods} pod(s) at risk, ${s.denyFindings} deny and ${s.warnFindings} warn finding(s), ` +
+      `${s.apiserversRejectingServedIssuer} kube-apiserver(s) not accepting the served issuer.`,
+  );
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,150 @@
+// `tokenguard audit` through the real client against the fake API server serving the captured
+// cluster state (test/fixtures/cluster-state: `shop/shared` Terminating while db-1 runs on node-a,
+// kubelet v1.31.2, and reader-1 on node-b, v1.33.1), plus the captured kube-apiserver mirror pods
+// and CronJob, and OIDC discovery serving `https://kubernetes.default.svc`.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runAudit, type AuditReport } from '../../src/cli/audit.js';
+import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
+import { reviewByPrefix } from '../helpers/fixtures.js';
+import { serveOidc } from '../helpers/oidc.js';
+
+const SERVED = 'https://kubernetes.default.svc';
+
+async function audit(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runAudit(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+  return { code, stdout, stderr };
+}
+
+describe('tokenguard audit', () => {
+  let fake: FakeApiServer;
+  let report: AuditReport;
+  let code: number;
+
+  before(async () => {
+    fake = await FakeApiServer.start();
+    loadCapturedClusterState(fake);
+    await serveOidc(fake, SERVED);
+    // The kubeadm (043) and kOps (045) kube-apiserver mirror pods, and the CronJob with a bad token (032).
+    fake.upsert('pods', reviewByPrefix('043').request.object);
+    fake.upsert('pods', reviewByPrefix('045').request.object);
+    fake.upsert('cronjobs', reviewByPrefix('032').request.object);
+    const r = await audit(['--kubeconfig', fake.kubeconfigPath, '-o', 'json']);
+    assert.equal(r.stderr, '');
+    code = r.code;
+    report = JSON.parse(r.stdout);
+  });
+  after(() => fake.close());
+
+  it('finds shop/shared Terminating while db-1 and reader-1 run on it, token refresh stopped on node-a only', () => {
+    assert.equal(report.terminatingClaims.length, 1);
+    const c = report.terminatingClaims[0]!;
+    assert.equal(`${c.namespace}/${c.claim}`, 'shop/shared');
+    assert.deepEqual(c.finalizers, ['kubernetes.io/pvc-protection']);
+    assert.ok(!Number.isNaN(Date.parse(c.deletionTimestamp)));
+    const pods = Object.fromEntries(c.pods.map((p) => [p.name, p]));
+    assert.deepEqual(Object.keys(pods).sort(), ['db-1', 'reader-1']);
+    assert.deepEqual(pods['db-1'], { name: 'db-1', node: 'node-a', phase: 'Running', kubeletVersion: 'v1.31.2', kubeletAffected: true, tokenRefresh: 'stopped' });
+    assert.deepEqual(pods['reader-1'], { name: 'reader-1', node: 'node-b', phase: 'Running', kubeletVersion: 'v1.33.1', kubeletAffected: false, tokenRefresh: 'refreshing' });
+    assert.equal(report.summary.tokenRefreshStopped, 1);
+  });
+
+  it('lists the pods that mount a claim and a projected token, and not the one without a token', () => {
+    // From the fixtures README: web-0, kafka-0, the api Deployment's pods, db-1 and reader-1 carry the risk; no-token does not.
+    assert.deepEqual(report.riskPods.map((p) => p.name).sort(), ['api-6768cdbbb8-fbs52', 'api-69ddc5895c-2dzgc', 'db-1', 'kafka-0', 'reader-1', 'web-0']);
+    const web = report.riskPods.find((p) => p.name === 'web-0')!;
+    assert.deepEqual(web.claims, ['data']);
+    assert.deepEqual(web.tokenVolumes, ['istio-token', 'kube-api-access-9zkc8']);
+    assert.equal(web.node, '', 'web-0 is not scheduled');
+    const db1 = report.riskPods.find((p) => p.name === 'db-1')!;
+    assert.equal(db1.kubeletAffected, true);
+  });
+
+  it('runs the registered policies over existing objects: the decisions the fixtures README expects', () => {
+    const of = (name: string) => report.findings.filter((f) => f.name === name);
+    // 032 CronJob nightly: two denials at the token source.
+    const nightly = of('nightly');
+    assert.equal(nightly.filter((f) => f.severity === 'deny').length, 2);
+    assert.ok(nightly.every((f) => f.kind === 'CronJob' && f.path?.startsWith('spec.jobTemplate.spec.template.spec.volumes[0].projected.sources[0].serviceAccountToken')));
+    // long-token: volume t (172800 s) denied, volume u (user-written 3607 s) warned, kube-api-access never flagged.
+    const long = of('long-token');
+    assert.ok(long.some((f) => f.severity === 'deny' && f.path?.includes('volumes[0]')), JSON.stringify(long));
+    assert.ok(long.some((f) => f.severity === 'warn' && f.path?.includes('volumes[1]')), JSON.stringify(long));
+    assert.ok(!long.some((f) => f.path?.includes('volumes[2]')), 'the injected kube-api-access volume is never flagged');
+    // sa-token-test: audience "api" denied.
+    assert.ok(of('sa-token-test').some((f) => f.severity === 'deny' && f.message.includes('"api"')));
+    // nfs-inline: inline NFS warning.
+    assert.ok(of('nfs-inline').some((f) => f.severity === 'warn' && /NFS/.test(f.message)));
+    // The kubeadm mirror pod does not accept the served issuer: a warning, never a denial.
+    const mirror = of('kube-apiserver-cp-1');
+    assert.ok(mirror.length > 0 && mirror.every((f) => f.severity === 'warn'), JSON.stringify(mirror));
+    // Clean objects stay clean.
+    for (const clean of ['plain', 'no-token', 'reader-1']) assert.deepEqual(of(clean), [], clean);
+  });
+
+  it('says which matched resources the cluster does not serve', () => {
+    assert.ok(report.skippedResources.some((s) => s.resource === 'kubeadmcontrolplanes.controlplane.cluster.x-k8s.io' && s.reason === 'not served by this cluster'));
+  });
+
+  it('reports the served issuer and what each kube-apiserver accepts', () => {
+    assert.equal(report.issuers.served, SERVED);
+    const byName = Object.fromEntries(report.issuers.apiservers.map((a) => [a.name, a]));
+    assert.deepEqual(byName['kube-apiserver-cp-1']?.issuers, ['https://kubernetes.default.svc.cluster.local']);
+    assert.deepEqual(byName['kube-apiserver-ip-172-20-40-10.ec2.internal']?.issuers, ['https://api.internal.prod.example.com', 'https://master.prod.example.com']);
+    assert.ok(report.issuers.apiservers.every((a) => a.acceptsServed === false));
+    assert.deepEqual(report.issuers.accepted, [SERVED, 'https://kubernetes.default.svc.cluster.local', 'https://api.internal.prod.example.com', 'https://master.prod.example.com']);
+    assert.equal(report.summary.apiserversRejectingServedIssuer, 2);
+  });
+
+  it('exits 1 when something is wrong', () => {
+    assert.equal(code, 1);
+  });
+
+  it('prints kubectl-style tables', async () => {
+    const { code: c, stdout } = await audit(['--kubeconfig', fake.kubeconfigPath]);
+    assert.equal(c, 1);
+    const lines = stdout.split('\n');
+    const header = lines.findIndex((l) => l.startsWith('NAMESPACE') && l.includes('TOKEN REFRESH'));
+    assert.ok(header > 0, stdout);
+    const rows = lines.slice(header + 1, header + 3);
+    const cols = (l: string) => l.split(/\s{3,}/);
+    assert.deepEqual(cols(rows.find((l) => l.includes('db-1'))!).slice(3), ['db-1', 'Running', 'node-a', 'v1.31.2 (affected)', 'STOPPED (kubernetes#130442)']);
+    assert.deepEqual(cols(rows.find((l) => l.includes('reader-1'))!).slice(3), ['reader-1', 'Running', 'node-b', 'v1.33.1', 'refreshing']);
+    // Every column starts at the same offset on every row of a table.
+    const start = (l: string, text: string) => l.indexOf(text);
+    assert.equal(start(rows[0]!, 'Running'), start(rows[1]!, 'Running'));
+    assert.equal(start(lines[header]!, 'PHASE'), start(rows[0]!, 'Running'));
+    assert.match(stdout, new RegExp(`^Served issuer: ${SERVED}$`, 'm'));
+    assert.match(stdout, /^Not checked: kubeadmcontrolplanes\.controlplane\.cluster\.x-k8s\.io: not served by this cluster$/m);
+    assert.match(stdout, /^Summary: 1 Terminating claim\(s\) in use \(1 pod\(s\) with token refresh stopped\), 6 pod\(s\) at risk, \d+ deny and \d+ warn finding\(s\), 2 kube-apiserver\(s\) not accepting the served issuer\.$/m);
+  });
+
+  it('exits 0 on a cluster with nothing to report', async () => {
+    const clean = await FakeApiServer.start();
+    try {
+      await serveOidc(clean, SERVED);
+      for (const n of ['node-a', 'node-b']) clean.upsert('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n }, status: { nodeInfo: { kubeletVersion: 'v1.33.1' } } });
+      clean.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
+      const r = await audit(['--kubeconfig', clean.kubeconfigPath, '-o', 'json']);
+      assert.equal(r.code, 0, r.stdout);
+      const rep: AuditReport = JSON.parse(r.stdout);
+      assert.deepEqual([rep.terminatingClaims, rep.riskPods, rep.findings, rep.issuers.apiservers], [[], [], [], []]);
+      assert.equal(rep.issuers.served, SERVED);
+    } finally {
+      await clean.close();
+    }
+  });
+
+  it('exits 2 naming the problem when the cluster is unreachable or the flags are wrong', async () => {
+    const gone = await FakeApiServer.start();
+    const kubeconfig = gone.kubeconfigPath;
+    await gone.close();
+    const r = await audit(['--kubeconfig', kubeconfig, '--sync-timeout', '0.5']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^tokenguard audit: cluster: https:\/\/127\.0\.0\.1:\d+ \(--kubeconfig .*\): cluster cache not synced yet.*gave up after 0\.5 s\n$/);
+    await assert.rejects(audit(['-o', 'yaml']), /--output must be table or json/);
+  });
+});
