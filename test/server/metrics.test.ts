@@ -59,7 +59,7 @@ const sum = (f: Family | undefined, match: Record<string, string>, sampleName = 
 
 const DEFAULT_COLLECTORS = /^tokenguard_(process|nodejs)_/;
 
-/** The families the README's metrics reference lists, with their types and labels. */
+/** The families the README's metrics reference (docs/readme/deploy.md) lists, with their types and labels. */
 const PROMISED: { name: string; type: string; labels: string[] }[] = [
   { name: 'tokenguard_admission_requests_total', type: 'counter', labels: ['route', 'decision'] },
   { name: 'tokenguard_policy_decisions_total', type: 'counter', labels: ['route', 'policy', 'decision', 'mode'] },
@@ -69,8 +69,10 @@ const PROMISED: { name: string; type: string; labels: string[] }[] = [
   { name: 'tokenguard_cache_synced', type: 'gauge', labels: ['resource'] },
   { name: 'tokenguard_cache_stale_seconds', type: 'gauge', labels: ['resource'] },
   { name: 'tokenguard_watch_restarts_total', type: 'counter', labels: ['resource', 'reason'] },
+  { name: 'tokenguard_cluster_live_lookups_total', type: 'counter', labels: ['outcome'] },
   { name: 'tokenguard_issuer_changes_total', type: 'counter', labels: [] },
   { name: 'tokenguard_jwks_changes_total', type: 'counter', labels: [] },
+  { name: 'tokenguard_issuer_discovery_failures_total', type: 'counter', labels: [] },
   { name: 'tokenguard_token_selftest_success', type: 'gauge', labels: [] },
   { name: 'tokenguard_clock_skew_seconds', type: 'gauge', labels: [] },
 ];
@@ -145,6 +147,12 @@ describe('GET /metrics', () => {
         assert.deepEqual(labels.sort(), [...p.labels].sort(), `${p.name}: labels`);
       }
     }
+  });
+
+  it('has no family the README does not list (a new metric must be documented, and added above)', () => {
+    const documented = new Set(PROMISED.map((p) => p.name));
+    const undocumented = [...after_.keys()].filter((n) => !DEFAULT_COLLECTORS.test(n) && !documented.has(n));
+    assert.deepEqual(undocumented, []);
   });
 
   it('counts each review by route and decision, and the invalid one', () => {
