@@ -24,7 +24,7 @@ export interface Finding {
   path?: string;
   /** What to do about it, one short sentence. */
   fix?: string;
-  /** Extra audit annotations to record on the request (keys are prefixed `<policy>/` by the engine). */
+  /** Extra audit annotations to record on the request (the engine prefixes keys with `<policy>.`; the API server then adds the webhook name). */
   audit?: Record<string, string>;
 }
 
