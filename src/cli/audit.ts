@@ -10,7 +10,6 @@
 import { Engine } from '../admission/engine.js';
 import type { KubeObject } from '../admission/review.js';
 import { ApiError, type ApiClient } from '../cluster/client.js';
-import { IssuerMonitor } from '../cluster/issuers.js';
 import { acceptedIssuers } from '../cluster/token-selftest.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { TokenguardConfig } from '../config/schema.js';
@@ -18,7 +17,6 @@ import { issuerFlags, parseArgv } from '../policies/apiserver-flags.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { kubeletAffectedBy130442 } from '../policies/pvc-in-use.js';
 import { pvcTokenRisk } from '../policies/pvc-token-risk.js';
-import { silentLogger } from '../server/log.js';
 import { openClusterSession, type ClusterSession } from './cluster-session.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 import { evaluateCreate, syntheticCreate } from './evaluate.js';
@@ -184,7 +182,8 @@ function policyResources(): { group: string; resource: string; versions?: string
       for (const group of rule.groups)
         for (const resource of rule.resources) {
           if (group === '*' || resource === '*') continue; // never list everything
-          seen.set(`${group}/${resource}`, { group, resource, versions: seen.get(`${group}/${resource}`)?.versions ?? rule.versions });
+          const key = `${group}/${resource}`;
+          if (!seen.has(key)) seen.set(key, { group, resource, versions: rule.versions });
         }
     }
   }
@@ -192,13 +191,8 @@ function policyResources(): { group: string; resource: string; versions?: string
 }
 
 export async function audit(session: ClusterSession, config: TokenguardConfig): Promise<AuditReport> {
-  const { cache } = session;
+  const { cache, issuers: monitor } = session;
   const client = cache.client;
-
-  // Issuer discovery once, so the issuer policy sees the served issuer as it does in the server.
-  const monitor = new IssuerMonitor({ client, logger: silentLogger, refreshSeconds: config.cluster.issuerRefreshSeconds });
-  await monitor.refresh();
-  cache.issuers = monitor;
 
   const nodeInfo = (node: string) => {
     const kubeletVersion = node ? cache.node(node)?.kubeletVersion : undefined;

@@ -1,13 +1,19 @@
 // A short-lived connection to a cluster for one-shot commands (`check --kubeconfig`, `audit`):
-// the same caches the server runs, started, waited on until synced (bounded), and stopped.
+// the same caches and issuer discovery the server runs, started, waited on until synced (bounded),
+// and stopped.
 
 import { ClusterCache } from '../cluster/cache.js';
+import { IssuerMonitor } from '../cluster/issuers.js';
 import { findKubeConfig, type KubeConfigSource } from '../cluster/kubeconfig.js';
 import type { TokenguardConfig } from '../config/schema.js';
+import { silentLogger } from '../server/log.js';
 
 export interface ClusterSession {
   source: KubeConfigSource;
+  /** Synced caches, with `issuers` set: the policies see the cluster as the server's do. */
   cache: ClusterCache;
+  /** Discovery read once (its `error` says why when the served issuer is unknown). */
+  issuers: IssuerMonitor;
   stop(): void;
 }
 
@@ -36,5 +42,9 @@ export async function openClusterSession(
     cache.stop();
     throw new Error(`${source.server} (${source.source}): ${reason}; gave up after ${syncTimeoutSeconds} s`);
   }
-  return { source, cache, stop: () => cache.stop() };
+  // One read of the served issuer, so the issuer policy judges as it does in the server.
+  const issuers = new IssuerMonitor({ client: cache.client, logger: silentLogger, refreshSeconds: config.cluster.issuerRefreshSeconds });
+  await issuers.refresh();
+  cache.issuers = issuers;
+  return { source, cache, issuers, stop: () => cache.stop() };
 }
