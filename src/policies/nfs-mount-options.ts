@@ -58,7 +58,8 @@ function judgeOptions(options: NfsMountOptions, path: string, note = ''): Findin
   const findings: Finding[] = [];
   const missing = [!options.timeo && 'timeo', !options.retrans && 'retrans'].filter(Boolean).join(' and ');
   if (missing) {
-    const hardNote = options.soft ? '' : `; with ${options.explicitHard ? 'hard' : 'hard (the default)'} I/O hangs through server or kubelet trouble`;
+    const hard = options.explicitHard ? 'hard' : 'hard (the default)';
+    const hardNote = options.soft ? '' : `; with ${hard}, I/O hangs through server or kubelet trouble`;
     findings.push({
       policy: POLICY,
       severity: 'warn',

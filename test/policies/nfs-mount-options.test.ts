@@ -14,7 +14,7 @@ function engine(settings: Record<string, unknown> = {}) {
   return new Engine({ config: resolveConfig({ mode: 'enforce', policies: { [POLICY]: settings } }, 'test', policies), policies });
 }
 
-const HARD_DEFAULT = 'NFS mount options do not set timeo and retrans; with hard (the default) I/O hangs through server or kubelet trouble';
+const HARD_DEFAULT = 'NFS mount options do not set timeo and retrans; with hard (the default), I/O hangs through server or kubelet trouble';
 const SOFT = 'NFS mount is soft: I/O errors instead of hangs when the server is slow, at the risk of partial writes';
 
 describe('nfs-mount-options: reading mount options', () => {
@@ -71,7 +71,7 @@ describe('nfs-mount-options: PersistentVolumes and StorageClasses (storage.yaml)
 describe('nfs-mount-options: captured reviews', () => {
   const e = engine();
   const cases: [string, string[], string][] = [
-    ['037', ['NFS mount options do not set timeo and retrans; with hard I/O hangs through server or kubelet trouble'], 'spec.mountOptions'],
+    ['037', ['NFS mount options do not set timeo and retrans; with hard, I/O hangs through server or kubelet trouble'], 'spec.mountOptions'],
     ['038', [SOFT], 'spec.mountOptions'],
     ['039', [HARD_DEFAULT], 'mountOptions'],
     ['041', ['inline NFS volumes cannot carry mount options; use a PersistentVolume (volume "share")'], 'spec.volumes[0].nfs'],
