@@ -4,6 +4,8 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
@@ -11,7 +13,7 @@ import { discoveryFailures, IssuerMonitor, issuerChanges, jwksChanges } from '..
 import { parseKeySet, verifyToken } from '../../src/cluster/token-check.js';
 import { createLogger, type Logger } from '../../src/server/log.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
-import { clusterState } from '../helpers/fixtures.js';
+import { CLUSTER_STATE_DIR, clusterState } from '../helpers/fixtures.js';
 import { makeSigningKey, serveOidc, type OidcServer } from '../helpers/oidc.js';
 
 async function counter(c: { get(): Promise<{ values: { value: number }[] }> }): Promise<number> {
@@ -214,9 +216,7 @@ describe('the captured key set', () => {
     const keys = parseKeySet(clusterState('jwks.json'));
     assert.equal(keys.keys.length, 1);
     assert.equal(keys.keys[0]!.kid, '5TVtRHsZFuD0Zw_0clQsYI0UZZ4DwiHSt_LEA-NDNcA');
-    const { readFileSync } = await import('node:fs');
-    const { CLUSTER_STATE_DIR } = await import('../helpers/fixtures.js');
-    const token = readFileSync(`${CLUSTER_STATE_DIR}/token-default-shop.jwt`, 'utf8');
+    const token = readFileSync(join(CLUSTER_STATE_DIR, 'token-default-shop.jwt'), 'utf8');
     const served = clusterState('openid-configuration.json').issuer;
     // At issue time + 1 min: valid in every respect.
     const fresh = await verifyToken(token, { keys, acceptedIssuers: [served], audience: served, now: new Date(1795470613_000) });
