@@ -34,6 +34,7 @@ test('with a kubeconfig: unready (saying why) until the first sync, then the gua
   loadCapturedClusterState(fake);
   await fake.down();
   const running = await runServer(configFor({ kubeconfig: fake.kubeconfigPath }), silentLogger);
+  let shutDown = false;
   try {
     const before = await call(running.port, 'GET', '/readyz');
     assert.equal(before.status, 503);
@@ -42,18 +43,26 @@ test('with a kubeconfig: unready (saying why) until the first sync, then the gua
 
     await fake.restart();
     // The first retry comes within the (jittered) initial backoff; never more than 30 s.
-    await until(() => fake.openWatches('pods') === 1, 'the pod watch', 15_000);
-    const after = await call(running.port, 'GET', '/readyz');
+    // Pods, nodes and namespaces sync independently: wait for all three, not just the pod watch.
+    let after = await call(running.port, 'GET', '/readyz');
+    await until(async () => {
+      after = await call(running.port, 'GET', '/readyz');
+      return after.json.checks.cluster.ok === true;
+    }, 'the cluster cache to sync', 15_000);
     assert.equal(after.json.checks.cluster.ok, true, JSON.stringify(after.json));
+    assert.equal(fake.openWatches('pods'), 1);
 
     const review = await call(running.port, 'POST', '/validate', reviewByPrefix('070'));
     assert.equal(review.json.response.allowed, false);
     assert.match(review.json.response.status.message, /db-1 \(node-a\), reader-1 \(node-b\)/);
-  } finally {
     await running.shutdown();
+    shutDown = true;
+    await until(() => fake.openWatches() === 0, 'the watches to close after shutdown');
+  } finally {
+    // Always release the server and the fake API server, or a failed assertion hangs the run.
+    if (!shutDown) await running.shutdown();
+    await fake.close();
   }
-  await until(() => fake.openWatches() === 0, 'the watches to close after shutdown');
-  await fake.close();
 });
 
 test('without a cluster: ready, /readyz says why, and the PVC guard warns it could not check', async () => {

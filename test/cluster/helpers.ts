@@ -38,9 +38,9 @@ export async function startCacheRig(
   };
 }
 
-export async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+export async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
