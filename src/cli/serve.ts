@@ -11,7 +11,7 @@ import type { TokenguardConfig } from '../config/schema.js';
 import { connectCluster } from '../cluster/connect.js';
 import { startIssuerServices } from '../cluster/issuer-services.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
-import { createLogger, type Logger, type LogLevel } from '../server/log.js';
+import { batchedStdout, createLogger, type Logger, type LogLevel } from '../server/log.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 
@@ -104,7 +104,7 @@ export const serveCommand: Command = {
     });
     const configPath = values.config ?? process.env.TOKENGUARD_CONFIG;
     const config = loadConfig(configPath, BUILTIN_POLICIES, flagOverrides(values, process.env));
-    const logger = createLogger(config.log.level);
+    const logger = createLogger(config.log.level, batchedStdout());
     if (values.dev) ensureDevCertificates(config, logger);
 
     const running = await runServer(config, logger);

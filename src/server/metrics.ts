@@ -36,17 +36,33 @@ export const warningsEmitted = new Counter({
   registers: [registry],
 });
 
+// prom-client hashes a label object on every inc()/observe(); on the hot path the label children
+// are looked up once per label combination and kept.
+function childCache<T>(make: (...values: string[]) => T): (...values: string[]) => T {
+  const cache = new Map<string, T>();
+  return (...values) => {
+    const key = values.join('\0');
+    let child = cache.get(key);
+    if (child === undefined) cache.set(key, (child = make(...values)));
+    return child;
+  };
+}
+const requestsBy = childCache((route, decision) => admissionRequests.labels(route!, decision!));
+const durationBy = childCache((route) => admissionDuration.labels(route!));
+const warningsBy = childCache((route) => warningsEmitted.labels(route!));
+const policyBy = childCache((route, policy, decision, mode) => policyDecisions.labels(route!, policy!, decision!, mode!));
+
 export function observeDecision(route: string, d: Decision, warningCount: number, seconds: number): void {
-  admissionRequests.inc({ route, decision: d.allowed ? 'allowed' : 'denied' });
-  admissionDuration.observe({ route }, seconds);
-  if (warningCount > 0) warningsEmitted.inc({ route }, warningCount);
+  requestsBy(route, d.allowed ? 'allowed' : 'denied').inc();
+  durationBy(route).observe(seconds);
+  if (warningCount > 0) warningsBy(route).inc(warningCount);
   for (const f of d.findings) {
     const decision = f.severity === 'deny' && f.mode === 'enforce' ? 'denied' : 'warned';
-    policyDecisions.inc({ route, policy: f.policy, decision, mode: f.mode });
+    policyBy(route, f.policy, decision, f.mode).inc();
   }
-  if (d.patch) for (const p of d.fired) policyDecisions.inc({ route, policy: p, decision: 'patched', mode: 'n/a' });
+  if (d.patch) for (const p of d.fired) policyBy(route, p, 'patched', 'n/a').inc();
 }
 
 export function observeInvalid(route: string): void {
-  admissionRequests.inc({ route, decision: 'invalid' });
+  requestsBy(route, 'invalid').inc();
 }

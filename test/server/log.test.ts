@@ -39,3 +39,21 @@ describe('createLogger', () => {
     assert.equal(lines.length, 2);
   });
 });
+
+describe('batchedStdout', () => {
+  it('writes every line, in order, even when the process exits in the same turn', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const logModule = fileURLToPath(new URL('../../src/server/log.js', import.meta.url));
+    // 2000 lines cross the 64 KiB flush threshold several times, then exit before setImmediate runs.
+    const script = `
+      const { createLogger, batchedStdout } = await import(${JSON.stringify(logModule)});
+      const log = createLogger('info', batchedStdout());
+      for (let i = 0; i < 2000; i++) log.info('line', { i });
+      process.exit(0);`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script]).toString();
+    const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(lines.length, 2000);
+    assert.deepEqual(lines.map((l) => l.i), Array.from({ length: 2000 }, (_, i) => i));
+  });
+});
