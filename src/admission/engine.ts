@@ -135,13 +135,28 @@ export class Engine {
     return this.applicable(req, side).map(({ p }) => p.policy.name);
   }
 
-  async validate(req: AdmissionRequest): Promise<Decision> {
+  /**
+   * The validating pipeline. Synchronous unless a policy's `gather` step is really doing I/O:
+   * most requests need none, and a promise per request is measurable on the hot path.
+   */
+  validate(req: AdmissionRequest): Decision | Promise<Decision> {
     const runs = this.applicable(req, 'validate');
+    let gathered: unknown[] | undefined;
+    let pending = false;
+    for (let i = 0; i < runs.length; i++) {
+      const { p, ctx } = runs[i]!;
+      if (!p.policy.gather) continue;
+      gathered ??= new Array(runs.length);
+      const g = this.safeGather(p.policy, req, ctx);
+      if (g instanceof Promise) pending = true;
+      gathered[i] = g;
+    }
+    if (!pending) return this.judge(req, runs, gathered);
+    return Promise.all(gathered!).then((values) => this.judge(req, runs, values));
+  }
+
+  private judge(req: AdmissionRequest, runs: ReturnType<Engine['applicable']>, gathered: unknown[] | undefined): Decision {
     const findings: Decision['findings'] = [];
-    // Gathering is the only I/O; run it concurrently, and only for policies that have it.
-    const gathered = runs.some(({ p }) => p.policy.gather)
-      ? await Promise.all(runs.map(({ p, ctx }) => (p.policy.gather ? this.safeGather(p.policy, req, ctx) : undefined)))
-      : undefined;
     runs.forEach(({ p, ctx }, i) => {
       let out: Finding[];
       try {
@@ -186,13 +201,17 @@ export class Engine {
     return decision;
   }
 
-  private async safeGather(policy: AnyPolicy, req: AdmissionRequest, ctx: PolicyContext): Promise<unknown> {
-    try {
-      return await policy.gather!(req, ctx);
-    } catch (err) {
-      // gather must return errors as data; a throw is a bug, reported and passed on as an Error.
+  /** A policy's gather result, or a promise of it; a throw (a bug: errors are data) becomes an Error. */
+  private safeGather(policy: AnyPolicy, req: AdmissionRequest, ctx: PolicyContext): unknown {
+    const asError = (err: unknown) => {
       this.opts.onPolicyError?.(policy.name, err);
       return err instanceof Error ? err : new Error(String(err));
+    };
+    try {
+      const g = policy.gather!(req, ctx);
+      return g instanceof Promise ? g.catch(asError) : g;
+    } catch (err) {
+      return asError(err);
     }
   }
 

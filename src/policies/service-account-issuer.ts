@@ -331,7 +331,7 @@ export const serviceAccountIssuerPolicy: Policy<Record<string, never>, IssuerAna
   defaultSettings: {},
   // The only I/O: a mirror pod that drops a trusted issuer cannot be denied, so the warning is also
   // recorded as an Event that outlives the request (fire and forget, never on dry-run).
-  gather: async (req, ctx) => {
+  gather: (req, ctx) => {
     if (req.namespace !== 'kube-system' || req.resource.resource !== 'pods') return undefined;
     const analysis = analyzeIssuerChange(req, ctx);
     const issuers = ctx.cluster?.issuers;

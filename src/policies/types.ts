@@ -69,7 +69,7 @@ export interface Policy<S = Record<string, unknown>, G = undefined> {
   /** Needs live cluster state to be meaningful; `check` skips it without a cluster. */
   needsCluster?: boolean;
   /** Optional I/O step, run by the engine before `validate`; must never throw (return errors as data). */
-  gather?: (request: AdmissionRequest, ctx: PolicyContext<S>) => Promise<G>;
+  gather?: (request: AdmissionRequest, ctx: PolicyContext<S>) => G | Promise<G>;
   /** Validating side: findings for this request. */
   validate?: (request: AdmissionRequest, ctx: PolicyContext<S>, gathered: G) => Finding[];
   /** Mutating side: patch operations against `request.object`; must return [] when nothing changes. */

@@ -137,7 +137,11 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
       };
       try {
         if (route === 'mutate') respond(engine.mutate(request));
-        else engine.validate(request).then(respond, failOpen);
+        else {
+          const decision = engine.validate(request);
+          if (decision instanceof Promise) decision.then(respond, failOpen);
+          else respond(decision);
+        }
       } catch (err) {
         failOpen(err);
       }
