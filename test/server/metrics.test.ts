@@ -4,6 +4,9 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../helpers/tls.js';
 // What `tokenguard serve` imports, so every module that registers metrics has registered them.
 import '../../src/cli/serve.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
@@ -59,7 +62,7 @@ const sum = (f: Family | undefined, match: Record<string, string>, sampleName = 
 
 const DEFAULT_COLLECTORS = /^tokenguard_(process|nodejs)_/;
 
-/** The families the README's metrics reference (docs/readme/deploy.md) lists, with their types and labels. */
+/** The families the README's metrics reference lists, with their types and labels (checked against README.md below). */
 const PROMISED: { name: string; type: string; labels: string[] }[] = [
   { name: 'tokenguard_admission_requests_total', type: 'counter', labels: ['route', 'decision'] },
   { name: 'tokenguard_policy_decisions_total', type: 'counter', labels: ['route', 'policy', 'decision', 'mode'] },
@@ -147,6 +150,16 @@ describe('GET /metrics', () => {
         assert.deepEqual(labels.sort(), [...p.labels].sort(), `${p.name}: labels`);
       }
     }
+  });
+
+  it('lists exactly the families of README.md\'s metrics reference, with the same types', () => {
+    const readme = readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### Metrics reference'));
+    const rows = [...section.matchAll(/^\| `(tokenguard_[a-z_]+)` \| (counter|gauge|histogram) \|/gm)].map((m) => [m[1], m[2]]);
+    assert.deepEqual(
+      rows.sort(),
+      PROMISED.map((p) => [p.name, p.type]).sort(),
+    );
   });
 
   it('has no family the README does not list (a new metric must be documented, and added above)', () => {
