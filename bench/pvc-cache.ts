@@ -9,7 +9,7 @@
 //   so it is an upper bound);
 // - review latency: client-side, per request (process.hrtime in autocannon, recorded at full
 //   precision here rather than autocannon's whole-millisecond histogram), p50/p99, 16 keep-alive
-//   connections for BENCH_PVC_DURATION seconds (default 5).
+//   connections (BENCH_PVC_CONNECTIONS, default 16) for BENCH_PVC_DURATION seconds (default 5).
 //
 // The fake API server and the load generator run in a child process, so their objects and CPU
 // are not counted against the cache or the server. Run alone: `node --expose-gc dist/bench/pvc-cache.js`
@@ -34,7 +34,7 @@ const PODS = Number(process.env.BENCH_PVC_PODS ?? 100_000);
 const NAMESPACES = Number(process.env.BENCH_PVC_NAMESPACES ?? 1_000);
 const NODES = 500;
 const DURATION = Number(process.env.BENCH_PVC_DURATION ?? 5);
-const CONNECTIONS = 16;
+const CONNECTIONS = Number(process.env.BENCH_PVC_CONNECTIONS ?? 16);
 
 type Msg =
   | { kind: 'ready'; kubeconfigPath: string; pods: number; bytesPerPod: number }

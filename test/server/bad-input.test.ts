@@ -12,7 +12,7 @@ import { Engine } from '../../src/admission/engine.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/server/log.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
-import { startTestServer, type HttpResult, type TestServer } from '../helpers/server.js';
+import { httpsCall, startTestServer, type HttpResult, type TestServer } from '../helpers/server.js';
 
 const valid = () => reviewByPrefix('006'); // Pod CREATE shop/plain
 const validDelete = () => reviewByPrefix('054'); // PVC DELETE shop/data
@@ -209,24 +209,7 @@ async function assertStillServes(server: TestServer) {
 }
 
 function httpsRaw(server: TestServer, method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<HttpResult> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: '127.0.0.1', port: server.port, method, path, headers, ca: server.certs.ca, servername: 'localhost' }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        let json: any;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  return httpsCall(server.port, method, path, body, headers, { ca: server.certs.ca });
 }
 
 /** POST `bytes` of padding, with a Content-Length or chunked, writing as the socket drains. */
