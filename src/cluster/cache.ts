@@ -87,6 +87,7 @@ export class ClusterCache implements ClusterView {
   stop(): void {
     for (const r of this.reflectors) r.stop();
     for (const u of this.untrack.splice(0)) u();
+    this.client.close();
   }
 
   /** Resolves when every cache completed its first LIST (never rejects; races it with a timeout if needed). */

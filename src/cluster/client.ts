@@ -10,7 +10,7 @@
 // and drop it. Authentication still comes entirely from KubeConfig.applyToHTTPSOptions.
 
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 
 /** A non-2xx answer from the API server, with its `Status` body when it sent one. */
@@ -37,6 +37,7 @@ export interface RequestBounds {
 export class ApiClient {
   readonly server: string;
   private readonly watcher: Watch;
+  private keepAlive?: { material: string; agent: HttpsAgent };
 
   constructor(readonly kc: KubeConfig) {
     const cluster = kc.getCurrentCluster();
@@ -49,6 +50,7 @@ export class ApiClient {
   async getJson<T = any>(path: string, bounds: RequestBounds = {}): Promise<T> {
     const opts: RequestOptions & { headers: Record<string, string> } = { headers: {} };
     await this.kc.applyToHTTPSOptions(opts as never);
+    opts.agent = this.reusableAgent(opts.agent);
     const url = new URL(this.server + path);
     const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
     return new Promise<T>((resolve, reject) => {
@@ -92,6 +94,28 @@ export class ApiClient {
       req.on('error', (err) => fail(new Error(`GET ${url.pathname}: ${err.message}`)));
       req.end();
     });
+  }
+
+  /**
+   * client-node makes a new agent without keep-alive for every request, so a paginated LIST of
+   * 100k pods opened ~200 TLS connections. For a plain HTTPS agent (no proxy) we keep one
+   * keep-alive agent with the same TLS options, replaced when they change (rotated client certs).
+   */
+  private reusableAgent(agent: RequestOptions['agent']): RequestOptions['agent'] {
+    if (!(agent instanceof HttpsAgent) || agent.constructor !== HttpsAgent) return agent;
+    const tls = (agent as HttpsAgent & { options: Record<string, unknown> }).options;
+    const material = ['ca', 'cert', 'key', 'pfx', 'rejectUnauthorized', 'servername'].map((k) => String(tls[k] ?? '')).join('\0');
+    if (this.keepAlive?.material !== material) {
+      this.keepAlive?.agent.destroy();
+      this.keepAlive = { material, agent: new HttpsAgent({ ...tls, keepAlive: true, maxSockets: 4 }) };
+    }
+    return this.keepAlive.agent;
+  }
+
+  /** Close the kept-alive connections (the process can then exit). */
+  close(): void {
+    this.keepAlive?.agent.destroy();
+    this.keepAlive = undefined;
   }
 
   /**
