@@ -7,9 +7,8 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fastJsonPatch from 'fast-json-patch';
+import { applyJsonPatch, markedAtRisk } from '../helpers/json-patch.js';
 import type { KubeObject } from '../../src/admission/review.js';
-import { RISK_ANNOTATION, RISK_LABEL } from '../../src/policies/pvc-token-risk.js';
 import { reviewByPrefix, reviewFiles } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { expectedManifests, manifest, manifestDocs, reviewFor, tokenPolicies } from './manifest-reviews.js';
@@ -95,17 +94,6 @@ function decodePatch(response: any): unknown[] | undefined {
   return JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8'));
 }
 
-function applyPatch(doc: KubeObject, ops: unknown[]): KubeObject {
-  return fastJsonPatch.applyPatch(structuredClone(doc), ops as any, true, false).newDocument;
-}
-
-function marked(doc: KubeObject, annotation: string): KubeObject {
-  const out = structuredClone(doc);
-  out.metadata.labels = { ...(out.metadata.labels ?? {}), [RISK_LABEL]: 'true' };
-  out.metadata.annotations = { ...(out.metadata.annotations ?? {}), [RISK_ANNOTATION]: annotation };
-  return out;
-}
-
 const sorted = (list: readonly string[] | undefined) => [...(list ?? [])].sort();
 
 /** Check a /validate response against what the table expects in `mode`. */
@@ -170,8 +158,8 @@ describe('captured reviews: the README table, for the token and NFS policies', (
             return;
           }
           assert.ok(ops, 'a patch was expected');
-          const patched = applyPatch(review.request.object, ops);
-          assert.deepEqual(patched, marked(review.request.object, want.annotation));
+          const patched = applyJsonPatch(review.request.object, ops);
+          assert.deepEqual(patched, markedAtRisk(review.request.object, want.annotation));
           // reinvocationPolicy IfNeeded: the API server may call us again with our own result.
           const again = structuredClone(review);
           again.request.object = patched;
@@ -185,7 +173,7 @@ describe('captured reviews: the README table, for the token and NFS policies', (
         for (const [mutatePrefix, validatePrefix] of [['003', '004'], ['030', '031'], ['066', '067']]) {
           const mutated = await servers[mode].post('/mutate', reviewByPrefix(mutatePrefix));
           const review = reviewByPrefix(validatePrefix);
-          review.request.object = applyPatch(review.request.object, decodePatch(mutated.json.response)!);
+          review.request.object = applyJsonPatch(review.request.object, decodePatch(mutated.json.response)!);
           const res = await servers[mode].post('/validate', review);
           assert.equal(res.json.response.allowed, true);
           assert.equal(res.json.response.warnings, undefined, `${validatePrefix}: ${res.json.response.warnings}`);
@@ -226,8 +214,8 @@ describe('manifest fixtures of every kind, through the server', () => {
       it('Pod CREATE (pod.yaml) through /mutate: label and annotation, then nothing more', async () => {
         const object = manifest('pod.yaml');
         const res = await servers[mode].post('/mutate', reviewFor(object));
-        const patched = applyPatch(object, decodePatch(res.json.response)!);
-        assert.deepEqual(patched, marked(object, expected.podRiskAnnotation));
+        const patched = applyJsonPatch(object, decodePatch(res.json.response)!);
+        assert.deepEqual(patched, markedAtRisk(object, expected.podRiskAnnotation));
         const again = await servers[mode].post('/mutate', reviewFor(patched));
         assert.equal(again.json.response.patch, undefined);
       });

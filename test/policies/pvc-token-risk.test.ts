@@ -4,7 +4,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fastJsonPatch from 'fast-json-patch';
+import { applyJsonPatch, markedAtRisk } from '../helpers/json-patch.js';
 import { Engine } from '../../src/admission/engine.js';
 import type { AdmissionRequest, KubeObject } from '../../src/admission/review.js';
 import { resolveConfig } from '../../src/config/load.js';
@@ -17,23 +17,10 @@ const engine = new Engine({
   policies: [pvcTokenRiskPolicy],
 });
 
-/** Apply with fast-json-patch, validating every operation against the document. */
-function apply(doc: KubeObject, ops: unknown): KubeObject {
-  return fastJsonPatch.applyPatch(structuredClone(doc), ops as any, true, false).newDocument;
-}
-
-/** The pod as we expect it after the mutation: `doc` with the label and annotation added. */
-function marked(doc: KubeObject, annotation: string): KubeObject {
-  const out = structuredClone(doc);
-  out.metadata.labels = { ...(out.metadata.labels ?? {}), [RISK_LABEL]: 'true' };
-  out.metadata.annotations = { ...(out.metadata.annotations ?? {}), [RISK_ANNOTATION]: annotation };
-  return out;
-}
-
 function mutateTwice(req: AdmissionRequest): { patched: KubeObject; ops: unknown[] } {
   const first = engine.mutate(req);
   assert.ok(first.patch, 'expected a patch');
-  const patched = apply(req.object!, first.patch);
+  const patched = applyJsonPatch(req.object!, first.patch);
   const second = engine.mutate({ ...req, object: structuredClone(patched) });
   assert.equal(second.patch, undefined, 'reinvocation must not patch again');
   return { patched, ops: first.patch };
@@ -54,7 +41,7 @@ describe('pvc-token-risk: captured Pod CREATEs', () => {
     it(`${prefix}: label and annotation, exactly, and a second call is a no-op`, () => {
       const req = reviewByPrefix(prefix).request;
       const { patched } = mutateTwice(req);
-      assert.deepEqual(patched, marked(req.object, annotation));
+      assert.deepEqual(patched, markedAtRisk(req.object, annotation));
     });
   }
 
@@ -75,7 +62,7 @@ describe('pvc-token-risk: captured Pod CREATEs', () => {
       { op: 'add', path: '/metadata/labels', value: { [RISK_LABEL]: 'true' } },
       { op: 'add', path: '/metadata/annotations', value: { [RISK_ANNOTATION]: 'claims=scratch-scratch;tokens=kube-api-access-q76rc' } },
     ]);
-    assert.deepEqual(patched, marked(req.object, 'claims=scratch-scratch;tokens=kube-api-access-q76rc'));
+    assert.deepEqual(patched, markedAtRisk(req.object, 'claims=scratch-scratch;tokens=kube-api-access-q76rc'));
   });
 
   it('creates metadata itself when it is missing', () => {
@@ -137,7 +124,7 @@ describe('pvc-token-risk: names, duplicates and stale markers', () => {
   it('the hand-written Pod manifest (pod.yaml)', () => {
     const object = manifest('pod.yaml');
     const { patched } = mutateTwice(requestFor(object));
-    assert.deepEqual(patched, marked(object, expectedManifests().podRiskAnnotation));
+    assert.deepEqual(patched, markedAtRisk(object, expectedManifests().podRiskAnnotation));
   });
 });
 
@@ -160,7 +147,7 @@ describe('pvc-token-risk: the validating re-check', () => {
   it('is quiet once the mutating side did its work', async () => {
     const req = reviewByPrefix('004').request;
     const patch = engine.mutate(reviewByPrefix('003').request).patch;
-    const d = await engine.validate({ ...req, object: apply(req.object, patch) });
+    const d = await engine.validate({ ...req, object: applyJsonPatch(req.object, patch) });
     assert.deepEqual(d.findings, []);
   });
 
