@@ -59,7 +59,11 @@ export interface TokenguardConfig {
 }
 
 const modeSchema = { enum: ['enforce', 'warn', 'off'] };
-const stringList = { type: 'array', items: { type: 'string', minLength: 1 } };
+/** A list of non-empty strings; policies use it for their own settings too. */
+export const stringListSchema = { type: 'array', items: { type: 'string', minLength: 1 } };
+/** At least one namespace name or glob: how every per-namespace setting says where it applies. */
+export const namespaceGlobsSchema = { ...stringListSchema, minItems: 1 };
+const stringList = stringListSchema;
 const exemptionsSchema = {
   type: 'object',
   additionalProperties: false,
@@ -109,7 +113,7 @@ export function buildConfigSchema(policies: readonly AnyPolicy[]): object {
           additionalProperties: false,
           required: ['namespaces'],
           properties: {
-            namespaces: { ...stringList, minItems: 1 },
+            namespaces: namespaceGlobsSchema,
             mode: modeSchema,
             policies: {
               type: 'object',

@@ -8,6 +8,7 @@
 
 import type { AdmissionRequest } from '../admission/review.js';
 import { globMatcher } from '../admission/glob.js';
+import { namespaceGlobsSchema, stringListSchema } from '../config/schema.js';
 import { podSpecOfRequest, POD_SPEC_RULES, tokenProjections } from './pod-spec.js';
 import type { Finding, Policy, PolicyContext } from './types.js';
 
@@ -38,8 +39,6 @@ export interface AudienceSettings {
   additionalAllowed: string[];
   namespaces: NamespaceAudiences[];
 }
-
-const patternList = { type: 'array', items: { type: 'string', minLength: 1 } };
 
 interface CompiledAudiences {
   everywhere: (audience: string) => boolean;
@@ -91,15 +90,15 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings> = {
   description: 'Projected service-account tokens must name an allowed audience (or none: the API server audiences).',
   match: [...POD_SPEC_RULES],
   settingsSchema: {
-    allowed: patternList,
-    additionalAllowed: patternList,
+    allowed: stringListSchema,
+    additionalAllowed: stringListSchema,
     namespaces: {
       type: 'array',
       items: {
         type: 'object',
         additionalProperties: false,
         required: ['namespaces', 'allowed'],
-        properties: { namespaces: { ...patternList, minItems: 1 }, allowed: patternList },
+        properties: { namespaces: namespaceGlobsSchema, allowed: stringListSchema },
       },
     },
   },

@@ -10,6 +10,7 @@
 
 import type { AdmissionRequest } from '../admission/review.js';
 import { globMatcher } from '../admission/glob.js';
+import { namespaceGlobsSchema } from '../config/schema.js';
 import { podSpecOfRequest, POD_SPEC_RULES, tokenProjections, type TokenProjection } from './pod-spec.js';
 import type { Finding, Policy, PolicyContext } from './types.js';
 
@@ -179,7 +180,7 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings> = {
         additionalProperties: false,
         required: ['namespaces'],
         properties: {
-          namespaces: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+          namespaces: namespaceGlobsSchema,
           minSeconds: seconds,
           maxSeconds: seconds,
         },
