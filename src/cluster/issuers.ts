@@ -17,6 +17,7 @@ import type { ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { parseKeySet } from './token-check.js';
 import type { IssuerRisk, IssuerView } from './view.js';
+import { Periodic } from './periodic.js';
 
 export const DISCOVERY_PATH = '/.well-known/openid-configuration';
 export const JWKS_PATH = '/openid/v1/jwks';
@@ -66,25 +67,22 @@ export class IssuerMonitor implements IssuerView {
   jwksUri?: string;
   keys?: JSONWebKeySet;
   private keysFingerprint?: string;
-  private timer?: NodeJS.Timeout;
+  private readonly schedule: Periodic;
   private inflight?: Promise<void>;
   private readonly clock: () => Date;
 
   constructor(private readonly opts: IssuerMonitorOptions) {
     this.clock = opts.clock ?? (() => new Date());
+    this.schedule = new Periodic(() => this.refresh(), this.opts.refreshSeconds);
   }
 
   /** First read now, then every `refreshSeconds`. */
   start(): void {
-    if (this.timer) return;
-    void this.refresh();
-    this.timer = setInterval(() => void this.refresh(), this.opts.refreshSeconds * 1000);
-    this.timer.unref();
+    this.schedule.start();
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    this.schedule.stop();
   }
 
   /** Read discovery and keys now; concurrent callers share one read. Never rejects. */

@@ -17,6 +17,7 @@ import type { IssuerMonitor } from './issuers.js';
 import { SERVICE_ACCOUNT_DIR } from './kubeconfig.js';
 import { decodeToken, verifyToken, type TokenProblem } from './token-check.js';
 import type { ClusterView } from './view.js';
+import { Periodic } from './periodic.js';
 
 export const selfTestSuccess = new Gauge({
   name: 'tokenguard_token_selftest_success',
@@ -92,26 +93,23 @@ export interface TokenSelfTestOptions {
 
 export class TokenSelfTest {
   last?: SelfTestResult;
-  private timer?: NodeJS.Timeout;
+  private readonly schedule: Periodic;
   private readonly api: CoreV1Api;
   private readonly clock: () => Date;
 
   constructor(private readonly opts: TokenSelfTestOptions) {
     this.api = opts.kc.makeApiClient(CoreV1Api);
     this.clock = opts.clock ?? (() => new Date());
+    this.schedule = new Periodic(() => this.run(), this.opts.intervalSeconds);
   }
 
   /** A first run now, then every `intervalSeconds`. */
   start(): void {
-    if (this.timer) return;
-    void this.run();
-    this.timer = setInterval(() => void this.run(), this.opts.intervalSeconds * 1000);
-    this.timer.unref();
+    this.schedule.start();
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    this.schedule.stop();
   }
 
   /** One self-test; never rejects. Updates the metrics, logs and records an Event on failure or skew (awaited). */
