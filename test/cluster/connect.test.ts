@@ -50,7 +50,8 @@ test('with a kubeconfig: unready (saying why) until the first sync, then the gua
       return after.json.checks.cluster.ok === true;
     }, 'the cluster cache to sync', 15_000);
     assert.equal(after.json.checks.cluster.ok, true, JSON.stringify(after.json));
-    assert.equal(fake.openWatches('pods'), 1);
+    // Ready means the first LIST is in; the watch that follows it opens a moment later.
+    await until(() => fake.openWatches('pods') === 1, 'the pod watch to open after the first LIST');
 
     const review = await call(running.port, 'POST', '/validate', reviewByPrefix('070'));
     assert.equal(review.json.response.allowed, false);
