@@ -69,6 +69,12 @@ export class Engine {
   private readonly overrides: { matches: (ns: string) => boolean; entry: NamespaceOverride }[];
   private readonly clock: () => Date;
   private readonly lookup: PolicyContext['lookup'];
+  /**
+   * The policies whose rules match a (side, group, version, resource, subresource, operation):
+   * rules are fixed for the engine's life, and every review would otherwise test them all. Keys
+   * come from the API server's requests (bounded by the webhook rules); capped all the same.
+   */
+  private readonly matchCache = new Map<string, PreparedPolicy[]>();
 
   constructor(private readonly opts: EngineOptions) {
     const { config } = opts;
@@ -102,9 +108,18 @@ export class Engine {
    * mode before its general one), then `policies.<name>.mode`, then the global `mode`.
    */
   modeFor(policy: string, namespace: string | undefined): Mode {
+    return this.configuredMode(policy, namespace, namespace ? this.namespaceMode(namespace) : undefined);
+  }
+
+  /** The namespace's `tokenguard.io/mode` label, when it holds a valid mode. */
+  private namespaceMode(namespace: string): Mode | undefined {
+    const label = this.opts.cluster?.namespaceLabels(namespace)?.[MODE_LABEL];
+    return label === 'enforce' || label === 'warn' || label === 'off' ? label : undefined;
+  }
+
+  private configuredMode(policy: string, namespace: string | undefined, labelled: Mode | undefined): Mode {
+    if (labelled) return labelled;
     if (namespace) {
-      const label = this.opts.cluster?.namespaceLabels(namespace)?.[MODE_LABEL];
-      if (label === 'enforce' || label === 'warn' || label === 'off') return label;
       for (let i = this.overrides.length - 1; i >= 0; i--) {
         const { matches, entry } = this.overrides[i]!;
         if (!matches(namespace)) continue;
@@ -115,14 +130,27 @@ export class Engine {
     return this.opts.config.policies[policy]?.mode ?? this.opts.config.mode;
   }
 
+  private matching(req: AdmissionRequest, side: 'validate' | 'mutate'): PreparedPolicy[] {
+    const r = req.resource;
+    const key = `${side}\0${r.group}\0${r.version}\0${r.resource}\0${req.subResource ?? ''}\0${req.operation}`;
+    let list = this.matchCache.get(key);
+    if (list === undefined) {
+      list = this.prepared.filter((p) => p.policy[side] && p.policy.match.some((rule) => ruleMatches(rule, req)));
+      if (this.matchCache.size >= 1024) this.matchCache.clear();
+      this.matchCache.set(key, list);
+    }
+    return list;
+  }
+
   private applicable(req: AdmissionRequest, side: 'validate' | 'mutate') {
     const out: { p: PreparedPolicy; ctx: PolicyContext }[] = [];
-    if (isExempt(this.globalExemptions, req)) return out;
+    const candidates = this.matching(req, side);
+    if (candidates.length === 0 || isExempt(this.globalExemptions, req)) return out;
+    const labelled = req.namespace ? this.namespaceMode(req.namespace) : undefined;
     let now: Date | undefined;
-    for (const p of this.prepared) {
-      if (!p.policy[side] || !p.policy.match.some((r) => ruleMatches(r, req))) continue;
+    for (const p of candidates) {
       if (isExempt(p.exemptions, req)) continue;
-      const mode = this.modeFor(p.policy.name, req.namespace);
+      const mode = this.configuredMode(p.policy.name, req.namespace, labelled);
       if (mode === 'off') continue;
       now ??= this.clock();
       out.push({ p, ctx: { settings: p.settings, mode, cluster: this.opts.cluster, now, lookup: this.lookup } });
@@ -157,7 +185,8 @@ export class Engine {
 
   private judge(req: AdmissionRequest, runs: ReturnType<Engine['applicable']>, gathered: unknown[] | undefined): Decision {
     const findings: Decision['findings'] = [];
-    runs.forEach(({ p, ctx }, i) => {
+    for (let i = 0; i < runs.length; i++) {
+      const { p, ctx } = runs[i]!;
       let out: Finding[];
       try {
         out = p.policy.validate!(req, ctx, gathered?.[i]);
@@ -165,8 +194,8 @@ export class Engine {
       } catch (err) {
         out = [this.policyFailure(p.policy.name, err)];
       }
-      for (const f of out) findings.push({ ...f, policy: f.policy || p.policy.name, mode: ctx.mode });
-    });
+      for (const f of out) findings.push(judged(f, p.policy.name, ctx.mode));
+    }
     return foldFindings(findings);
   }
 
@@ -186,7 +215,7 @@ export class Engine {
         // request's own object is never modified, and a policy whose patch fails leaves no trace.
         current = { ...req, object: applyPatchCopyOnWrite(current.object ?? {}, ops) };
       } catch (err) {
-        findings.push({ ...this.policyFailure(p.policy.name, err), mode: ctx.mode });
+        findings.push(judged(this.policyFailure(p.policy.name, err), p.policy.name, ctx.mode));
         continue;
       }
       patch.push(...ops);
@@ -223,6 +252,20 @@ export class Engine {
       message: `tokenguard: policy ${name} could not run (${(err as Error)?.message ?? String(err)}); not checked`,
     };
   }
+}
+
+/** A finding with its policy name filled in and the mode it was judged in (a copy: policies may reuse theirs). */
+function judged(f: Finding, policy: string, mode: Exclude<Mode, 'off'>): Decision['findings'][number] {
+  return {
+    policy: f.policy || policy,
+    severity: f.severity,
+    message: f.message,
+    detail: f.detail,
+    path: f.path,
+    fix: f.fix,
+    audit: f.audit,
+    mode,
+  };
 }
 
 /** A policy's findings, checked before they reach the response: a bug there must not break the answer. */

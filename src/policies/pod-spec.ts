@@ -123,7 +123,18 @@ export function isInjectedApiAccessVolume(volume: KubeObject): boolean {
   return t.path === 'token' && t.expirationSeconds === 3607 && !t.audience && hasRootCA;
 }
 
-export function tokenProjections(spec: KubeObject): TokenProjection[] {
+// Three policies read the projections of the same pod spec in one review. Decoded objects are
+// never modified (patches are applied copy-on-write, so a changed spec is a new object), which
+// makes the spec object itself a safe cache key.
+const projectionsBySpec = new WeakMap<KubeObject, readonly TokenProjection[]>();
+
+export function tokenProjections(spec: KubeObject): readonly TokenProjection[] {
+  let cached = projectionsBySpec.get(spec);
+  if (cached === undefined) projectionsBySpec.set(spec, (cached = readTokenProjections(spec)));
+  return cached;
+}
+
+function readTokenProjections(spec: KubeObject): TokenProjection[] {
   const out: TokenProjection[] = [];
   volumesOf(spec).forEach((v, volumeIndex) => {
     const sources = v.projected?.sources;
