@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Decision, Engine } from '../admission/engine.js';
 import { DecodeError, decodeReview, objectName, type AdmissionRequest } from '../admission/review.js';
 import { fromDecision, review } from '../admission/response.js';
-import type { Logger } from './log.js';
+import { jsonString, type Logger } from './log.js';
 import { observeDecision, observeInvalid } from './metrics.js';
 
 export type AdmissionRoute = 'validate' | 'mutate';
@@ -151,21 +151,23 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
 
 function logDecision(logger: Logger, route: AdmissionRoute, r: AdmissionRequest, d: Decision, seconds: number): void {
   if (!logger.enabled('info')) return;
-  logger.info('admission decision', {
-    uid: r.uid,
-    route,
-    kind: r.kind.kind,
-    resource: r.resource.resource,
-    namespace: r.namespace ?? '',
-    name: objectName(r),
-    operation: r.operation,
-    user: r.userInfo.username ?? '',
-    dryRun: r.dryRun === true,
-    decision: d.allowed ? (d.patch ? 'patched' : d.warnings.length ? 'warned' : 'allowed') : 'denied',
-    policies: d.fired,
-    findings: d.findings.length
-      ? d.findings.map((f) => ({ policy: f.policy, severity: f.severity, mode: f.mode, path: f.path, message: f.message, detail: f.detail }))
-      : undefined,
-    latencyMs: Math.round(seconds * 1e6) / 1e3,
-  });
+  const decision = d.allowed ? (d.patch ? 'patched' : d.warnings.length ? 'warned' : 'allowed') : 'denied';
+  // Assembled by hand (the one line per review): route, operation and decision are our own
+  // constants or ajv-checked enums; every other string goes through jsonString.
+  let members =
+    `"uid":${jsonString(r.uid)},"route":"${route}","kind":${jsonString(r.kind.kind)},` +
+    `"resource":${jsonString(r.resource.resource)},"namespace":${jsonString(r.namespace ?? '')},` +
+    `"name":${jsonString(objectName(r))},"operation":"${r.operation}","user":${jsonString(r.userInfo.username ?? '')},` +
+    `"dryRun":${r.dryRun === true},"decision":"${decision}","policies":[${d.fired.map(jsonString).join(',')}]`;
+  if (d.findings.length) {
+    const optional = (key: string, value: string | undefined) => (value === undefined ? '' : `,"${key}":${jsonString(value)}`);
+    const findings = d.findings.map(
+      (f) =>
+        `{"policy":${jsonString(f.policy)},"severity":"${f.severity}","mode":"${f.mode}"${optional('path', f.path)},` +
+        `"message":${jsonString(f.message)}${optional('detail', f.detail)}}`,
+    );
+    members += `,"findings":[${findings.join(',')}]`;
+  }
+  members += `,"latencyMs":${Math.round(seconds * 1e6) / 1e3}`;
+  logger.infoMembers('admission decision', members);
 }

@@ -12,6 +12,23 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
   enabled(level: LogLevel): boolean;
+  /**
+   * info() with the fields already serialised as JSON object members (`"a":1,"b":"x"`): for the
+   * line logged per review, where assembling it directly costs a fraction of JSON.stringify.
+   */
+  infoMembers(msg: string, members: string): void;
+}
+
+/** Printable ASCII without `"` and `\`: quoted as is. */
+const NOTHING_TO_ESCAPE = /^[\u0020-\u0021\u0023-\u005b\u005d-\u007e]*$/;
+
+/**
+ * `JSON.stringify(s)` for a string. V8 spends about 5 ns per character escaping; most of our
+ * strings (uids, names, messages) have nothing to escape, which one regular expression confirms
+ * several times faster. The result is always exactly JSON.stringify's.
+ */
+export function jsonString(s: string): string {
+  return NOTHING_TO_ESCAPE.test(s) ? `"${s}"` : JSON.stringify(s);
 }
 
 /**
@@ -27,19 +44,24 @@ export function createLogger(level: LogLevel = 'info', write: (line: string) => 
     info: (m, f) => emit('info', m, f),
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
+    infoMembers: (m, members) => {
+      if (ORDER.info >= ORDER[logger.level]) write(`${head('info', m)}${members ? ',' + members : ''}}\n`);
+    },
   };
   let lastMs = -1;
   let lastIso = '';
-  function emit(l: LogLevel, msg: string, fields?: Record<string, unknown>) {
-    if (ORDER[l] < ORDER[logger.level]) return;
+  function head(l: LogLevel, msg: string): string {
     const now = Date.now();
     if (now !== lastMs) {
       lastMs = now;
       lastIso = new Date(now).toISOString();
     }
-    const head = `{"time":"${lastIso}","level":"${l}","msg":${JSON.stringify(msg)}`;
+    return `{"time":"${lastIso}","level":"${l}","msg":${jsonString(msg)}`;
+  }
+  function emit(l: LogLevel, msg: string, fields?: Record<string, unknown>) {
+    if (ORDER[l] < ORDER[logger.level]) return;
     const rest = fields ? JSON.stringify(fields) : '{}';
-    write(rest.length > 2 ? `${head},${rest.slice(1)}\n` : `${head}}\n`);
+    write(rest.length > 2 ? `${head(l, msg)},${rest.slice(1)}\n` : `${head(l, msg)}}\n`);
   }
   return logger;
 }

@@ -139,6 +139,20 @@ describe('admission responses over HTTPS', () => {
     assert.ok(lines.every((l) => l.endsWith('\n') && !l.slice(0, -1).includes('\n')), 'one line each');
   });
 
+  it('keeps the decision line valid JSON whatever the strings hold (quotes, backslashes, newlines, unicode)', async () => {
+    lines.length = 0;
+    const review = reviewByPrefix('030');
+    review.request.userInfo.username = 'o\'brien "the\\admin"\n\u2028é';
+    review.request.object.metadata.generateName = 'wéb-\u0007-';
+    await server.post('/validate', review);
+    const decision = lines.map((l) => JSON.parse(l)).find((e) => e.msg === 'admission decision');
+    assert.ok(decision, lines.join(''));
+    assert.equal(decision.user, review.request.userInfo.username);
+    assert.equal(decision.name, review.request.object.metadata.generateName);
+    assert.ok(decision.findings.every((f: any) => typeof f.message === 'string' && typeof f.policy === 'string'));
+    assert.ok(lines.every((l) => !l.slice(0, -1).includes('\n')), 'still one line');
+  });
+
   it('logs a rejected request once, naming the error', async () => {
     lines.length = 0;
     await server.post('/validate', '{');
