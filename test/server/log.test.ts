@@ -77,4 +77,19 @@ describe('batchedStdout', () => {
     assert.equal(lines.length, 2000);
     assert.deepEqual(lines.map((l) => l.i), Array.from({ length: 2000 }, (_, i) => i));
   });
+
+  it('writes a lone line within the batching delay, without waiting for exit', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const logModule = fileURLToPath(new URL('../../src/server/log.js', import.meta.url));
+    // SIGKILL skips the exit hook: the line shows up only if the timed flush wrote it.
+    const script = `
+      const { createLogger, batchedStdout } = await import(${JSON.stringify(logModule)});
+      createLogger('info', batchedStdout(1, 10)).info('alone', { n: 1 });
+      setTimeout(() => process.kill(process.pid, 'SIGKILL'), 300);`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script]);
+    assert.equal(run.signal, 'SIGKILL');
+    const lines = run.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.msg, l.n]), [['alone', 1]]);
+  });
 });
