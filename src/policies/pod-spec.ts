@@ -116,11 +116,17 @@ const INJECTED_VOLUME = /^kube-api-access-[a-z0-9]+$/;
 export function isInjectedApiAccessVolume(volume: KubeObject): boolean {
   if (typeof volume.name !== 'string' || !INJECTED_VOLUME.test(volume.name)) return false;
   const sources: unknown[] = Array.isArray(volume.projected?.sources) ? volume.projected.sources : [];
-  const tokens = sources.filter((s: any) => s?.serviceAccountToken);
-  if (tokens.length !== 1) return false;
-  const t = (tokens[0] as any).serviceAccountToken;
-  const hasRootCA = sources.some((s: any) => s?.configMap?.name === 'kube-root-ca.crt');
-  return t.path === 'token' && t.expirationSeconds === 3607 && !t.audience && hasRootCA;
+  let token: any;
+  let tokens = 0;
+  let hasRootCA = false;
+  for (const s of sources as any[]) {
+    if (s?.serviceAccountToken) {
+      token = s.serviceAccountToken;
+      tokens++;
+    }
+    if (s?.configMap?.name === 'kube-root-ca.crt') hasRootCA = true;
+  }
+  return tokens === 1 && token.path === 'token' && token.expirationSeconds === 3607 && !token.audience && hasRootCA;
 }
 
 // Three policies read the projections of the same pod spec in one review. Decoded objects are
@@ -136,15 +142,18 @@ export function tokenProjections(spec: KubeObject): readonly TokenProjection[] {
 
 function readTokenProjections(spec: KubeObject): TokenProjection[] {
   const out: TokenProjection[] = [];
-  volumesOf(spec).forEach((v, volumeIndex) => {
-    const sources = v.projected?.sources;
-    if (!Array.isArray(sources)) return;
-    const injected = isInjectedApiAccessVolume(v);
-    sources.forEach((s: any, sourceIndex: number) => {
-      const t = s?.serviceAccountToken;
-      if (!t || typeof t !== 'object') return;
+  const volumes: unknown[] = Array.isArray(spec.volumes) ? spec.volumes : [];
+  for (let volumeIndex = 0; volumeIndex < volumes.length; volumeIndex++) {
+    const v = volumes[volumeIndex] as KubeObject | null;
+    const sources = v?.projected?.sources;
+    if (!Array.isArray(sources)) continue;
+    let injected: boolean | undefined;
+    for (let sourceIndex = 0; sourceIndex < sources.length; sourceIndex++) {
+      const t = sources[sourceIndex]?.serviceAccountToken;
+      if (!t || typeof t !== 'object') continue;
+      injected ??= isInjectedApiAccessVolume(v!);
       out.push({
-        volume: typeof v.name === 'string' ? v.name : '',
+        volume: typeof v!.name === 'string' ? v!.name : '',
         volumeIndex,
         sourceIndex,
         relPath: `volumes[${volumeIndex}].projected.sources[${sourceIndex}].serviceAccountToken`,
@@ -153,8 +162,8 @@ function readTokenProjections(spec: KubeObject): TokenProjection[] {
         tokenPath: t.path,
         injected,
       });
-    });
-  });
+    }
+  }
   return out;
 }
 

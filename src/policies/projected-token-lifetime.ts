@@ -93,6 +93,17 @@ export function boundsFor(settings: LifetimeSettings, namespace: string | undefi
   return out;
 }
 
+/** The common case, decided before any message is built: a whole number within every bound. */
+function unremarkable(p: TokenProjection, bounds: EffectiveBounds): boolean {
+  const value = p.expirationSeconds === undefined ? DEFAULT_EXPIRATION_SECONDS : p.expirationSeconds;
+  return (
+    Number.isInteger(value) &&
+    (value as number) >= Math.max(bounds.min, API_MIN_SECONDS) &&
+    (value as number) <= Math.min(bounds.max, API_MAX_SECONDS) &&
+    !(value === EXTENDED_EXPIRATION_SECONDS && !p.audience)
+  );
+}
+
 function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Finding | undefined {
   // The gist first, the volume last: the engine cuts warnings at 120 characters.
   const volume = ` (volume ${JSON.stringify(p.volume)})`;
@@ -197,7 +208,7 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings> = {
     const bounds = boundsFor(ctx.settings, req.namespace);
     const findings: Finding[] = [];
     for (const p of projections) {
-      if (p.injected) continue;
+      if (p.injected || unremarkable(p, bounds)) continue;
       const f = judge(p, bounds, `${loc.path}.${p.relPath}.expirationSeconds`);
       if (f) findings.push(f);
     }
