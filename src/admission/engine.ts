@@ -30,7 +30,6 @@ export interface EngineOptions {
   config: TokenguardConfig;
   policies: readonly AnyPolicy[];
   cluster?: ClusterView;
-  clock?: () => Date;
   /** Called when a policy throws: the engine fails open for that policy and reports it. */
   onPolicyError?: (policy: string, err: unknown) => void;
 }
@@ -67,7 +66,6 @@ export class Engine {
   private readonly prepared: PreparedPolicy[];
   private readonly globalExemptions: PreparedPolicy['exemptions'];
   private readonly overrides: { matches: (ns: string) => boolean; entry: NamespaceOverride }[];
-  private readonly clock: () => Date;
   private readonly lookup: PolicyContext['lookup'];
   /**
    * The policies whose rules match a (side, group, version, resource, subresource, operation):
@@ -78,7 +76,6 @@ export class Engine {
 
   constructor(private readonly opts: EngineOptions) {
     const { config } = opts;
-    this.clock = opts.clock ?? (() => new Date());
     this.lookup = { timeoutMs: config.cluster.lookupTimeoutMs, onFailure: config.cluster.onLookupFailure };
     this.globalExemptions = compileExemptions(config.exemptions);
     this.overrides = config.namespaceOverrides.map((entry) => ({ matches: globMatcher(entry.namespaces), entry }));
@@ -147,13 +144,11 @@ export class Engine {
     const candidates = this.matching(req, side);
     if (candidates.length === 0 || isExempt(this.globalExemptions, req)) return out;
     const labelled = req.namespace ? this.namespaceMode(req.namespace) : undefined;
-    let now: Date | undefined;
     for (const p of candidates) {
       if (isExempt(p.exemptions, req)) continue;
       const mode = this.configuredMode(p.policy.name, req.namespace, labelled);
       if (mode === 'off') continue;
-      now ??= this.clock();
-      out.push({ p, ctx: { settings: p.settings, mode, cluster: this.opts.cluster, now, lookup: this.lookup } });
+      out.push({ p, ctx: { settings: p.settings, mode, cluster: this.opts.cluster, lookup: this.lookup } });
     }
     return out;
   }

@@ -44,8 +44,6 @@ export interface PolicyContext<S = Record<string, unknown>> {
   mode: Exclude<Mode, 'off'>;
   /** Read-only cluster state, absent when no cluster is configured (e.g. `tokenguard check`). */
   cluster?: ClusterView;
-  /** The clock, injected so policies stay pure and tests deterministic. */
-  now: Date;
   /**
    * How a `gather` step bounds a live cluster lookup and what a failed one means
    * (config `cluster.lookupTimeoutMs` and `cluster.onLookupFailure`).

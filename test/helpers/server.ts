@@ -39,14 +39,13 @@ export interface TestServerOptions {
   cluster?: ClusterView;
   certs?: CertSet;
   logger?: Logger;
-  clock?: () => Date;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const certs = opts.certs ?? testCerts();
   const policies = opts.policies ?? BUILTIN_POLICIES;
   const config = resolveConfig(opts.config, 'test config', policies, opts.overrides);
-  const engine = new Engine({ config, policies, cluster: opts.cluster, clock: opts.clock });
+  const engine = new Engine({ config, policies, cluster: opts.cluster });
   const running = await startServer({
     address: '127.0.0.1',
     port: 0,

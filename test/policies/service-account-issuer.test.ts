@@ -45,7 +45,7 @@ const KOPS_POD_044 = () => asCached(reviewByPrefix('045').request.object);
 
 function engine(view: ClusterView | undefined, mode: Mode = 'enforce') {
   const config = resolveConfig({ mode }, 'test', [serviceAccountIssuerPolicy]);
-  return new Engine({ config, policies: [serviceAccountIssuerPolicy], cluster: view, clock: () => new Date('2026-11-24T00:00:00Z') });
+  return new Engine({ config, policies: [serviceAccountIssuerPolicy], cluster: view });
 }
 
 const req = (prefix: string): AdmissionRequest => reviewByPrefix(prefix).request;
@@ -282,7 +282,7 @@ describe('service-account-issuer: the other rules', () => {
     assert.equal(c.allowed, true);
     assert.deepEqual(c.warnings, [NOTHING_TO_COMPARE]);
     // A mirror pod with nothing known at all: the same note, as a warning.
-    const p = analyzeIssuerChange(req('052'), { settings: {}, mode: 'enforce', now: new Date() });
+    const p = analyzeIssuerChange(req('052'), { settings: {}, mode: 'enforce' });
     assert.deepEqual(p.findings.map((f) => [f.severity, f.message]), [['warn', NOTHING_TO_COMPARE]]);
     assert.match(p.findings[0]!.detail!, /kube-apiserver-ip-172-20-41-11\.ec2\.internal accepts https:\/\/api\.internal\.prod\.example\.com/);
   });
