@@ -48,12 +48,27 @@ export class ApiClient {
 
   /** GET `path` (with query) and parse the JSON body; rejects with ApiError on a non-2xx status. */
   async getJson<T = any>(path: string, bounds: RequestBounds = {}): Promise<T> {
+    const body = await this.getBody(path, bounds);
+    try {
+      return JSON.parse(body.toString('utf8')) as T;
+    } catch {
+      throw new Error(`GET ${new URL(this.server + path).pathname}: response is not JSON`);
+    }
+  }
+
+  /**
+   * GET `path` (with query) and return the body's bytes, unparsed: the reflector reads a LIST
+   * page's continue token from its head and cuts managedFields out before parsing it (see
+   * list-body.ts). Rejects with ApiError (its `Status` message when the body is one) on a
+   * non-2xx status.
+   */
+  async getBody(path: string, bounds: RequestBounds = {}): Promise<Buffer> {
     const opts: RequestOptions & { headers: Record<string, string> } = { headers: {} };
     await this.kc.applyToHTTPSOptions(opts as never);
     opts.agent = this.reusableAgent(opts.agent);
     const url = new URL(this.server + path);
     const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<Buffer>((resolve, reject) => {
       let settled = false;
       const fail = (err: Error) => {
         if (settled) return;
@@ -73,16 +88,16 @@ export class ApiClient {
             if (settled) return;
             settled = true;
             clearTimeout(timer);
-            const text = Buffer.concat(chunks).toString('utf8');
+            const bytes = Buffer.concat(chunks);
             const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) return resolve(bytes);
+            const text = bytes.toString('utf8');
             let body: any;
             try {
               body = JSON.parse(text);
             } catch {
               body = undefined;
             }
-            if (status >= 200 && status < 300 && body !== undefined) return resolve(body as T);
-            if (status >= 200 && status < 300) return reject(new Error(`GET ${url.pathname}: response is not JSON`));
             const message = typeof body?.message === 'string' ? body.message : text.slice(0, 200) || res.statusMessage;
             reject(new ApiError(status, `GET ${url.pathname}: ${status} ${message}`, body?.reason));
           });

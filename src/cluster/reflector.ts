@@ -5,6 +5,7 @@
 // (incident E: a guard that backs off for minutes is blind exactly when it is needed).
 
 import { ApiError, isExpired, type ApiClient } from './client.js';
+import { peekContinue, withoutManagedFields } from './list-body.js';
 
 export type KubeObject = Record<string, any>;
 
@@ -150,39 +151,69 @@ export class Reflector<T> {
     }
   }
 
+  /**
+   * LIST in pages. The next page is requested as soon as this page's continue token is known
+   * from the head of its body (see peekContinue), so the API server prepares page n+1 while we
+   * parse and project page n, instead of the two sides taking turns; when the head cannot be
+   * read, the token comes from the parsed page as before.
+   */
   private async list(): Promise<void> {
     const started = this.now();
     const pageSize = this.opts.pageSize ?? 500;
+    const abort = (this.listAbort = new AbortController());
+    const fetchPage = (cont: string): Promise<Buffer> => {
+      const q = new URLSearchParams({ limit: String(pageSize) });
+      if (cont) q.set('continue', cont);
+      const page = this.opts.client.getBody(`${this.opts.path}?${q}`, { timeoutMs: LIST_PAGE_TIMEOUT_MS, signal: abort.signal });
+      // Its failure is seen when it is awaited; until then (or when abandoned) it must not count as unhandled.
+      page.catch(() => {});
+      return page;
+    };
     const fresh = new Map<string, T>();
     let cont = '';
     let rv = '';
-    for (;;) {
-      const q = new URLSearchParams({ limit: String(pageSize) });
-      if (cont) q.set('continue', cont);
-      let page: KubeObject;
-      try {
-        this.listAbort = new AbortController();
-        page = await this.opts.client.getJson(`${this.opts.path}?${q}`, {
-          timeoutMs: LIST_PAGE_TIMEOUT_MS,
-          signal: this.listAbort.signal,
-        });
-      } catch (err) {
-        // The continue token outlived the server's history: start the LIST over (client-go does too).
-        if (cont && isExpired(err)) {
-          fresh.clear();
-          cont = '';
-          continue;
+    let pending = fetchPage(cont);
+    try {
+      for (;;) {
+        let body: Buffer;
+        try {
+          body = await pending;
+        } catch (err) {
+          // The continue token outlived the server's history: start the LIST over (client-go does too).
+          if (cont && isExpired(err)) {
+            fresh.clear();
+            cont = '';
+            pending = fetchPage(cont);
+            continue;
+          }
+          throw err;
         }
-        throw err;
+        const ahead = peekContinue(body);
+        const prefetched = ahead ? fetchPage(ahead) : undefined;
+        // The request goes out only after client-node's async auth step and the agent's socket
+        // assignment (microtasks, nextTick): yield one turn so it is on the wire before the
+        // synchronous parse below holds the thread.
+        if (prefetched) await new Promise<void>((r) => setImmediate(r));
+        let page: KubeObject;
+        try {
+          // No projection reads managedFields, and they are half the parse time of a pod.
+          page = JSON.parse(withoutManagedFields(body).toString('utf8'));
+        } catch {
+          throw new ApiError(0, `GET ${this.opts.path}: response is not JSON`);
+        }
+        if (!Array.isArray(page.items)) throw new ApiError(0, `GET ${this.opts.path}: response has no items array`);
+        for (const obj of page.items) {
+          const item = this.opts.project(obj);
+          if (item !== undefined) fresh.set(objectKey(obj), item);
+        }
+        rv ||= String(page.metadata?.resourceVersion ?? '');
+        cont = page.metadata?.continue ?? '';
+        if (!cont) break;
+        pending = prefetched && ahead === cont ? prefetched : fetchPage(cont);
       }
-      if (!Array.isArray(page.items)) throw new ApiError(0, `GET ${this.opts.path}: response has no items array`);
-      for (const obj of page.items) {
-        const item = this.opts.project(obj);
-        if (item !== undefined) fresh.set(objectKey(obj), item);
-      }
-      rv ||= String(page.metadata?.resourceVersion ?? '');
-      cont = page.metadata?.continue ?? '';
-      if (!cont) break;
+    } catch (err) {
+      abort.abort();
+      throw err;
     }
     if (this.stopped) return;
     this.items.clear();

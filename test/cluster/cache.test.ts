@@ -138,6 +138,38 @@ for (const expiredWatch of ['event', 'http'] as const) {
   });
 }
 
+test('a continue token that expired between two pages restarts the LIST, which then has the new pod', async () => {
+  const fake = await FakeApiServer.start();
+  loadCapturedClusterState(fake);
+  // Before the first continued page is served, the history moves on and is compacted: the
+  // server answers that page 410 Expired, as it does for a continue token that is too old.
+  let compacted = false;
+  fake.route('GET', /^\/api\/v1\/pods$/, (_req, _res, { url, fake: f }) => {
+    if (url.searchParams.has('continue') && !compacted) {
+      compacted = true;
+      f.upsert('pods', podLike('late', { nodeName: 'node-b', claim: 'shared' }));
+      f.compact();
+    }
+    return 'next';
+  });
+  const kc = new KubeConfig();
+  kc.loadFromFile(fake.kubeconfigPath);
+  const cache = new ClusterCache({ kc, staleAfterSeconds: 60, ...TEST_TUNING });
+  try {
+    cache.start();
+    await cache.whenSynced();
+    assert.ok(compacted);
+    const firstPages = fake.requests.filter((r) => r.path === '/api/v1/pods' && !r.query.watch && !r.query.continue);
+    assert.equal(firstPages.length, 2, 'the LIST started over once');
+    assert.equal(cache.pods.lastError, undefined, 'started over within the LIST, not failed and retried');
+    assert.deepEqual(names(cache.podsUsingClaim('shop', 'shared')), ['db-1', 'late', 'reader-1']);
+    assert.equal(cache.pods.items.size, clusterState('pods.json').items.length + 1);
+  } finally {
+    cache.stop();
+    await fake.close();
+  }
+});
+
 test('API server down: stale after the bound with a reason, fresh again once it is back', async () => {
   const rig = await startCacheRig({ cache: { staleAfterSeconds: 0.2 } });
   try {
