@@ -130,14 +130,19 @@ export function isInjectedApiAccessVolume(volume: KubeObject): boolean {
 }
 
 // Three policies read the projections of the same pod spec in one review. Decoded objects are
-// never modified (patches are applied copy-on-write, so a changed spec is a new object), which
-// makes the spec object itself a safe cache key.
-const projectionsBySpec = new WeakMap<KubeObject, readonly TokenProjection[]>();
+// never modified (patches are applied copy-on-write, so a changed spec is a new object), so the
+// spec object itself identifies the answer. One entry is enough (the policies of a review run
+// one after another), and unlike a WeakMap it costs nothing per review: a WeakMap entry for
+// every short-lived spec measurably slowed the collector.
+let lastSpec: KubeObject | undefined;
+let lastProjections: readonly TokenProjection[] = [];
 
 export function tokenProjections(spec: KubeObject): readonly TokenProjection[] {
-  let cached = projectionsBySpec.get(spec);
-  if (cached === undefined) projectionsBySpec.set(spec, (cached = readTokenProjections(spec)));
-  return cached;
+  if (spec !== lastSpec) {
+    lastProjections = readTokenProjections(spec);
+    lastSpec = spec;
+  }
+  return lastProjections;
 }
 
 function readTokenProjections(spec: KubeObject): TokenProjection[] {
