@@ -1,18 +1,25 @@
 // `npm run bench`: tokenguard's /validate and /mutate against a bare node:https server, same
 // machine, same run, one server core each, HTTPS keep-alive, driven by autocannon.
 //
-// The server under test runs as a child process pinned to core 0 (`taskset`, when available) with
-// its JSON log on /dev/null (still written, as in production, just not kept); the load generator
+// The servers under test run as child processes pinned to core 0 (`taskset`, when available) with
+// their JSON log on /dev/null (still written, as in production, just not kept); the load generator
 // is this process, pinned to core 1. Each scenario gets a warm-up, then the scenarios take turns
 // in rounds, and the figures add the rounds up.
+//
+// The Pod CREATE reaches /mutate as the API server sends it, and /validate as the API server sends
+// it after the mutating webhooks ran: with tokenguard's risk label and annotation (our own /mutate
+// answer, applied). The same pod without them (/mutate skipped or failed open: every answer then
+// carries a warning and a logged finding) is measured too, as the worst case. The cost of the
+// policies is measured against a second tokenguard server configured with every policy off.
 //
 // Environment: BENCH_DURATION (seconds per scenario per round, default 4), BENCH_ROUNDS (default 3),
 // BENCH_WARMUP (seconds, default 2), BENCH_CONNECTIONS (default 16), BENCH_SKIP_PVC=1 to skip the
 // PVC cache benchmark.
 
 import autocannon from 'autocannon';
+import fastJsonPatch from 'fast-json-patch';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,6 +46,8 @@ const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', 3));
 const WARMUP = envNumber('BENCH_WARMUP', 2);
 const CONNECTIONS = envNumber('BENCH_CONNECTIONS', 16);
 const TARGET_RATIO = 0.7;
+/** Issue 4: the policies may cost at most this share of the bare-server ratio. */
+const POLICY_COST_BUDGET = 0.1;
 
 function fixture(prefix: string): string {
   const file = execFileSync('ls', [REVIEWS]).toString().split('\n').find((f) => f.startsWith(prefix + '-'));
@@ -61,6 +70,12 @@ function podReview(): string {
   );
   return JSON.stringify(review);
 }
+
+const SCENARIO = {
+  bare: 'bare node:https (Pod review)',
+  validate: 'tokenguard /validate (Pod CREATE)',
+  policiesOff: 'tokenguard /validate (Pod, policies off)',
+};
 
 // --- processes and CPUs --------------------------------------------------------------------
 
@@ -146,11 +161,22 @@ async function waitUntilServing(port: number, child: ChildProcess, path: string)
 }
 
 /** One request first: the answer must be a well-formed review for this uid, or the figures mean nothing. */
-async function checkAnswer(port: number, path: string, body: string): Promise<void> {
+async function checkAnswer(port: number, path: string, body: string): Promise<any> {
   const { status, text } = await call(port, 'POST', path, body);
   const uid = JSON.parse(body).request.uid;
   const parsed = JSON.parse(text);
   if (status !== 200 || parsed.response?.uid !== uid) throw new Error(`${path} answered ${status}: ${text.slice(0, 300)}`);
+  return parsed.response;
+}
+
+/** The Pod review as /validate receives it once tokenguard's /mutate answer has been applied. */
+async function afterMutation(port: number, podReviewText: string): Promise<string> {
+  const response = await checkAnswer(port, '/mutate', podReviewText);
+  if (!response.patch) throw new Error('/mutate returned no patch for the benchmark pod: it should be marked at risk');
+  const review = JSON.parse(podReviewText);
+  const ops = JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8'));
+  review.request.object = fastJsonPatch.applyPatch(review.request.object, ops, true, false).newDocument;
+  return JSON.stringify(review);
 }
 
 // --- measuring -----------------------------------------------------------------------------
@@ -253,16 +279,27 @@ async function main(): Promise<void> {
   // machine falls on them alike instead of on whichever happened to run at a bad moment.
   const barePort = await freePort();
   const oursPort = await freePort();
+  const offPort = await freePort();
+  const offConfig = join(certs, 'policies-off.yaml');
+  writeFileSync(offConfig, 'mode: "off"\n');
+  const serve = (port: number, ...extra: string[]) =>
+    startOnCore0([MAIN, 'serve', '--no-cluster', '--address', '127.0.0.1', '--port', String(port), '--tls-cert', cert, '--tls-key', key, '--log-level', 'info', ...extra]);
   const bare = startOnCore0([BARE, String(barePort), cert, key]);
-  const ours = startOnCore0([MAIN, 'serve', '--no-cluster', '--address', '127.0.0.1', '--port', String(oursPort), '--tls-cert', cert, '--tls-key', key, '--log-level', 'info']);
+  const ours = serve(oursPort);
+  const off = serve(offPort, '--config', offConfig);
   let figures: Figures[];
   try {
     await waitUntilServing(barePort, bare, '/');
     await waitUntilServing(oursPort, ours, '/healthz');
+    await waitUntilServing(offPort, off, '/healthz');
+    const mutated = await afterMutation(oursPort, pod);
+    process.stdout.write(`Pod CREATE review after /mutate (as /validate receives it): ${mutated.length} bytes\n`);
     const scenarios: Scenario[] = [
-      { name: 'bare node:https (Pod review)', port: barePort, path: '/validate', body: pod, pid: bare.pid! },
-      { name: 'tokenguard /validate (Pod CREATE)', port: oursPort, path: '/validate', body: pod, pid: ours.pid! },
+      { name: SCENARIO.bare, port: barePort, path: '/validate', body: mutated, pid: bare.pid! },
+      { name: SCENARIO.validate, port: oursPort, path: '/validate', body: mutated, pid: ours.pid! },
+      { name: SCENARIO.policiesOff, port: offPort, path: '/validate', body: mutated, pid: off.pid! },
       { name: 'tokenguard /mutate (Pod CREATE)', port: oursPort, path: '/mutate', body: pod, pid: ours.pid! },
+      { name: 'tokenguard /validate (Pod, /mutate skipped)', port: oursPort, path: '/validate', body: pod, pid: ours.pid! },
       { name: 'tokenguard /validate (Deployment CREATE)', port: oursPort, path: '/validate', body: deployment, pid: ours.pid! },
     ];
     for (const s of scenarios) {
@@ -276,20 +313,31 @@ async function main(): Promise<void> {
     }
     figures = scenarios.map((s, i) => combine(s.name, slices[i]!));
   } finally {
-    await Promise.all([stop(bare), stop(ours)]);
+    await Promise.all([stop(bare), stop(ours), stop(off)]);
     rmSync(certs, { recursive: true, force: true });
   }
 
-  const [bareFigures, ...oursFigures] = figures;
-  const bareCpu = cpuPerRequest(bareFigures!);
+  const byName = (name: string) => figures.find((f) => f.name === name)!;
+  const bareFigures = byName(SCENARIO.bare);
+  const bareCpu = cpuPerRequest(bareFigures);
   const lines = ['', `  ${header}`, ...figures.map((f) => `  ${row(f)}`), ''];
-  for (const f of oursFigures) {
-    const ratio = f.rps / bareFigures!.rps;
+  for (const f of figures) {
+    if (f === bareFigures) continue;
+    const ratio = f.rps / bareFigures.rps;
     const cpu = cpuPerRequest(f);
     const cpuRatio = bareCpu && cpu ? ` (by server CPU per request: ${(bareCpu / cpu).toFixed(2)})` : '';
-    const verdict = f.name.includes('/validate (Pod') ? `  target >= ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? 'met' : 'NOT met'}` : '';
+    const verdict = f.name === SCENARIO.validate ? `  target >= ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? 'met' : 'NOT met'}` : '';
     lines.push(`ratio ${f.name.replace('tokenguard ', '')} / bare: ${ratio.toFixed(2)}${cpuRatio}${verdict}`);
   }
+  // The policies' share of the ratio: what turning them all off gives back.
+  const on = byName(SCENARIO.validate).rps;
+  const policiesOff = byName(SCENARIO.policiesOff).rps;
+  const cost = 1 - on / policiesOff;
+  lines.push(
+    `policy cost on /validate (Pod CREATE): ratio ${(on / bareFigures.rps).toFixed(2)} with the policies, ` +
+      `${(policiesOff / bareFigures.rps).toFixed(2)} with every policy off: ${(cost * 100).toFixed(1)} % of it` +
+      `  target <= ${POLICY_COST_BUDGET * 100} %: ${cost <= POLICY_COST_BUDGET ? 'met' : 'NOT met'}`,
+  );
   lines.push('(p50/p99: median over the rounds; latencies in whole milliseconds as autocannon records them)');
   process.stdout.write(lines.join('\n') + '\n');
 
