@@ -1,23 +1,41 @@
 // PVC cache benchmark: 100,000 pods across 1,000 namespaces served by the fake API server, cached
 // by the real ClusterCache (real client-node, HTTPS, pagination of 500), then PVC DELETE reviews
-// against a real tokenguard HTTPS server under keep-alive load.
+// against a real tokenguard HTTPS server over keep-alive connections.
 //
 // Measured:
 // - ready: from ClusterCache.start() to every cache synced (LIST of all pods, nodes, namespaces);
 // - memory per cached pod: heap delta (v8 heapUsed after a full GC, before vs after the sync, the
 //   cache kept alive) / pods, and RSS delta / pods (RSS also holds freed-but-unreturned memory,
 //   so it is an upper bound);
-// - review latency: client-side, per request (process.hrtime in autocannon, recorded at full
-//   precision here rather than autocannon's whole-millisecond histogram), p50/p99, 16 keep-alive
-//   connections (BENCH_PVC_CONNECTIONS, default 16) for BENCH_PVC_DURATION seconds (default 5).
+// - review latency, client-side, per request at full precision (not autocannon's whole-millisecond
+//   histogram), p50/p99, at two loads:
+//   - saturated: autocannon, 16 keep-alive connections (BENCH_PVC_CONNECTIONS) each sending its
+//     next request as soon as the last one is answered, for BENCH_PVC_DURATION seconds (default 5).
+//     The one-core server is then busy all the time and the figures are mostly queueing (16 in
+//     flight / throughput);
+//   - paced: BENCH_PVC_RATE requests per second (default 1000) sent at even intervals, whatever
+//     the answers do, over up to BENCH_PVC_RATE_CONNECTIONS keep-alive connections (default 8),
+//     after a 1 s warm-up; latency from the moment each request is issued (so a stalled server
+//     is not hidden by requests that wait to be sent). PVC deletions are rare: this is the
+//     realistic case, still well above any real deletion rate.
+//   Each load is run with the PVC DELETE review and with a control review that no policy matches
+//   (ConfigMap CREATE), on the same server.
 //
-// The fake API server and the load generator run in a child process, so their objects and CPU
-// are not counted against the cache or the server. Run alone: `node --expose-gc dist/bench/pvc-cache.js`
-// (without --expose-gc the GC is exposed at run time through v8.setFlagsFromString).
+// Processes: this one holds the cache and the server (what is measured); the fake API server and
+// the load generator each run in a child of their own, so their objects, CPU and garbage
+// collections are not counted against the cache or the server, and the load generator's pauses
+// do not scale with the 100,000 objects the fake API server holds. The LIST runs on all cores;
+// for the load runs this process is pinned to CPU 0 and the children to CPU 1 (`taskset`, when
+// available with 2 CPUs, as bench/run.ts does), so the server and the load generator do not
+// preempt each other. The saturated runs come first and warm up the server's code for the paced
+// ones (a freshly started server has a JIT-compilation tail for its first seconds of traffic).
+// Run alone: `node --expose-gc dist/bench/pvc-cache.js` (without --expose-gc the GC is exposed at
+// run time through v8.setFlagsFromString).
 
 import autocannon from 'autocannon';
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
 import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -35,19 +53,21 @@ const NAMESPACES = Number(process.env.BENCH_PVC_NAMESPACES ?? 1_000);
 const NODES = 500;
 const DURATION = Number(process.env.BENCH_PVC_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_PVC_CONNECTIONS ?? 16);
+const RATE = Number(process.env.BENCH_PVC_RATE ?? 1000);
+const RATE_CONNECTIONS = Number(process.env.BENCH_PVC_RATE_CONNECTIONS ?? 8);
 
-type Msg =
-  | { kind: 'ready'; kubeconfigPath: string; pods: number; bytesPerPod: number }
-  | { kind: 'load-done'; p50: number; p90: number; p99: number; max: number; requests: number; rps: number; non2xx: number; errors: number };
+type Load = { kind: 'load'; mode: 'saturated' | 'paced'; url: string; body: string; ca: string };
+type LoadResult = { p50: number; p90: number; p99: number; max: number; requests: number; rps: number; errors: number };
+type Msg = { kind: 'ready'; kubeconfigPath: string; pods: number; bytesPerPod: number } | ({ kind: 'load-done' } & LoadResult);
 
-// ---- child: the fake API server and the load generator ---------------------------------------
+// ---- child: the fake API server ----------------------------------------------------------------
 
 /** A pod as the real API server returns it (the captured db-1: managedFields, injected token...). */
 function podTemplate(): any {
   return clusterState('pods.json').items.find((p: any) => p.metadata.name === 'db-1');
 }
 
-async function child(): Promise<void> {
+async function apiServerChild(): Promise<void> {
   const fake = await FakeApiServer.start();
   const template = JSON.stringify(podTemplate());
   const pods: any[] = [];
@@ -79,41 +99,96 @@ async function child(): Promise<void> {
     Array.from({ length: NAMESPACES }, (_, i) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `ns-${String(i).padStart(4, '0')}`, labels: {} } })),
   );
   process.send!({ kind: 'ready', kubeconfigPath: fake.kubeconfigPath, pods: PODS, bytesPerPod } satisfies Msg);
+  // Serves the cache's watches until the parent ends it.
+}
 
-  process.on('message', async (m: { kind: 'load'; url: string; body: string; ca: string; last?: boolean }) => {
-    if (m.kind !== 'load') return;
-    const times: number[] = [];
-    const instance = autocannon({
-      url: m.url,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: m.body,
-      connections: CONNECTIONS,
-      duration: DURATION,
-      // The test CA signs the server certificate; trust it for this run only.
-      ...({ tlsOptions: { ca: m.ca } } as object),
-    } as never) as unknown as Promise<any> & { on: (e: string, f: (...a: any[]) => void) => void };
-    (instance as any).on?.('response', (_c: unknown, status: number, _b: number, ms: number) => {
-      if (status === 200) times.push(ms);
-    });
-    const result = await instance;
+// ---- child: the load generator (one per load run) ----------------------------------------------
+
+function loadChild(): void {
+  process.once('message', async (m: Load) => {
+    const { times, errors, seconds } = m.mode === 'saturated' ? await saturated(m) : await paced(m);
     times.sort((a, b) => a - b);
     const pct = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))] ?? NaN;
-    process.send!({
-      kind: 'load-done',
-      p50: pct(0.5),
-      p90: pct(0.9),
-      p99: pct(0.99),
-      max: times.at(-1) ?? NaN,
-      requests: times.length,
-      rps: result.requests.average,
-      non2xx: result.non2xx,
-      errors: result.errors,
-    } satisfies Msg);
-    if (!m.last) return;
-    await fake.close();
-    process.exit(0);
+    process.send!(
+      { kind: 'load-done', p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: times.at(-1) ?? NaN, requests: times.length, rps: times.length / seconds, errors } satisfies Msg,
+      () => process.exit(0),
+    );
   });
+}
+
+/** autocannon: CONNECTIONS connections, each sending its next request when the last is answered. */
+async function saturated(m: Load): Promise<{ times: number[]; errors: number; seconds: number }> {
+  const times: number[] = [];
+  const instance = autocannon({
+    url: m.url,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: m.body,
+    connections: CONNECTIONS,
+    duration: DURATION,
+    // The test CA signs the server certificate; trust it for this run only.
+    ...({ tlsOptions: { ca: m.ca } } as object),
+  } as never) as unknown as Promise<any> & { on: (e: string, f: (...a: any[]) => void) => void };
+  (instance as any).on?.('response', (_c: unknown, status: number, _b: number, ms: number) => {
+    if (status === 200) times.push(ms);
+  });
+  const result = await instance;
+  return { times, errors: result.errors + result.non2xx, seconds: DURATION };
+}
+
+/**
+ * RATE requests per second at even intervals (open loop: a slow answer does not delay the next
+ * request), over an agent of RATE_CONNECTIONS keep-alive connections. A request is timed from
+ * the moment it is issued, so time spent waiting for a free connection counts.
+ */
+async function paced(m: Load): Promise<{ times: number[]; errors: number; seconds: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: RATE_CONNECTIONS, ca: m.ca });
+  const url = new URL(m.url);
+  const payload = Buffer.from(m.body);
+  let times: number[] = [];
+  let errors = 0;
+  const send = () =>
+    new Promise<void>((resolve) => {
+      const t0 = performance.now();
+      const req = request(
+        { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode === 200) times.push(performance.now() - t0);
+            else errors++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(payload);
+    });
+  const run = async (seconds: number) => {
+    const total = Math.round(RATE * seconds);
+    const start = performance.now();
+    const inflight: Promise<void>[] = [];
+    await new Promise<void>((done) => {
+      const tick = () => {
+        const due = Math.min(total, Math.floor(((performance.now() - start) * RATE) / 1000) + 1);
+        while (inflight.length < due) inflight.push(send());
+        if (inflight.length < total) setTimeout(tick, Math.max(0, start + (inflight.length * 1000) / RATE - performance.now()));
+        else done();
+      };
+      tick();
+    });
+    await Promise.all(inflight);
+  };
+  // Warm-up (TLS handshakes, JIT on both sides), not counted.
+  await run(1);
+  times = [];
+  errors = 0;
+  await run(DURATION);
+  agent.destroy();
+  return { times, errors, seconds: DURATION };
 }
 
 // ---- parent: the cache and the tokenguard server ---------------------------------------------
@@ -130,18 +205,44 @@ function next<T extends Msg['kind']>(proc: ChildProcess, kind: T): Promise<Extra
     const onMsg = (m: Msg) => {
       if (m.kind !== kind) return;
       proc.off('message', onMsg);
+      proc.off('exit', onExit);
       resolve(m as Extract<Msg, { kind: T }>);
     };
-    proc.on('message', onMsg);
     const onExit = (code: number | null) => reject(new Error(`bench child exited with ${code}`));
+    proc.on('message', onMsg);
     proc.once('exit', onExit);
-    proc.on('message', (m: Msg) => m.kind === kind && proc.off('exit', onExit));
   });
+}
+
+/** Pin a process, all its threads, to one CPU; false when taskset or a second CPU is missing. */
+function pin(pid: number, cpu: number): boolean {
+  if (cpus().length < 2) return false;
+  try {
+    execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One load run in a fresh load-generator process (on CPU 1 when pinning). */
+async function load(mode: Load['mode'], url: string, body: unknown, ca: string, pinned: boolean): Promise<LoadResult> {
+  const proc = fork(fileURLToPath(import.meta.url), ['--load'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  try {
+    if (pinned) pin(proc.pid!, 1);
+    proc.send({ kind: 'load', mode, url, body: JSON.stringify(body), ca } satisfies Load);
+    return await next(proc, 'load-done');
+  } finally {
+    if (proc.exitCode === null) proc.kill();
+  }
 }
 
 export async function runPvcCacheBench(): Promise<Record<string, number | string>> {
   const gc = exposeGc();
-  const proc = fork(fileURLToPath(import.meta.url), ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-old-space-size=4096'] });
+  const proc = fork(fileURLToPath(import.meta.url), ['--api-server'], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: ['--max-old-space-size=4096'],
+  });
   try {
     const ready = await next(proc, 'ready');
     const kc = new KubeConfig();
@@ -180,12 +281,15 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
     const engineMicros = ((performance.now() - tEngine) * 1000) / engineRuns;
 
     const ca = readFileSync(server.certs.caFile, 'utf8');
+    const url = `${server.url}/validate`;
     // Control: the same server and load with a review no policy matches (ConfigMap CREATE), so
     // the PVC figures can be read against what this machine gives any review.
-    proc.send({ kind: 'load', url: `${server.url}/validate`, body: JSON.stringify(reviewByPrefix('001')), ca });
-    const control = await next(proc, 'load-done');
-    proc.send({ kind: 'load', url: `${server.url}/validate`, body: JSON.stringify(body), ca, last: true });
-    const load = await next(proc, 'load-done');
+    const control = reviewByPrefix('001');
+    const pinned = pin(process.pid, 0) && pin(proc.pid!, 1);
+    const satControl = await load('saturated', url, control, ca, pinned);
+    const sat = await load('saturated', url, body, ca, pinned);
+    const pacedControl = await load('paced', url, control, ca, pinned);
+    const pacedPvc = await load('paced', url, body, ca, pinned);
     await server.shutdown();
     cache.stop();
 
@@ -197,31 +301,34 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
       heapBytesPerPod: Math.round((heapAfter - heapBefore) / cached),
       rssBytesPerPod: Math.round((rssAfter - rssBefore) / cached),
       memoryMethod: 'heapUsed delta after 2x gc() around the sync, cache alive; RSS delta as an upper bound',
-      reviewP50Ms: round3(load.p50),
-      reviewP90Ms: round3(load.p90),
-      reviewP99Ms: round3(load.p99),
-      reviewMaxMs: round3(load.max),
-      reviewRps: Math.round(load.rps),
-      reviews: load.requests,
-      reviewErrors: load.errors + load.non2xx,
-      controlP50Ms: round3(control.p50),
-      controlP99Ms: round3(control.p99),
-      controlRps: Math.round(control.rps),
+      ...figures('saturated', sat),
+      ...figures('saturatedControl', satControl),
+      ...figures('paced', pacedPvc),
+      ...figures('pacedControl', pacedControl),
       engineValidateMicros: Math.round(engineMicros * 10) / 10,
       connections: CONNECTIONS,
+      rate: RATE,
+      rateConnections: RATE_CONNECTIONS,
+      pinned: String(pinned),
     };
     const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+    const line = (r: LoadResult) =>
+      `p50 ${round3(r.p50)} ms, p90 ${round3(r.p90)} ms, p99 ${round3(r.p99)} ms, max ${round3(r.max)} ms, ${Math.round(r.rps)} req/s, ${r.errors} errors`;
     process.stdout.write(
       [
         `pods cached:            ${cached} across ${NAMESPACES} namespaces (${ready.bytesPerPod} bytes of JSON each)`,
         `ready (LIST+sync):      ${results.readyMs} ms   target < 5000 ms: ${verdict(readyMs < 5000)}`,
         `heap per cached pod:    ${results.heapBytesPerPod} B   target < 1024 B: ${verdict((results.heapBytesPerPod as number) < 1024)}`,
         `RSS per cached pod:     ${results.rssBytesPerPod} B (upper bound)`,
-        `PVC DELETE review:      p50 ${results.reviewP50Ms} ms, p90 ${results.reviewP90Ms} ms, p99 ${results.reviewP99Ms} ms, max ${results.reviewMaxMs} ms`,
-        `                        ${results.reviewRps} req/s, ${CONNECTIONS} keep-alive connections, ${DURATION} s, ${results.reviewErrors} errors; target p99 < 2 ms: ${verdict(load.p99 < 2)}`,
-        `control (ConfigMap, no policy): p50 ${results.controlP50Ms} ms, p99 ${results.controlP99Ms} ms, ${results.controlRps} req/s (same server, same load)`,
+        `PVC DELETE review, paced at ${RATE} req/s over up to ${RATE_CONNECTIONS} keep-alive connections, ${DURATION} s:`,
+        `                        ${line(pacedPvc)}; target p99 < 2 ms: ${verdict(pacedPvc.p99 < 2)}`,
+        `  control (ConfigMap, no policy), same load: ${line(pacedControl)}`,
+        `PVC DELETE review, saturated (${CONNECTIONS} keep-alive connections, ${DURATION} s):`,
+        `                        ${line(sat)}; target p99 < 2 ms: ${verdict(sat.p99 < 2)}`,
+        `  control (ConfigMap, no policy), same load: ${line(satControl)}`,
         `guard in process (engine.validate, no HTTP/TLS): ${results.engineValidateMicros} us per PVC DELETE review`,
-        `machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+        `machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; ` +
+          (pinned ? 'load runs: server on CPU 0, load generator on CPU 1 (taskset)' : 'taskset or a second CPU unavailable: processes not pinned'),
       ].join('\n') + '\n',
     );
     return results;
@@ -230,15 +337,29 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
   }
 }
 
+function figures(prefix: string, r: LoadResult): Record<string, number> {
+  return {
+    [`${prefix}P50Ms`]: round3(r.p50),
+    [`${prefix}P90Ms`]: round3(r.p90),
+    [`${prefix}P99Ms`]: round3(r.p99),
+    [`${prefix}MaxMs`]: round3(r.max),
+    [`${prefix}Rps`]: Math.round(r.rps),
+    [`${prefix}Reviews`]: r.requests,
+    [`${prefix}Errors`]: r.errors,
+  };
+}
+
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
 const invokedDirectly = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
 if (invokedDirectly) {
-  if (process.argv.includes('--child')) {
-    child().catch((err) => {
-      process.stderr.write(`pvc-cache bench child failed: ${err?.stack ?? err}\n`);
+  if (process.argv.includes('--api-server')) {
+    apiServerChild().catch((err) => {
+      process.stderr.write(`pvc-cache bench API server failed: ${err?.stack ?? err}\n`);
       process.exit(1);
     });
+  } else if (process.argv.includes('--load')) {
+    loadChild();
   } else {
     runPvcCacheBench().then(
       () => process.exit(0),
