@@ -6,7 +6,8 @@ export type PatchOperation =
 
 /** Escape one reference token of a JSON Pointer (RFC 6901): `~` -> `~0`, `/` -> `~1`, in that order. */
 export function escapePointerToken(token: string | number): string {
-  return String(token).replace(/~/g, '~0').replace(/\//g, '~1');
+  const s = String(token);
+  return s.includes('~') || s.includes('/') ? s.replace(/~/g, '~0').replace(/\//g, '~1') : s;
 }
 
 export function pointer(tokens: readonly (string | number)[]): string {

@@ -11,7 +11,7 @@
 
 import type { AdmissionRequest, KubeObject } from '../admission/review.js';
 import { globMatcher } from '../admission/glob.js';
-import { podSpecOfRequest, POD_SPEC_RULES, volumesOf } from './pod-spec.js';
+import { podSpecOfRequest, POD_SPEC_RULES, volumeAt, volumesOf } from './pod-spec.js';
 import type { Finding, Policy, PolicyContext } from './types.js';
 
 export const POLICY = 'nfs-mount-options';
@@ -123,8 +123,10 @@ function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
   const loc = podSpecOfRequest(req);
   if (!loc) return [];
   const findings: Finding[] = [];
-  volumesOf(loc.spec).forEach((v, i) => {
-    if (!v.nfs || typeof v.nfs !== 'object') return;
+  const volumes = volumesOf(loc.spec);
+  for (let i = 0; i < volumes.length; i++) {
+    const v = volumeAt(volumes, i);
+    if (!v?.nfs || typeof v.nfs !== 'object') continue;
     findings.push({
       policy: POLICY,
       severity: 'warn',
@@ -135,7 +137,7 @@ function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
       path: `${loc.path}.volumes[${i}].nfs`,
       fix: 'move the share into a PersistentVolume (spec.nfs plus spec.mountOptions) and mount it through a PersistentVolumeClaim',
     });
-  });
+  }
   return findings;
 }
 

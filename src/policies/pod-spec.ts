@@ -63,8 +63,17 @@ export function podSpecOf(kind: string, object: KubeObject | null | undefined): 
   return { path: tokens.join('.'), tokens, spec: cur };
 }
 
-export function volumesOf(spec: KubeObject): KubeObject[] {
-  return Array.isArray(spec.volumes) ? spec.volumes.filter((v: unknown) => typeof v === 'object' && v !== null) : [];
+/**
+ * The pod spec's volumes, indexed as written (so paths name the right entry); entries that are not
+ * objects come back as undefined for the caller to skip.
+ */
+export function volumeAt(volumes: unknown[], i: number): KubeObject | undefined {
+  const v = volumes[i];
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as KubeObject) : undefined;
+}
+
+export function volumesOf(spec: KubeObject): unknown[] {
+  return Array.isArray(spec.volumes) ? spec.volumes : [];
 }
 
 export interface ClaimRef {
@@ -81,14 +90,17 @@ export interface ClaimRef {
  */
 export function claimRefs(spec: KubeObject, podName: string): ClaimRef[] {
   const out: ClaimRef[] = [];
-  volumesOf(spec).forEach((v, volumeIndex) => {
+  const volumes = volumesOf(spec);
+  for (let volumeIndex = 0; volumeIndex < volumes.length; volumeIndex++) {
+    const v = volumeAt(volumes, volumeIndex);
+    if (!v) continue;
     const name = typeof v.name === 'string' ? v.name : '';
     const pvc = v.persistentVolumeClaim?.claimName;
     if (typeof pvc === 'string' && pvc) out.push({ claim: pvc, volume: name, volumeIndex, source: 'persistentVolumeClaim' });
     else if (v.ephemeral && typeof v.ephemeral === 'object') {
       out.push({ claim: podName ? `${podName}-${name}` : '', volume: name, volumeIndex, source: 'ephemeral' });
     }
-  });
+  }
   return out;
 }
 
@@ -147,18 +159,18 @@ export function tokenProjections(spec: KubeObject): readonly TokenProjection[] {
 
 function readTokenProjections(spec: KubeObject): TokenProjection[] {
   const out: TokenProjection[] = [];
-  const volumes: unknown[] = Array.isArray(spec.volumes) ? spec.volumes : [];
+  const volumes = volumesOf(spec);
   for (let volumeIndex = 0; volumeIndex < volumes.length; volumeIndex++) {
-    const v = volumes[volumeIndex] as KubeObject | null;
+    const v = volumeAt(volumes, volumeIndex);
     const sources = v?.projected?.sources;
-    if (!Array.isArray(sources)) continue;
+    if (!v || !Array.isArray(sources)) continue;
     let injected: boolean | undefined;
     for (let sourceIndex = 0; sourceIndex < sources.length; sourceIndex++) {
       const t = sources[sourceIndex]?.serviceAccountToken;
       if (!t || typeof t !== 'object') continue;
-      injected ??= isInjectedApiAccessVolume(v!);
+      injected ??= isInjectedApiAccessVolume(v);
       out.push({
-        volume: typeof v!.name === 'string' ? v!.name : '',
+        volume: typeof v.name === 'string' ? v.name : '',
         volumeIndex,
         sourceIndex,
         relPath: `volumes[${volumeIndex}].projected.sources[${sourceIndex}].serviceAccountToken`,
@@ -173,7 +185,11 @@ function readTokenProjections(spec: KubeObject): TokenProjection[] {
 }
 
 export function hasProjectedToken(spec: KubeObject): boolean {
-  return volumesOf(spec).some(
-    (v) => Array.isArray(v.projected?.sources) && v.projected.sources.some((s: any) => s?.serviceAccountToken),
-  );
+  const volumes = volumesOf(spec);
+  for (let i = 0; i < volumes.length; i++) {
+    const sources = volumeAt(volumes, i)?.projected?.sources;
+    if (!Array.isArray(sources)) continue;
+    for (const s of sources) if (s?.serviceAccountToken) return true;
+  }
+  return false;
 }

@@ -87,6 +87,15 @@ describe('nfs-mount-options: captured reviews', () => {
   }
 });
 
+describe('nfs-mount-options: paths index the volumes as written', () => {
+  it('a malformed (null) volume before the NFS one does not shift the index', async () => {
+    const review = reviewByPrefix('041');
+    review.request.object.spec.volumes.unshift(null);
+    const d = await engine().validate(review.request);
+    assert.deepEqual(d.findings.map((f) => f.path), ['spec.volumes[1].nfs']);
+  });
+});
+
 describe('nfs-mount-options: inline volumes in every kind with a pod spec', () => {
   const expected = expectedManifests();
   const e = engine();
