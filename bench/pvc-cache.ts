@@ -19,7 +19,8 @@
 //     is not hidden by requests that wait to be sent). PVC deletions are rare: this is the
 //     realistic case, still well above any real deletion rate.
 //   Each load is run with the PVC DELETE review and with a control review that no policy matches
-//   (ConfigMap CREATE), on the same server.
+//   (ConfigMap CREATE), on the same server. The paced load also runs against bench/bare-server.ts
+//   (parse and answer, nothing else) on the same CPU: the floor this machine gives any review.
 //
 // Processes: this one holds the cache and the server (what is measured); the fake API server and
 // the load generator each run in a child of their own, so their objects, CPU and garbage
@@ -33,9 +34,10 @@
 // run time through v8.setFlagsFromString).
 
 import autocannon from 'autocannon';
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
+import { createConnection, createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -237,6 +239,51 @@ async function load(mode: Load['mode'], url: string, body: unknown, ca: string, 
   }
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function untilListening(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = createConnection(port, '127.0.0.1', () => {
+        c.end();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`bare server on port ${port} did not come up`);
+}
+
+/**
+ * The paced load on bench/bare-server.ts (read, JSON.parse, answer allowed; no framework) with
+ * the same review and certificate, on the same CPU: the floor this machine and load generator
+ * give any HTTPS review, to read the tokenguard figures against.
+ */
+async function pacedOnBareServer(body: unknown, certs: { certFile: string; keyFile: string }, ca: string, pinned: boolean): Promise<LoadResult> {
+  const port = await freePort();
+  const bare = spawn(process.execPath, [fileURLToPath(new URL('./bare-server.js', import.meta.url)), String(port), certs.certFile, certs.keyFile], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  try {
+    if (pinned) pin(bare.pid!, 0);
+    await untilListening(port);
+    return await load('paced', `https://127.0.0.1:${port}/validate`, body, ca, pinned);
+  } finally {
+    bare.kill();
+  }
+}
+
 export async function runPvcCacheBench(): Promise<Record<string, number | string>> {
   const gc = exposeGc();
   const proc = fork(fileURLToPath(import.meta.url), ['--api-server'], {
@@ -290,6 +337,8 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
     const sat = await load('saturated', url, body, ca, pinned);
     const pacedControl = await load('paced', url, control, ca, pinned);
     const pacedPvc = await load('paced', url, body, ca, pinned);
+    // While tokenguard sits idle: releasing the cache would start collections on the same CPU.
+    const pacedBare = await pacedOnBareServer(body, server.certs, ca, pinned);
     await server.shutdown();
     cache.stop();
 
@@ -305,6 +354,7 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
       ...figures('saturatedControl', satControl),
       ...figures('paced', pacedPvc),
       ...figures('pacedControl', pacedControl),
+      ...figures('pacedBare', pacedBare),
       engineValidateMicros: Math.round(engineMicros * 10) / 10,
       connections: CONNECTIONS,
       rate: RATE,
@@ -323,6 +373,7 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
         `PVC DELETE review, paced at ${RATE} req/s over up to ${RATE_CONNECTIONS} keep-alive connections, ${DURATION} s:`,
         `                        ${line(pacedPvc)}; target p99 < 2 ms: ${verdict(pacedPvc.p99 < 2)}`,
         `  control (ConfigMap, no policy), same load: ${line(pacedControl)}`,
+        `  bare node:https server (parse, answer; no cache, no policy), same review and load: ${line(pacedBare)}`,
         `PVC DELETE review, saturated (${CONNECTIONS} keep-alive connections, ${DURATION} s):`,
         `                        ${line(sat)}; target p99 < 2 ms: ${verdict(sat.p99 < 2)}`,
         `  control (ConfigMap, no policy), same load: ${line(satControl)}`,
