@@ -34,13 +34,14 @@
 // run time through v8.setFlagsFromString).
 
 import autocannon from 'autocannon';
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { freePort, pin } from './host.js';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -216,17 +217,6 @@ function next<T extends Msg['kind']>(proc: ChildProcess, kind: T): Promise<Extra
   });
 }
 
-/** Pin a process, all its threads, to one CPU; false when taskset or a second CPU is missing. */
-function pin(pid: number, cpu: number): boolean {
-  if (cpus().length < 2) return false;
-  try {
-    execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** One load run in a fresh load-generator process (on CPU 1 when pinning). */
 async function load(mode: Load['mode'], url: string, body: unknown, ca: string, pinned: boolean): Promise<LoadResult> {
   const proc = fork(fileURLToPath(import.meta.url), ['--load'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -237,17 +227,6 @@ async function load(mode: Load['mode'], url: string, body: unknown, ca: string, 
   } finally {
     if (proc.exitCode === null) proc.kill();
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function untilListening(port: number): Promise<void> {

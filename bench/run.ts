@@ -21,10 +21,10 @@ import fastJsonPatch from 'fast-json-patch';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, pin } from './host.js';
 import { runPvcCacheBench } from './pvc-cache.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -88,19 +88,8 @@ const canPin = (() => {
   }
 })();
 
-function pinSelfTo(cpus: string): void {
-  if (canPin) execFileSync('taskset', ['-a', '-cp', cpus, String(process.pid)], { stdio: 'ignore' });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
+function pinSelfTo(cpuList: string): void {
+  if (canPin) pin(process.pid, cpuList);
 }
 
 /** A server process on core 0, its output discarded. */
