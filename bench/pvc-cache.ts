@@ -7,48 +7,48 @@
 // - memory per cached pod: heap delta (v8 heapUsed after a full GC, before vs after the sync, the
 //   cache kept alive) / pods, and RSS delta / pods (RSS also holds freed-but-unreturned memory,
 //   so it is an upper bound);
-// - review latency, client-side, per request at full precision (not autocannon's whole-millisecond
-//   histogram), p50/p99, at two loads:
-//   - saturated: autocannon, 16 keep-alive connections (BENCH_PVC_CONNECTIONS) each sending its
-//     next request as soon as the last one is answered, for BENCH_PVC_DURATION seconds (default 5).
-//     The one-core server is then busy all the time and the figures are mostly queueing (16 in
-//     flight / throughput);
-//   - paced: BENCH_PVC_RATE requests per second (default 1000) sent at even intervals, whatever
-//     the answers do, over up to BENCH_PVC_RATE_CONNECTIONS keep-alive connections (default 8),
-//     after a 1 s warm-up; latency from the moment each request is issued (so a stalled server
-//     is not hidden by requests that wait to be sent). PVC deletions are rare: this is the
-//     realistic case, still well above any real deletion rate.
+// - review latency, client-side, per request at full precision, p50/p99, at two loads (both made by
+//   bench/load-generator.ts, which explains them):
+//   - paced: BENCH_PVC_RATE requests per second (default 1000) over up to
+//     BENCH_PVC_RATE_CONNECTIONS keep-alive connections (default 8), for BENCH_PVC_PACED_DURATION
+//     seconds (default 10) after BENCH_PVC_PACED_WARMUP seconds of warm-up (default 3; 1 s left
+//     the JIT and heap sizing of the fresh load-generator process in the figures), each request
+//     timed from the moment it was due and its answer checked for the expected decision. PVC
+//     deletions are rare: this is the realistic case, still well above any real deletion rate;
+//   - saturated: BENCH_PVC_CONNECTIONS keep-alive connections (default 16) for
+//     BENCH_PVC_DURATION seconds (default 5), each sending its next request as soon as the last
+//     one is answered: a throughput figure whose latencies are mostly queueing.
 //   Each load is run with the PVC DELETE review and with a control review that no policy matches
 //   (ConfigMap CREATE), on the same server. The paced load also runs against bench/bare-server.ts
 //   (parse and answer, nothing else) on the same CPU: the floor this machine gives any review.
 //
-// Processes: this one holds the cache and the server (what is measured); the fake API server and
-// the load generator each run in a child of their own, so their objects, CPU and garbage
-// collections are not counted against the cache or the server, and the load generator's pauses
-// do not scale with the 100,000 objects the fake API server holds. The LIST runs on all cores;
-// for the load runs this process is pinned to CPU 0 and the children to CPU 1 (`taskset`, when
-// available with 2 CPUs, as bench/run.ts does), so the server and the load generator do not
-// preempt each other. The saturated runs come first and warm up the server's code for the paced
-// ones (a freshly started server has a JIT-compilation tail for its first seconds of traffic).
+// Processes: this one holds the cache and the server (what is measured); the fake API server
+// (bench/pvc-api-server.ts) and the load generator each run in a child of their own, so their
+// objects, CPU and garbage collections are not counted against the cache or the server. The LIST
+// runs on all cores; for the load runs this process is pinned to CPU 0 and the children to CPU 1
+// (`taskset`, when available with 2 CPUs, as bench/run.ts does), so the server and the load
+// generator do not preempt each other, and the fake API server is settled first (a full
+// collection, no memory reducer: see its header). The saturated runs come first and warm up the
+// server's code for the paced ones (a freshly started server has a JIT-compilation tail for its
+// first seconds of traffic).
 // Run alone: `node --expose-gc dist/bench/pvc-cache.js` (without --expose-gc the GC is exposed at
 // run time through v8.setFlagsFromString).
 
-import autocannon from 'autocannon';
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
 import { createConnection } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { freePort, pin } from './host.js';
+import type { LoadRequest, LoadResult } from './load-generator.js';
+import type { ApiServerMsg } from './pvc-api-server.js';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ClusterCache } from '../src/cluster/cache.js';
 import { pvcInUsePolicy } from '../src/policies/pvc-in-use.js';
-import { FakeApiServer } from '../test/helpers/fake-apiserver.js';
-import { clusterState, reviewByPrefix } from '../test/helpers/fixtures.js';
+import { reviewByPrefix } from '../test/helpers/fixtures.js';
 import { startTestServer } from '../test/helpers/server.js';
 
 const PODS = Number(process.env.BENCH_PVC_PODS ?? 100_000);
@@ -58,143 +58,10 @@ const DURATION = Number(process.env.BENCH_PVC_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_PVC_CONNECTIONS ?? 16);
 const RATE = Number(process.env.BENCH_PVC_RATE ?? 1000);
 const RATE_CONNECTIONS = Number(process.env.BENCH_PVC_RATE_CONNECTIONS ?? 8);
+const PACED_DURATION = Number(process.env.BENCH_PVC_PACED_DURATION ?? 10);
+const PACED_WARMUP = Number(process.env.BENCH_PVC_PACED_WARMUP ?? 3);
 
-type Load = { kind: 'load'; mode: 'saturated' | 'paced'; url: string; body: string; ca: string };
-type LoadResult = { p50: number; p90: number; p99: number; max: number; requests: number; rps: number; errors: number };
-type Msg = { kind: 'ready'; kubeconfigPath: string; pods: number; bytesPerPod: number } | ({ kind: 'load-done' } & LoadResult);
-
-// ---- child: the fake API server ----------------------------------------------------------------
-
-/** A pod as the real API server returns it (the captured db-1: managedFields, injected token...). */
-function podTemplate(): any {
-  return clusterState('pods.json').items.find((p: any) => p.metadata.name === 'db-1');
-}
-
-async function apiServerChild(): Promise<void> {
-  const fake = await FakeApiServer.start();
-  const template = JSON.stringify(podTemplate());
-  const pods: any[] = [];
-  for (let i = 0; i < PODS; i++) {
-    const ns = `ns-${String(i % NAMESPACES).padStart(4, '0')}`;
-    const p = JSON.parse(template);
-    const ord = Math.floor(i / NAMESPACES);
-    p.metadata.name = `app-5f7d8c9b4-${i.toString(36).padStart(5, '0')}`;
-    p.metadata.namespace = ns;
-    p.metadata.uid = `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
-    p.metadata.labels = { app: 'app', 'pod-template-hash': '5f7d8c9b4' };
-    p.metadata.ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'app-5f7d8c9b4', uid: 'rs', controller: true, blockOwnerDeletion: true }];
-    p.spec.nodeName = `node-${i % NODES}`;
-    // Half the pods mount a claim of their own (StatefulSet-like), the rest mount nothing.
-    if (ord % 2 === 0) p.spec.volumes[0].persistentVolumeClaim.claimName = `data-${ord}`;
-    else p.spec.volumes.shift();
-    pods.push(p);
-  }
-  const bytesPerPod = Math.round(pods.slice(0, 100).reduce((n, p) => n + JSON.stringify(p).length, 0) / 100);
-  fake.fill('pods', pods);
-  pods.length = 0;
-  const node = clusterState('nodes.json').items[0];
-  fake.fill(
-    'nodes',
-    Array.from({ length: NODES }, (_, i) => ({ ...structuredClone(node), metadata: { ...node.metadata, name: `node-${i}`, uid: `n${i}` } })),
-  );
-  fake.fill(
-    'namespaces',
-    Array.from({ length: NAMESPACES }, (_, i) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `ns-${String(i).padStart(4, '0')}`, labels: {} } })),
-  );
-  process.send!({ kind: 'ready', kubeconfigPath: fake.kubeconfigPath, pods: PODS, bytesPerPod } satisfies Msg);
-  // Serves the cache's watches until the parent ends it.
-}
-
-// ---- child: the load generator (one per load run) ----------------------------------------------
-
-function loadChild(): void {
-  process.once('message', async (m: Load) => {
-    const { times, errors, seconds } = m.mode === 'saturated' ? await saturated(m) : await paced(m);
-    times.sort((a, b) => a - b);
-    const pct = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))] ?? NaN;
-    process.send!(
-      { kind: 'load-done', p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: times.at(-1) ?? NaN, requests: times.length, rps: times.length / seconds, errors } satisfies Msg,
-      () => process.exit(0),
-    );
-  });
-}
-
-/** autocannon: CONNECTIONS connections, each sending its next request when the last is answered. */
-async function saturated(m: Load): Promise<{ times: number[]; errors: number; seconds: number }> {
-  const times: number[] = [];
-  const instance = autocannon({
-    url: m.url,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: m.body,
-    connections: CONNECTIONS,
-    duration: DURATION,
-    // The test CA signs the server certificate; trust it for this run only.
-    ...({ tlsOptions: { ca: m.ca } } as object),
-  } as never) as unknown as Promise<any> & { on: (e: string, f: (...a: any[]) => void) => void };
-  (instance as any).on?.('response', (_c: unknown, status: number, _b: number, ms: number) => {
-    if (status === 200) times.push(ms);
-  });
-  const result = await instance;
-  return { times, errors: result.errors + result.non2xx, seconds: DURATION };
-}
-
-/**
- * RATE requests per second at even intervals (open loop: a slow answer does not delay the next
- * request), over an agent of RATE_CONNECTIONS keep-alive connections. A request is timed from
- * the moment it is issued, so time spent waiting for a free connection counts.
- */
-async function paced(m: Load): Promise<{ times: number[]; errors: number; seconds: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: RATE_CONNECTIONS, ca: m.ca });
-  const url = new URL(m.url);
-  const payload = Buffer.from(m.body);
-  let times: number[] = [];
-  let errors = 0;
-  const send = () =>
-    new Promise<void>((resolve) => {
-      const t0 = performance.now();
-      const req = request(
-        { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } },
-        (res) => {
-          res.resume();
-          res.on('end', () => {
-            if (res.statusCode === 200) times.push(performance.now() - t0);
-            else errors++;
-            resolve();
-          });
-        },
-      );
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-      req.end(payload);
-    });
-  const run = async (seconds: number) => {
-    const total = Math.round(RATE * seconds);
-    const start = performance.now();
-    const inflight: Promise<void>[] = [];
-    await new Promise<void>((done) => {
-      const tick = () => {
-        const due = Math.min(total, Math.floor(((performance.now() - start) * RATE) / 1000) + 1);
-        while (inflight.length < due) inflight.push(send());
-        if (inflight.length < total) setTimeout(tick, Math.max(0, start + (inflight.length * 1000) / RATE - performance.now()));
-        else done();
-      };
-      tick();
-    });
-    await Promise.all(inflight);
-  };
-  // Warm-up (TLS handshakes, JIT on both sides), not counted.
-  await run(1);
-  times = [];
-  errors = 0;
-  await run(DURATION);
-  agent.destroy();
-  return { times, errors, seconds: DURATION };
-}
-
-// ---- parent: the cache and the tokenguard server ---------------------------------------------
+type Msg = ApiServerMsg | ({ kind: 'load-done' } & LoadResult);
 
 function exposeGc(): () => void {
   const g = (globalThis as { gc?: () => void }).gc;
@@ -218,11 +85,26 @@ function next<T extends Msg['kind']>(proc: ChildProcess, kind: T): Promise<Extra
 }
 
 /** One load run in a fresh load-generator process (on CPU 1 when pinning). */
-async function load(mode: Load['mode'], url: string, body: unknown, ca: string, pinned: boolean): Promise<LoadResult> {
-  const proc = fork(fileURLToPath(import.meta.url), ['--load'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+async function load(mode: LoadRequest['mode'], url: string, body: unknown, expect: string, ca: string, pinned: boolean): Promise<LoadResult> {
+  const proc = fork(fileURLToPath(new URL('./load-generator.js', import.meta.url)), {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: ['--max-semi-space-size=64'],
+  });
   try {
     if (pinned) pin(proc.pid!, 1);
-    proc.send({ kind: 'load', mode, url, body: JSON.stringify(body), ca } satisfies Load);
+    const paced = mode === 'paced';
+    proc.send({
+      kind: 'load',
+      mode,
+      url,
+      body: JSON.stringify(body),
+      ca,
+      expect,
+      connections: paced ? RATE_CONNECTIONS : CONNECTIONS,
+      seconds: paced ? PACED_DURATION : DURATION,
+      rate: RATE,
+      warmupSeconds: PACED_WARMUP,
+    } satisfies LoadRequest);
     return await next(proc, 'load-done');
   } finally {
     if (proc.exitCode === null) proc.kill();
@@ -257,7 +139,7 @@ async function pacedOnBareServer(body: unknown, certs: { certFile: string; keyFi
   try {
     if (pinned) pin(bare.pid!, 0);
     await untilListening(port);
-    return await load('paced', `https://127.0.0.1:${port}/validate`, body, ca, pinned);
+    return await load('paced', `https://127.0.0.1:${port}/validate`, body, ALLOWED, ca, pinned);
   } finally {
     bare.kill();
   }
@@ -265,9 +147,9 @@ async function pacedOnBareServer(body: unknown, certs: { certFile: string; keyFi
 
 export async function runPvcCacheBench(): Promise<Record<string, number | string>> {
   const gc = exposeGc();
-  const proc = fork(fileURLToPath(import.meta.url), ['--api-server'], {
+  const proc = fork(fileURLToPath(new URL('./pvc-api-server.js', import.meta.url)), [String(PODS), String(NAMESPACES), String(NODES)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: ['--max-old-space-size=4096'],
+    execArgv: ['--max-old-space-size=4096', '--expose-gc', '--no-memory-reducer'],
   });
   try {
     const ready = await next(proc, 'ready');
@@ -311,11 +193,14 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
     // Control: the same server and load with a review no policy matches (ConfigMap CREATE), so
     // the PVC figures can be read against what this machine gives any review.
     const control = reviewByPrefix('001');
+    // The fake API server has served its LIST; let it collect now rather than during the loads.
+    proc.send({ kind: 'settle' });
+    await next(proc, 'settled');
     const pinned = pin(process.pid, 0) && pin(proc.pid!, 1);
-    const satControl = await load('saturated', url, control, ca, pinned);
-    const sat = await load('saturated', url, body, ca, pinned);
-    const pacedControl = await load('paced', url, control, ca, pinned);
-    const pacedPvc = await load('paced', url, body, ca, pinned);
+    const satControl = await load('saturated', url, control, ALLOWED, ca, pinned);
+    const sat = await load('saturated', url, body, DENIED, ca, pinned);
+    const pacedControl = await load('paced', url, control, ALLOWED, ca, pinned);
+    const pacedPvc = await load('paced', url, body, DENIED, ca, pinned);
     // While tokenguard sits idle: releasing the cache would start collections on the same CPU.
     const pacedBare = await pacedOnBareServer(body, server.certs, ca, pinned);
     await server.shutdown();
@@ -337,6 +222,7 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
       engineValidateMicros: Math.round(engineMicros * 10) / 10,
       connections: CONNECTIONS,
       rate: RATE,
+      pacedSeconds: PACED_DURATION,
       rateConnections: RATE_CONNECTIONS,
       pinned: String(pinned),
     };
@@ -349,7 +235,7 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
         `ready (LIST+sync):      ${results.readyMs} ms   target < 5000 ms: ${verdict(readyMs < 5000)}`,
         `heap per cached pod:    ${results.heapBytesPerPod} B   target < 1024 B: ${verdict((results.heapBytesPerPod as number) < 1024)}`,
         `RSS per cached pod:     ${results.rssBytesPerPod} B (upper bound)`,
-        `PVC DELETE review, paced at ${RATE} req/s over up to ${RATE_CONNECTIONS} keep-alive connections, ${DURATION} s:`,
+        `PVC DELETE review, paced at ${RATE} req/s over up to ${RATE_CONNECTIONS} keep-alive connections, ${PACED_DURATION} s:`,
         `                        ${line(pacedPvc)}; target p99 < 2 ms: ${verdict(pacedPvc.p99 < 2)}`,
         `  control (ConfigMap, no policy), same load: ${line(pacedControl)}`,
         `  bare node:https server (parse, answer; no cache, no policy), same review and load: ${line(pacedBare)}`,
@@ -379,24 +265,17 @@ function figures(prefix: string, r: LoadResult): Record<string, number> {
   };
 }
 
+const ALLOWED = '"allowed":true';
+const DENIED = '"allowed":false';
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
 const invokedDirectly = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
 if (invokedDirectly) {
-  if (process.argv.includes('--api-server')) {
-    apiServerChild().catch((err) => {
-      process.stderr.write(`pvc-cache bench API server failed: ${err?.stack ?? err}\n`);
+  runPvcCacheBench().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`pvc-cache bench failed: ${err?.stack ?? err}\n`);
       process.exit(1);
-    });
-  } else if (process.argv.includes('--load')) {
-    loadChild();
-  } else {
-    runPvcCacheBench().then(
-      () => process.exit(0),
-      (err) => {
-        process.stderr.write(`pvc-cache bench failed: ${err?.stack ?? err}\n`);
-        process.exit(1);
-      },
-    );
-  }
+    },
+  );
 }
