@@ -3,7 +3,7 @@
 // one decision. Policies are pure; the engine owns modes, exemptions, limits and failure handling.
 
 import type { ClusterView } from '../cluster/view.js';
-import type { NamespaceOverride, TokenguardConfig } from '../config/schema.js';
+import { policySettings, type NamespaceOverride, type TokenguardConfig } from '../config/schema.js';
 import type { AnyPolicy, Exemptions, Finding, MatchRule, Mode, PolicyContext } from '../policies/types.js';
 import { applyPatchCopyOnWrite, jsonEqual, type PatchOperation } from './patch.js';
 import type { AdmissionRequest } from './review.js';
@@ -80,8 +80,7 @@ export class Engine {
     this.globalExemptions = compileExemptions(config.exemptions);
     this.overrides = config.namespaceOverrides.map((entry) => ({ matches: globMatcher(entry.namespaces), entry }));
     this.prepared = opts.policies.map((policy) => {
-      const pc = config.policies[policy.name] ?? {};
-      const { mode: _mode, exemptions, ...settings } = pc;
+      const exemptions = config.policies[policy.name]?.exemptions;
       const ex: Exemptions = {
         users: exemptions?.users ?? policy.defaultExemptions?.users ?? [],
         groups: exemptions?.groups ?? policy.defaultExemptions?.groups ?? [],
@@ -89,7 +88,7 @@ export class Engine {
       };
       return {
         policy,
-        settings: { ...(policy.defaultSettings ?? {}), ...settings },
+        settings: policySettings(policy, config),
         exemptions: compileExemptions(ex),
       };
     });

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { AnyPolicy } from '../policies/types.js';
-import { buildConfigSchema, DEFAULT_CONFIG, type TokenguardConfig } from './schema.js';
+import { buildConfigSchema, DEFAULT_CONFIG, policySettings, type TokenguardConfig } from './schema.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -97,7 +97,10 @@ export function resolveConfig(
   const fileConfig = raw ?? {};
   validateConfig(fileConfig, source, policies);
   validateConfig(overrides, 'flags and environment', policies);
-  return deepMerge(deepMerge(DEFAULT_CONFIG, fileConfig), overrides);
+  const config = deepMerge(deepMerge(DEFAULT_CONFIG, fileConfig), overrides);
+  const problems = policies.flatMap((p) => (p.checkSettings?.(policySettings(p, config)) ?? []).map((problem) => `policies.${p.name}.${problem}`));
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return config;
 }
 
 export function loadConfig(

@@ -169,3 +169,9 @@ export const DEFAULT_CONFIG: TokenguardConfig = {
     maxClockSkewSeconds: 30,
   },
 };
+
+/** A policy's effective settings: its declared defaults, then `policies.<name>` from config (less mode and exemptions). */
+export function policySettings(policy: AnyPolicy, config: TokenguardConfig): Record<string, unknown> {
+  const { mode: _mode, exemptions: _exemptions, ...configured } = config.policies[policy.name] ?? {};
+  return { ...(policy.defaultSettings ?? {}), ...configured };
+}

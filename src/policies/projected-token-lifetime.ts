@@ -200,6 +200,20 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings> = {
   },
   defaultSettings: { minSeconds: API_MIN_SECONDS, maxSeconds: 86400, namespaces: [] },
 
+  // A minimum above the maximum would flag every token; refuse it at start-up instead.
+  checkSettings(s: LifetimeSettings): string[] {
+    const problems: string[] = [];
+    if (s.minSeconds > s.maxSeconds) problems.push(`minSeconds: ${s.minSeconds} is above maxSeconds (${s.maxSeconds})`);
+    s.namespaces.forEach((entry, i) => {
+      const min = entry.minSeconds ?? s.minSeconds;
+      const max = entry.maxSeconds ?? s.maxSeconds;
+      if (min <= max) return;
+      const which = entry.minSeconds !== undefined ? 'minSeconds' : 'maxSeconds';
+      problems.push(`namespaces[${i}].${which}: minSeconds ${min} would be above maxSeconds ${max} for these namespaces`);
+    });
+    return problems;
+  },
+
   validate(req: AdmissionRequest, ctx: PolicyContext<LifetimeSettings>): Finding[] {
     const loc = podSpecOfRequest(req);
     if (!loc) return [];

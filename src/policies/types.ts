@@ -62,6 +62,12 @@ export interface Policy<S = Record<string, unknown>, G = undefined> {
    */
   settingsSchema?: Record<string, object>;
   defaultSettings?: S;
+  /**
+   * What JSON Schema cannot say about the settings (a minimum above a maximum, say), checked at
+   * start-up on the effective settings (defaults merged with config). Returns problems as
+   * `<path>: <message>`, the path below `policies.<name>`.
+   */
+  checkSettings?: (settings: S) => string[];
   /** Exemptions the policy ships with (merged with configured ones), e.g. system controllers. */
   defaultExemptions?: Partial<Exemptions>;
   /** Needs live cluster state to be meaningful; `check` skips it without a cluster. */

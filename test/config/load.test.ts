@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ConfigError, loadConfig, resolveConfig } from '../../src/config/load.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { flagOverrides } from '../../src/cli/serve.js';
+import { projectedTokenLifetimePolicy } from '../../src/policies/projected-token-lifetime.js';
 import type { AnyPolicy } from '../../src/policies/types.js';
 
 const POLICIES: AnyPolicy[] = [
@@ -163,3 +164,50 @@ describe('invalid configuration', () => {
     assert.deepEqual(new Set(err.problems), new Set(['server.port: must be <= 65535', 'log.level: must be one of ["debug","info","warn","error"]']));
   });
 });
+
+describe('checks across settings (a policy\'s checkSettings, on defaults merged with config)', () => {
+  const lifetime = [projectedTokenLifetimePolicy as AnyPolicy];
+  const problems = (yaml: string) => problemsOf(() => loadConfig(file('lifetime.yaml', yaml), lifetime));
+
+  it('a minimum above the configured maximum is refused with its path', () => {
+    assert.deepEqual(problems('policies:\n  projected-token-lifetime: { minSeconds: 7200, maxSeconds: 3600 }'), [
+      'policies.projected-token-lifetime.minSeconds: 7200 is above maxSeconds (3600)',
+    ]);
+  });
+
+  it('a minimum above the default maximum (86400) is refused too', () => {
+    assert.deepEqual(problems('policies:\n  projected-token-lifetime: { minSeconds: 90000 }'), [
+      'policies.projected-token-lifetime.minSeconds: 90000 is above maxSeconds (86400)',
+    ]);
+  });
+
+  it('a namespace entry is checked against the bound it falls through to', () => {
+    const yaml = [
+      'policies:',
+      '  projected-token-lifetime:',
+      '    maxSeconds: 7200',
+      '    namespaces:',
+      '      - { namespaces: [ok], minSeconds: 3600 }',
+      '      - { namespaces: [batch-*], minSeconds: 10000 }',
+      '      - { namespaces: [short], maxSeconds: 600, minSeconds: 1200 }',
+    ].join('\n');
+    assert.deepEqual(problems(yaml), [
+      'policies.projected-token-lifetime.namespaces[1].minSeconds: minSeconds 10000 would be above maxSeconds 7200 for these namespaces',
+      'policies.projected-token-lifetime.namespaces[2].minSeconds: minSeconds 1200 would be above maxSeconds 600 for these namespaces',
+    ]);
+  });
+
+  it('a namespace maximum below the global minimum names the maximum', () => {
+    const yaml = 'policies:\n  projected-token-lifetime:\n    minSeconds: 3600\n    namespaces: [{ namespaces: [x], maxSeconds: 1800 }]';
+    assert.deepEqual(problems(yaml), [
+      'policies.projected-token-lifetime.namespaces[0].maxSeconds: minSeconds 3600 would be above maxSeconds 1800 for these namespaces',
+    ]);
+  });
+
+  it('equal bounds and the defaults pass', () => {
+    const c = loadConfig(file('lifetime-ok.yaml', 'policies:\n  projected-token-lifetime: { minSeconds: 3600, maxSeconds: 3600 }'), lifetime);
+    assert.equal(c.policies['projected-token-lifetime']?.minSeconds, 3600);
+    assert.doesNotThrow(() => loadConfig(undefined, lifetime));
+  });
+});
+
