@@ -19,16 +19,19 @@ import { decodeToken, verifyToken, type TokenProblem } from './token-check.js';
 import type { ClusterView } from './view.js';
 import { Periodic } from './periodic.js';
 
+// Both gauges join the registry with the first self-test result, not before: an unset gauge reads
+// 0, which for the success gauge means "failed" and would fire its alert after every start, and
+// for good wherever the self-test is off (outside a cluster, `cluster.tokenSelfTestSeconds: 0`).
 export const selfTestSuccess = new Gauge({
   name: 'tokenguard_token_selftest_success',
   help: '1 when the last token self-test (TokenRequest + verification of the token) passed, 0 when it failed.',
-  registers: [registry],
+  registers: [],
 });
 
 export const clockSkew = new Gauge({
   name: 'tokenguard_clock_skew_seconds',
   help: "The API server's clock minus tokenguard's, from the last self-test token's iat (1 s resolution).",
-  registers: [registry],
+  registers: [],
 });
 
 /** The audience the self-test asks for, so the audience check is exact. */
@@ -117,7 +120,11 @@ export class TokenSelfTest {
     const result = await this.check();
     this.last = result;
     selfTestSuccess.set(result.ok ? 1 : 0);
-    if (result.skewSeconds !== undefined) clockSkew.set(result.skewSeconds);
+    registry.registerMetric(selfTestSuccess); // the same metric again: a no-op
+    if (result.skewSeconds !== undefined) {
+      clockSkew.set(result.skewSeconds);
+      registry.registerMetric(clockSkew);
+    }
     const { logger, events, maxClockSkewSeconds } = this.opts;
     if (!result.ok) {
       const why = result.error ?? result.problems.filter((p) => p.fatal).map((p) => p.message).join('; ');

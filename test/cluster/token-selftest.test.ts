@@ -23,6 +23,7 @@ import {
 } from '../../src/cluster/token-selftest.js';
 import type { ApiserverPod } from '../../src/cluster/view.js';
 import { createLogger } from '../../src/server/log.js';
+import { registry } from '../../src/server/metrics.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { makeSigningKey, serveOidc, signToken, type OidcServer, type SigningKey } from '../helpers/oidc.js';
 
@@ -59,6 +60,15 @@ describe('TokenSelfTest against the fake API server', () => {
       events,
     });
   }
+
+  it('the gauges are absent from /metrics until the first self-test (an unset gauge would read 0: failed)', async () => {
+    const before = await registry.metrics();
+    assert.doesNotMatch(before, /tokenguard_token_selftest_success|tokenguard_clock_skew_seconds/);
+    await selfTest().run();
+    const afterRun = await registry.metrics();
+    assert.match(afterRun, /^# TYPE tokenguard_token_selftest_success gauge\ntokenguard_token_selftest_success 1$/m);
+    assert.match(afterRun, /^# TYPE tokenguard_clock_skew_seconds gauge\ntokenguard_clock_skew_seconds 0$/m);
+  });
 
   it('passes on a healthy cluster: the TokenRequest asked for, the gauges set, no Event', async () => {
     const t = selfTest();

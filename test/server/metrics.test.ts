@@ -63,7 +63,8 @@ const sum = (f: Family | undefined, match: Record<string, string>, sampleName = 
 const DEFAULT_COLLECTORS = /^tokenguard_(process|nodejs)_/;
 
 /** The families the README's metrics reference lists, with their types and labels (checked against README.md below). */
-const PROMISED: { name: string; type: string; labels: string[] }[] = [
+/** `afterSelfTest`: registered with the first token self-test's result (test/cluster/token-selftest.test.ts checks that); none runs here. */
+const PROMISED: { name: string; type: string; labels: string[]; afterSelfTest?: boolean }[] = [
   { name: 'tokenguard_admission_requests_total', type: 'counter', labels: ['route', 'decision'] },
   { name: 'tokenguard_policy_decisions_total', type: 'counter', labels: ['route', 'policy', 'decision', 'mode'] },
   { name: 'tokenguard_admission_duration_seconds', type: 'histogram', labels: ['route'] },
@@ -76,8 +77,8 @@ const PROMISED: { name: string; type: string; labels: string[] }[] = [
   { name: 'tokenguard_issuer_changes_total', type: 'counter', labels: [] },
   { name: 'tokenguard_jwks_changes_total', type: 'counter', labels: [] },
   { name: 'tokenguard_issuer_discovery_failures_total', type: 'counter', labels: [] },
-  { name: 'tokenguard_token_selftest_success', type: 'gauge', labels: [] },
-  { name: 'tokenguard_clock_skew_seconds', type: 'gauge', labels: [] },
+  { name: 'tokenguard_token_selftest_success', type: 'gauge', labels: [], afterSelfTest: true },
+  { name: 'tokenguard_clock_skew_seconds', type: 'gauge', labels: [], afterSelfTest: true },
 ];
 
 describe('GET /metrics', () => {
@@ -140,9 +141,13 @@ describe('GET /metrics', () => {
     }
   });
 
-  it('has every family the README lists, with its type and labels', () => {
+  it('has every family the README lists, with its type and labels (the self-test gauges: not yet)', () => {
     for (const p of PROMISED) {
       const f = after_.get(p.name);
+      if (p.afterSelfTest) {
+        assert.equal(f, undefined, `${p.name}: absent before any self-test`);
+        continue;
+      }
       assert.ok(f, `${p.name} is registered`);
       assert.equal(f.type, p.type, `${p.name}: type`);
       for (const s of f.samples.filter((x) => x.name === p.name || x.name === `${p.name}_bucket`)) {
