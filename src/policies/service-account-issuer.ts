@@ -325,7 +325,8 @@ export const serviceAccountIssuerPolicy: Policy<Record<string, never>, IssuerAna
   description:
     'Warns or denies when kube-apiserver flags (mirror pods, kubeadm-config, KubeadmControlPlane) drop a trusted service-account issuer.',
   match: [
-    { groups: [''], resources: ['pods', 'configmaps'], operations: ['CREATE', 'UPDATE'] },
+    // The mirror pods and kubeadm-config live in kube-system; pod updates and ConfigMaps elsewhere never matter.
+    { groups: [''], resources: ['pods', 'configmaps'], operations: ['CREATE', 'UPDATE'], namespaces: ['kube-system'] },
     { groups: ['controlplane.cluster.x-k8s.io'], resources: ['kubeadmcontrolplanes'], operations: ['CREATE', 'UPDATE'] },
   ],
   defaultSettings: {},

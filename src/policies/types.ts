@@ -35,6 +35,13 @@ export interface MatchRule {
   resources: string[];
   subresources?: string[];
   operations: Operation[];
+  /**
+   * The only namespaces where this rule can find anything (e.g. `kube-system` for the
+   * kube-apiserver mirror pods). Webhooks that serve none of them leave the rule out, so the API
+   * server does not call tokenguard for every such object in the cluster; the policy still checks
+   * the namespace itself, and the engine does not filter on it.
+   */
+  namespaces?: string[];
 }
 
 export interface PolicyContext<S = Record<string, unknown>> {

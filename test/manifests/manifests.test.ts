@@ -38,6 +38,8 @@ interface PolicyTuple {
   resource: string;
   operation: string;
   versions?: string[];
+  /** The rule's `namespaces`: elsewhere no webhook needs to send it. */
+  namespaces?: string[];
 }
 
 /** What the registered policies ask for, per side, one (group, resource, operation) at a time. */
@@ -51,7 +53,7 @@ function policyTuples(side: Side): PolicyTuple[] {
         : rule.resources;
       for (const group of rule.groups)
         for (const resource of resources)
-          for (const operation of rule.operations) out.push({ policy: p.name, group, resource, operation, versions: rule.versions });
+          for (const operation of rule.operations) out.push({ policy: p.name, group, resource, operation, versions: rule.versions, namespaces: rule.namespaces });
     }
   }
   return out;
@@ -99,6 +101,7 @@ function coverageProblems(r: Rendered): string[] {
         continue;
       }
       for (const ns of NAMESPACES) {
+        if (t.namespaces && !t.namespaces.includes(ns)) continue;
         const called = webhooksCalled(r, side, t, ns);
         if (called.length !== (ns === OWN_NAMESPACE ? 0 : 1)) problems.push(`${what} in namespace ${ns}: called by ${JSON.stringify(called)}`);
       }
@@ -107,11 +110,16 @@ function coverageProblems(r: Rendered): string[] {
   return problems;
 }
 
-/** Webhook rules (group, resource, operation) no policy of that side matches, or whose scope can never match. */
+/**
+ * Webhook rules (group, resource, operation) no policy of that side matches in the namespaces the
+ * webhook serves, or whose scope can never match.
+ */
 function unusedRuleProblems(r: Rendered): string[] {
   const problems: string[] = [];
   for (const w of r.webhooks()) {
-    const wanted = policyTuples(w.side);
+    const serves = (namespaces: string[] | undefined) =>
+      !namespaces || namespaces.some((ns) => selectorMatches(w.namespaceSelector, namespaceLabels(ns)));
+    const wanted = policyTuples(w.side).filter((t) => serves(t.namespaces));
     for (const rule of w.rules ?? []) {
       for (const group of rule.apiGroups)
         for (const resource of rule.resources) {
@@ -410,6 +418,17 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
     assert.ok(coverageProblems(dropped).some((p) => p.includes(`${first.operation} ${first.group || 'core'}/${first.resource}`)), 'missing rule reported');
     const extra = withRules((w) => w.rules.push({ apiGroups: [''], apiVersions: ['v1'], operations: ['DELETE'], resources: ['secrets'], scope: 'Namespaced' }));
     assert.ok(unusedRuleProblems(extra).some((p) => p.includes('DELETE core/secrets')), 'unused rule reported');
+    // A rule its policy limits to kube-system (configmaps: kubeadm-config) is unused in a webhook
+    // that never serves kube-system, and missing where it does.
+    const cmEverywhere = withRules((w) => w.rules.push({ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['configmaps'], scope: 'Namespaced' }));
+    assert.deepEqual(
+      unusedRuleProblems(cmEverywhere).filter((p) => p.includes('core/configmaps')),
+      ['validate.tokenguard.io: rule CREATE core/configmaps matches no validate policy', 'mutate.tokenguard.io: rule CREATE core/configmaps matches no mutate policy'],
+    );
+    const cmNowhere = withRules((w) => {
+      w.rules = (w.rules ?? []).map((rule: K8sObject) => ({ ...rule, resources: rule.resources.filter((res: string) => res !== 'configmaps') }));
+    });
+    assert.ok(coverageProblems(cmNowhere).some((p) => p.includes('CREATE core/configmaps (policy service-account-issuer) in namespace kube-system')), 'kube-system configmaps missing reported');
   });
 
   it('the container image runs the way the Deployment expects', () => {
