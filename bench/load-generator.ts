@@ -21,6 +21,11 @@
 //   - pacing by spinning the event loop (setImmediate) instead of timers: a timer fires on a 1 ms
 //     grid, so requests left in bunches that then queued behind each other at the server. The
 //     generator is meant to have a CPU of its own.
+//   Its own stalls still reach the figures: while its loop stops (its GC, or the machine giving its
+//   CPU to something else), nothing is sent or read, and every request due then looks slow. The
+//   spinning loop sees each such stall (a gap over GENERATOR_STALL_MS between two turns), so the
+//   paced load also reports each request's latency less the part of it the generator itself
+//   stood still: the latency a client that was not stalled would have seen. Both are reported.
 
 import autocannon from 'autocannon';
 import { connect, type TLSSocket } from 'node:tls';
@@ -42,9 +47,24 @@ export type LoadRequest = {
   expect: string;
 };
 
-export type LoadResult = { p50: number; p90: number; p99: number; max: number; requests: number; rps: number; errors: number };
+export type LoadResult = {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  requests: number;
+  rps: number;
+  errors: number;
+  /** paced only (else NaN): p50/p99 of the latencies less the load generator's own stalls, and those stalls' total. */
+  p50LessGeneratorStalls: number;
+  p99LessGeneratorStalls: number;
+  generatorStallMs: number;
+};
 
-type Timings = { times: number[]; errors: number; seconds: number };
+type Timings = { times: number[]; errors: number; seconds: number; lessStalls?: number[]; stallMs?: number };
+
+/** A gap between two turns of the spinning loop longer than this is a stall of the generator. */
+const GENERATOR_STALL_MS = 1;
 
 type Connection = { socket: TLSSocket; busy: boolean; dueAt: number; received: Buffer | null };
 
@@ -61,6 +81,8 @@ async function paced(o: LoadRequest): Promise<Timings> {
   ]);
   const expect = Buffer.from(o.expect);
   let times: number[] = [];
+  let spans: number[] = []; // due, answered: a pair per measured answer
+  let stalls: number[] = []; // from, to: a pair per stall of the generator's loop
   let errors = 0;
   let broken: Error | null = null; // a connection lost mid-run: its request would never be timed
   const waiting: number[] = []; // due times of requests waiting for a free connection
@@ -87,8 +109,11 @@ async function paced(o: LoadRequest): Promise<Timings> {
     const end = headerEnd + 4 + Number(length[1]);
     if (buf.length < end) return false;
     const ok = head.startsWith('HTTP/1.1 200') && buf.subarray(headerEnd + 4, end).includes(expect);
-    if (ok) times.push(performance.now() - c.dueAt);
-    else errors++;
+    if (ok) {
+      const now = performance.now();
+      times.push(now - c.dueAt);
+      spans.push(c.dueAt, now);
+    } else errors++;
     c.received = buf.length > end ? buf.subarray(end) : null;
     c.busy = false;
     return true;
@@ -116,9 +141,13 @@ async function paced(o: LoadRequest): Promise<Timings> {
     const interval = 1000 / o.rate;
     const start = performance.now();
     let issued = 0;
+    let lastTurn = start;
     await new Promise<void>((done) => {
       const tick = () => {
-        const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
+        const now = performance.now();
+        if (now - lastTurn > GENERATOR_STALL_MS) stalls.push(lastTurn, now);
+        lastTurn = now;
+        const due = Math.min(total, Math.floor((now - start) / interval) + 1);
         for (; issued < due; issued++) waiting.push(start + issued * interval);
         sendWaiting();
         if (issued < total && !broken) setImmediate(tick);
@@ -133,10 +162,27 @@ async function paced(o: LoadRequest): Promise<Timings> {
   // Warm-up: TLS sessions, JIT compilation and heap sizing on both sides, not counted.
   await run(o.warmupSeconds);
   times = [];
+  spans = [];
+  stalls = [];
   errors = 0;
   await run(o.seconds);
   for (const c of connections) c.socket.removeAllListeners('close').destroy();
-  return { times, errors, seconds: o.seconds };
+  let stallMs = 0;
+  for (let i = 0; i < stalls.length; i += 2) stallMs += stalls[i + 1]! - stalls[i]!;
+  return { times, errors, seconds: o.seconds, lessStalls: lessStalls(spans, stalls), stallMs };
+}
+
+/** Each span's length less its overlap with the stalls (both flat from, to pairs, stalls in time order). */
+function lessStalls(spans: number[], stalls: number[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < spans.length; i += 2) {
+    const from = spans[i]!;
+    const to = spans[i + 1]!;
+    let overlap = 0;
+    for (let j = 0; j < stalls.length && stalls[j]! < to; j += 2) overlap += Math.max(0, Math.min(to, stalls[j + 1]!) - Math.max(from, stalls[j]!));
+    out.push(to - from - overlap);
+  }
+  return out;
 }
 
 /** autocannon: each connection sends its next request when the last is answered. */
@@ -160,10 +206,24 @@ async function saturated(o: LoadRequest): Promise<Timings> {
   return { times, errors: result.errors + result.non2xx, seconds: o.seconds };
 }
 
+/** The q-quantile of ascending `sorted`. */
+const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+
 process.once('message', async (m: LoadRequest) => {
-  const { times, errors, seconds } = m.mode === 'saturated' ? await saturated(m) : await paced(m);
+  const { times, errors, seconds, lessStalls, stallMs } = m.mode === 'saturated' ? await saturated(m) : await paced(m);
   times.sort((a, b) => a - b);
-  const pct = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))] ?? NaN;
-  const result: LoadResult = { p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: times.at(-1) ?? NaN, requests: times.length, rps: times.length / seconds, errors };
+  lessStalls?.sort((a, b) => a - b);
+  const result: LoadResult = {
+    p50: quantile(times, 0.5),
+    p90: quantile(times, 0.9),
+    p99: quantile(times, 0.99),
+    max: times.at(-1) ?? NaN,
+    requests: times.length,
+    rps: times.length / seconds,
+    errors,
+    p50LessGeneratorStalls: lessStalls ? quantile(lessStalls, 0.5) : NaN,
+    p99LessGeneratorStalls: lessStalls ? quantile(lessStalls, 0.99) : NaN,
+    generatorStallMs: stallMs ?? NaN,
+  };
   process.send!({ kind: 'load-done', ...result }, () => process.exit(0));
 });
