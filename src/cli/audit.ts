@@ -126,7 +126,7 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
   }
   let session: ClusterSession;
   try {
-    session = await openClusterSession(values.kubeconfig, config, syncTimeout);
+    session = await openClusterSession(values.kubeconfig, config, syncTimeout, { keepPods: true });
   } catch (err) {
     io.stderr(`tokenguard audit: cluster: ${(err as Error).message}\n`);
     return 2;
@@ -233,6 +233,11 @@ export async function audit(session: ClusterSession, config: TokenguardConfig): 
   for (const r of wanted) {
     const name = r.group ? `${r.resource}.${r.group}` : r.resource;
     try {
+      // The caches' LIST already brought every pod: judge those rather than list them again.
+      if (r.group === '' && r.resource === 'pods' && session.pods) {
+        for (const pod of session.pods) listed.push({ apiVersion: 'v1', kind: 'Pod', ...pod });
+        continue;
+      }
       const gv = await servedGroupVersion(client, r.group, r.versions);
       listed.push(...(await listAll(client, `${r.group ? '/apis' : '/api'}/${gv}/${r.resource}`, gv)));
     } catch (err) {

@@ -5,6 +5,7 @@
 import { ClusterCache } from '../cluster/cache.js';
 import { IssuerMonitor } from '../cluster/issuers.js';
 import { findKubeConfig, type KubeConfigSource } from '../cluster/kubeconfig.js';
+import type { KubeObject } from '../cluster/reflector.js';
 import type { TokenguardConfig } from '../config/schema.js';
 import { silentLogger } from '../server/log.js';
 
@@ -14,6 +15,8 @@ export interface ClusterSession {
   cache: ClusterCache;
   /** Discovery read once (its `error` says why when the served issuer is unknown). */
   issuers: IssuerMonitor;
+  /** With `keepPods`: the whole pods of the caches' first LIST, for judging them without a second one. */
+  pods?: KubeObject[];
   stop(): void;
 }
 
@@ -26,10 +29,17 @@ export async function openClusterSession(
   kubeconfig: string | undefined,
   config: TokenguardConfig,
   syncTimeoutSeconds: number,
+  opts: { keepPods?: boolean } = {},
 ): Promise<ClusterSession> {
   const source = findKubeConfig({ kubeconfig });
   if (!source) throw new Error('no cluster found: pass --kubeconfig (or set KUBECONFIG)');
-  const cache = new ClusterCache({ kc: source.kc, staleAfterSeconds: config.cluster.staleAfterSeconds, source: source.source });
+  let pods: KubeObject[] | undefined;
+  const cache = new ClusterCache({
+    kc: source.kc,
+    staleAfterSeconds: config.cluster.staleAfterSeconds,
+    source: source.source,
+    onPodList: opts.keepPods ? (listed) => (pods ??= listed) : undefined,
+  });
   cache.start();
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<boolean>((resolve) => {
@@ -46,5 +56,5 @@ export async function openClusterSession(
   const issuers = new IssuerMonitor({ client: cache.client, logger: silentLogger, refreshSeconds: config.cluster.issuerRefreshSeconds });
   await issuers.refresh();
   cache.issuers = issuers;
-  return { source, cache, issuers, stop: () => cache.stop() };
+  return { source, cache, issuers, pods, stop: () => cache.stop() };
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../server/log.js';
 import { ApiClient } from './client.js';
 import { liveLookups, trackReflector, watchRestarts } from './metrics.js';
 import { Interner, projectNamespace, projectNode, projectPod, type CachedPod } from './projection.js';
-import { Reflector, type ReflectorEvent, type ReflectorOptions } from './reflector.js';
+import { Reflector, type KubeObject, type ReflectorEvent, type ReflectorOptions } from './reflector.js';
 import type { ApiserverPod, CacheStatus, ClusterView, IssuerView, NodeSummary, PodSummary } from './view.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 
@@ -17,6 +17,8 @@ export interface ClusterCacheOptions {
   logger?: Logger;
   /** Where the credentials came from, for /readyz and logs. */
   source?: string;
+  /** Given the whole pods of each complete LIST (see ReflectorOptions.listed); for `audit`. */
+  onPodList?: (pods: KubeObject[]) => void;
   /** Tuning, mostly for tests: backoff bounds (the cap never exceeds 30 s), page size, watch timeout. */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
@@ -60,6 +62,7 @@ export class ClusterCache implements ClusterView {
       resource: 'pods',
       path: '/api/v1/pods',
       project: (o) => projectPod(o, this.interner),
+      listed: opts.onPodList,
       listener: {
         replaced: (items) => this.reindex(items),
         upserted: (key, pod, previous) => {

@@ -31,6 +31,12 @@ export interface ReflectorOptions<T> {
   /** The compact projection kept in memory; undefined drops the object. */
   project: (obj: KubeObject) => T | undefined;
   listener?: StoreListener<T>;
+  /**
+   * Given the whole objects of each complete LIST (managedFields cut), for one-shot commands that
+   * judge them (`audit`) instead of listing everything a second time. Unset in the server, where
+   * no object is kept beyond its page.
+   */
+  listed?: (objects: KubeObject[]) => void;
   pageSize?: number;
   initialBackoffMs?: number;
   /** Capped at MAX_BACKOFF_MS. */
@@ -170,6 +176,7 @@ export class Reflector<T> {
       return page;
     };
     const fresh = new Map<string, T>();
+    const whole: KubeObject[] | undefined = this.opts.listed ? [] : undefined;
     let cont = '';
     let rv = '';
     let pending = fetchPage(cont);
@@ -182,6 +189,7 @@ export class Reflector<T> {
           // The continue token outlived the server's history: start the LIST over (client-go does too).
           if (cont && isExpired(err)) {
             fresh.clear();
+            if (whole) whole.length = 0;
             cont = '';
             pending = fetchPage(cont);
             continue;
@@ -205,6 +213,7 @@ export class Reflector<T> {
         for (const obj of page.items) {
           const item = this.opts.project(obj);
           if (item !== undefined) fresh.set(objectKey(obj), item);
+          whole?.push(obj);
         }
         rv ||= String(page.metadata?.resourceVersion ?? '');
         cont = page.metadata?.continue ?? '';
@@ -220,6 +229,7 @@ export class Reflector<T> {
     for (const [k, v] of fresh) this.items.set(k, v);
     this.resourceVersion = rv;
     this.opts.listener?.replaced?.(this.items);
+    if (whole) this.opts.listed!(whole);
     const first = !this.synced;
     this.synced = true;
     this.attempt = 0;

@@ -52,6 +52,12 @@ describe('tokenguard audit', () => {
     assert.equal(report.summary.tokenRefreshStopped, 1);
   });
 
+  it('lists the pods once: the caches\' LIST is judged whole, not followed by a second LIST', () => {
+    const podLists = fake.requests.filter((r) => r.path === '/api/v1/pods' && !r.query.watch && !r.query.continue);
+    assert.equal(podLists.length, 1, JSON.stringify(podLists));
+    // The pods judged are whole ones (their volumes), as the next test's risk pods show.
+  });
+
   it('lists the pods that mount a claim and a projected token, and not the one without a token', () => {
     // From the fixtures README: web-0, kafka-0, the api Deployment's pods, db-1 and reader-1 carry the risk; no-token does not.
     assert.deepEqual(report.riskPods.map((p) => p.name).sort(), ['api-6768cdbbb8-fbs52', 'api-69ddc5895c-2dzgc', 'db-1', 'kafka-0', 'reader-1', 'web-0']);
