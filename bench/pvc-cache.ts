@@ -36,11 +36,10 @@
 
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { freePort, pin } from './host.js';
+import { freePort, pin, untilListening } from './host.js';
 import type { LoadRequest, LoadResult } from './load-generator.js';
 import type { ApiServerMsg } from './pvc-api-server.js';
 import { fileURLToPath } from 'node:url';
@@ -113,21 +112,6 @@ async function load(mode: LoadRequest['mode'], url: string, body: unknown, expec
   }
 }
 
-async function untilListening(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = createConnection(port, '127.0.0.1', () => {
-        c.end();
-        resolve(true);
-      });
-      c.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`bare server on port ${port} did not come up`);
-}
-
 /**
  * The paced load on bench/bare-server.ts (read, JSON.parse, answer allowed; no framework) with
  * the same review and certificate, on the same CPU: the floor this machine and load generator
@@ -140,7 +124,7 @@ async function pacedOnBareServer(body: unknown, certs: { certFile: string; keyFi
   });
   try {
     if (pinned) pin(bare.pid!, 0);
-    await untilListening(port);
+    await untilListening(port, bare);
     return await load('paced', `https://127.0.0.1:${port}/validate`, body, ALLOWED, ca, pinned);
   } finally {
     bare.kill();

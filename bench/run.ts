@@ -24,7 +24,7 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, pin } from './host.js';
+import { freePort, pin, untilListening } from './host.js';
 import { runPvcCacheBench } from './pvc-cache.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -134,19 +134,6 @@ function call(port: number, method: string, path: string, body?: string): Promis
     req.on('error', rej);
     req.end(body);
   });
-}
-
-async function waitUntilServing(port: number, child: ChildProcess, path: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited with code ${child.exitCode}`);
-    const ok = await call(port, 'GET', path).then(
-      (r) => r.status < 500,
-      () => false,
-    );
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`server on port ${port} did not come up`);
 }
 
 /** One request first: the answer must be a well-formed review for this uid, or the figures mean nothing. */
@@ -278,9 +265,9 @@ async function main(): Promise<void> {
   const off = serve(offPort, '--config', offConfig);
   let figures: Figures[];
   try {
-    await waitUntilServing(barePort, bare, '/');
-    await waitUntilServing(oursPort, ours, '/healthz');
-    await waitUntilServing(offPort, off, '/healthz');
+    await untilListening(barePort, bare);
+    await untilListening(oursPort, ours);
+    await untilListening(offPort, off);
     const mutated = await afterMutation(oursPort, pod);
     process.stdout.write(`Pod CREATE review after /mutate (as /validate receives it): ${mutated.length} bytes\n`);
     const scenarios: Scenario[] = [

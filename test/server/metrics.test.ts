@@ -62,8 +62,10 @@ const sum = (f: Family | undefined, match: Record<string, string>, sampleName = 
 
 const DEFAULT_COLLECTORS = /^tokenguard_(process|nodejs)_/;
 
-/** The families the README's metrics reference lists, with their types and labels (checked against README.md below). */
-/** `afterSelfTest`: registered with the first token self-test's result (test/cluster/token-selftest.test.ts checks that); none runs here. */
+/**
+ * The families the README's metrics reference lists, with their types and labels (checked against README.md below).
+ * `afterSelfTest`: registered with the first token self-test's result (test/cluster/token-selftest.test.ts checks that); none runs here.
+ */
 const PROMISED: { name: string; type: string; labels: string[]; afterSelfTest?: boolean }[] = [
   { name: 'tokenguard_admission_requests_total', type: 'counter', labels: ['route', 'decision'] },
   { name: 'tokenguard_policy_decisions_total', type: 'counter', labels: ['route', 'policy', 'decision', 'mode'] },
