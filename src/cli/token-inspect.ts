@@ -8,13 +8,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
 import { ApiClient } from '../cluster/client.js';
-import { DISCOVERY_PATH, JWKS_PATH } from '../cluster/issuers.js';
+import { readDiscovery } from '../cluster/issuers.js';
 import { findKubeConfig } from '../cluster/kubeconfig.js';
 import { apiserverArgv, isApiserverMirrorPod } from '../cluster/projection.js';
 import {
   decodeToken,
   humanDuration,
-  parseKeySet,
   timeProblems,
   TokenFormatError,
   verifyToken,
@@ -82,9 +81,7 @@ export async function readClusterFacts(kubeconfig: string | undefined, env: Node
   if (!found) return undefined;
   const client = new ApiClient(found.kc);
   const bounds = { timeoutMs: 10_000 };
-  const doc = await client.getJson(DISCOVERY_PATH, bounds);
-  if (typeof doc?.issuer !== 'string') throw new Error(`${found.server}${DISCOVERY_PATH} has no "issuer"`);
-  const keys = parseKeySet(await client.getJson(JWKS_PATH, bounds));
+  const { issuer, jwksUri, keys } = await readDiscovery(client, bounds.timeoutMs);
   let pods: { namespace: string; name: string; nodeName: string; argv: string[] }[] = [];
   let note: string | undefined;
   try {
@@ -101,9 +98,9 @@ export async function readClusterFacts(kubeconfig: string | undefined, env: Node
   return {
     server: found.server,
     source: found.source,
-    servedIssuer: doc.issuer,
-    acceptedIssuers: acceptedIssuers(doc.issuer, { apiserverPods: () => pods }),
-    jwksUri: typeof doc.jwks_uri === 'string' ? doc.jwks_uri : undefined,
+    servedIssuer: issuer,
+    acceptedIssuers: acceptedIssuers(issuer, { apiserverPods: () => pods }),
+    jwksUri,
     keys,
     note,
   };

@@ -32,6 +32,11 @@ export function isExpired(err: unknown): boolean {
 export interface RequestBounds {
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * The `Accept` header (default `application/json`). kube-apiserver negotiates strictly: it
+   * answers /openid/v1/jwks with 406 unless `application/jwk-set+json` (or a wildcard) is accepted.
+   */
+  accept?: string;
 }
 
 export class ApiClient {
@@ -79,7 +84,7 @@ export class ApiClient {
       };
       const req = send(
         url,
-        { ...opts, method: 'GET', headers: { ...opts.headers, accept: 'application/json' }, signal: bounds.signal },
+        { ...opts, method: 'GET', headers: { ...opts.headers, accept: bounds.accept ?? 'application/json' }, signal: bounds.signal },
         (res: IncomingMessage) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));

@@ -21,6 +21,32 @@ import { Periodic } from './periodic.js';
 
 export const DISCOVERY_PATH = '/.well-known/openid-configuration';
 export const JWKS_PATH = '/openid/v1/jwks';
+/**
+ * The key set's media type first: kube-apiserver answers 406 Not Acceptable to a plain
+ * `application/json` (it has only `application/jwk-set+json`); other servers of the same path
+ * may still label it `application/json`.
+ */
+export const JWKS_ACCEPT = 'application/jwk-set+json, application/json;q=0.9';
+
+export interface Discovery {
+  issuer: string;
+  /** `jwks_uri` of the discovery document (the published address). */
+  jwksUri?: string;
+  keys: JSONWebKeySet;
+}
+
+/** Read the served discovery document and the API server's own key set; throws naming the part that failed. */
+export async function readDiscovery(client: Pick<ApiClient, 'getJson'>, timeoutMs: number): Promise<Discovery> {
+  const doc = await client.getJson(DISCOVERY_PATH, { timeoutMs });
+  if (typeof doc?.issuer !== 'string' || doc.issuer === '') throw new Error(`${DISCOVERY_PATH} has no "issuer"`);
+  let keys: JSONWebKeySet;
+  try {
+    keys = parseKeySet(await client.getJson(JWKS_PATH, { timeoutMs, accept: JWKS_ACCEPT }));
+  } catch (err) {
+    throw new Error(`${JWKS_PATH}: ${(err as Error).message}`);
+  }
+  return { issuer: doc.issuer, jwksUri: typeof doc.jwks_uri === 'string' ? doc.jwks_uri : undefined, keys };
+}
 
 export const issuerChanges = new Counter({
   name: 'tokenguard_issuer_changes_total',
@@ -96,20 +122,9 @@ export class IssuerMonitor implements IssuerView {
   }
 
   private async read(): Promise<void> {
-    const bounds = { timeoutMs: this.opts.timeoutMs ?? 5000 };
-    let issuer: string;
-    let jwksUri: string | undefined;
-    let keys: JSONWebKeySet;
+    let discovery: Discovery;
     try {
-      const doc = await this.opts.client.getJson(DISCOVERY_PATH, bounds);
-      if (typeof doc?.issuer !== 'string' || doc.issuer === '') throw new Error(`${DISCOVERY_PATH} has no "issuer"`);
-      issuer = doc.issuer;
-      jwksUri = typeof doc.jwks_uri === 'string' ? doc.jwks_uri : undefined;
-      try {
-        keys = parseKeySet(await this.opts.client.getJson(JWKS_PATH, bounds));
-      } catch (err) {
-        throw new Error(`${JWKS_PATH}: ${(err as Error).message}`);
-      }
+      discovery = await readDiscovery(this.opts.client, this.opts.timeoutMs ?? 5000);
     } catch (err) {
       discoveryFailures.inc();
       const message = (err as Error).message ?? String(err);
@@ -118,6 +133,7 @@ export class IssuerMonitor implements IssuerView {
       this.error = message;
       return;
     }
+    const { issuer, jwksUri, keys } = discovery;
     const print = fingerprint(keys);
     const previousIssuer = this.servedIssuer;
     const previousKeys = this.keys;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
-import { discoveryFailures, IssuerMonitor, issuerChanges, jwksChanges } from '../../src/cluster/issuers.js';
+import { discoveryFailures, IssuerMonitor, issuerChanges, JWKS_ACCEPT, JWKS_PATH, jwksChanges } from '../../src/cluster/issuers.js';
 import { parseKeySet, verifyToken } from '../../src/cluster/token-check.js';
 import { createLogger, type Logger } from '../../src/server/log.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
@@ -146,6 +146,37 @@ describe('IssuerMonitor against the fake API server', () => {
     await m.refresh();
     assert.equal(m.servedIssuer, undefined);
     assert.match(m.error!, /401/);
+  });
+
+  it('the key set is negotiated as kube-apiserver v1.26 does: 406 for application/json, so discovery asks for jwk-set+json', async () => {
+    const client = new ApiClient(kc);
+    // What the real API server answered to each Accept header (see README, "What the end-to-end suite found").
+    const measured: [string, number][] = [
+      ['application/json', 406],
+      ['application/*', 406],
+      ['text/html', 406],
+      ['APPLICATION/JWK-SET+JSON', 406],
+      ['application/jwk-set+json', 200],
+      ['*/*', 200],
+      ['application/json, */*', 200],
+      ['application/json;q=0.9, application/jwk-set+json;q=0.5', 200],
+      [JWKS_ACCEPT, 200],
+    ];
+    for (const [accept, status] of measured) {
+      const got = await client.getJson(JWKS_PATH, { accept }).then(
+        () => 200,
+        (err: { statusCode?: number }) => err.statusCode,
+      );
+      assert.equal(got, status, `Accept: ${accept}`);
+    }
+    await assert.rejects(client.getJson(JWKS_PATH), /406 406: Not Acceptable\n\nAvailable representations: application\/jwk-set\+json/);
+
+    const failuresBefore = await counter(discoveryFailures);
+    const m = monitor();
+    await m.refresh();
+    assert.equal(m.error, undefined);
+    assert.deepEqual(m.keys?.keys.map((k) => k.kid), ['key-1']);
+    assert.equal(await counter(discoveryFailures), failuresBefore, 'no discovery failure');
   });
 
   it('concurrent on-demand reads share one request', async () => {

@@ -71,10 +71,29 @@ export interface OidcServer {
   jwks(): JSONWebKeySet;
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+const JWK_SET = 'application/jwk-set+json';
+
+function json(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/**
+ * Whether kube-apiserver's negotiation of its non-resource JSON documents admits `type` for an
+ * `Accept` header, as measured on v1.26: no header, `*\/*` or exactly `type` (case-sensitive,
+ * parameters and even `q=0` ignored); `application/*` and `APPLICATION/...` get 406.
+ */
+export function accepts(header: string | undefined, type: string): boolean {
+  if (header === undefined || header.trim() === '') return true;
+  return header.split(',').some((range) => {
+    const media = range.split(';')[0]!.trim();
+    return media === '*/*' || media === type;
+  });
+}
+
+function notAcceptable(res: ServerResponse, type: string): void {
+  json(res, 406, statusBody(406, 'NotAcceptable', `406: Not Acceptable\n\nAvailable representations: ${type}`));
 }
 
 export async function serveOidc(fake: FakeApiServer, issuer = 'https://kubernetes.default.svc'): Promise<OidcServer> {
@@ -99,6 +118,7 @@ export async function serveOidc(fake: FakeApiServer, issuer = 'https://kubernete
   fake.route('GET', /^\/\.well-known\/openid-configuration$/, (req, res) => {
     if (!authorized(req, res)) return;
     if (oidc.discoveryDown) return json(res, 503, statusBody(503, 'ServiceUnavailable', 'discovery unavailable'));
+    if (!accepts(req.headers.accept, 'application/json')) return notAcceptable(res, 'application/json');
     json(res, 200, {
       issuer: oidc.issuer,
       jwks_uri: 'https://127.0.0.1:6443/openid/v1/jwks',
@@ -109,7 +129,9 @@ export async function serveOidc(fake: FakeApiServer, issuer = 'https://kubernete
   });
   fake.route('GET', /^\/openid\/v1\/jwks$/, (req, res) => {
     if (!authorized(req, res)) return;
-    json(res, 200, oidc.jwks());
+    // kube-apiserver has one representation of the key set, and `application/json` is not it.
+    if (!accepts(req.headers.accept, JWK_SET)) return notAcceptable(res, JWK_SET);
+    json(res, 200, oidc.jwks(), JWK_SET);
   });
   fake.route('POST', /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)\/token$/, async (req, res, { match, body }) => {
     if (!authorized(req, res)) return;
