@@ -10,6 +10,9 @@
 //
 // Trusted issuers = the served issuer (OIDC discovery) + every issuer some other kube-apiserver
 // mirror pod in the cache accepts + (UPDATE) the issuers of the object's old version.
+// A KubeadmControlPlane is the exception: it lives in a Cluster API management cluster and
+// configures the control plane of another cluster, so this cluster's served issuer and mirror pods
+// say nothing about it. It is judged against its own previous version only.
 
 import { objectName, type AdmissionRequest, type KubeObject } from '../admission/review.js';
 import type { IssuerRisk } from '../cluster/view.js';
@@ -104,6 +107,8 @@ interface Baselines {
   /** jwks-uri of an earlier configuration with the same first issuer. */
   previousJwksUri?: { value: string | undefined; from: string };
   servedKnown: boolean;
+  /** This cluster's own configuration (not a KubeadmControlPlane of another cluster). */
+  local: boolean;
 }
 
 function baselines(req: AdmissionRequest, ctx: PolicyContext, subject: Subject): Baselines {
@@ -113,7 +118,9 @@ function baselines(req: AdmissionRequest, ctx: PolicyContext, subject: Subject):
     if (!reasons) trusted.set(issuer, [why]);
     else if (!reasons.includes(why)) reasons.push(why);
   };
-  const served = ctx.cluster?.issuers?.servedIssuer;
+  // Only this cluster's own configuration is judged against this cluster's issuers.
+  const local = subject.kind !== 'kubeadm-control-plane';
+  const served = local ? ctx.cluster?.issuers?.servedIssuer : undefined;
   if (served) trust(served, 'the served issuer (/.well-known/openid-configuration)');
 
   const previousLists: string[][] = [];
@@ -127,7 +134,7 @@ function baselines(req: AdmissionRequest, ctx: PolicyContext, subject: Subject):
   }
   const self = subject.kind === 'mirror-pod' ? `${req.namespace}/${objectName(req)}` : '';
   const others: { name: string; flags: IssuerFlags }[] = [];
-  for (const pod of ctx.cluster?.apiserverPods() ?? []) {
+  for (const pod of (local && ctx.cluster?.apiserverPods()) || []) {
     if (`${pod.namespace}/${pod.name}` === self) continue;
     const flags = issuerFlags(parseArgv(pod.argv));
     if (flags.issuers.length === 0) continue;
@@ -145,6 +152,7 @@ function baselines(req: AdmissionRequest, ctx: PolicyContext, subject: Subject):
     previousLists,
     previousJwksUri,
     servedKnown: !!served,
+    local,
   };
 }
 
@@ -196,7 +204,7 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
   const issuers = flags.issuers;
   const primary = issuers[0]!;
   const b = baselines(req, ctx, subject);
-  const unknownNote = b.servedKnown
+  const unknownNote = b.servedKnown || !b.local
     ? ''
     : ' The served issuer is unknown (no cluster access, or discovery failed): judged only against the previous ' +
       'version and the other kube-apiserver pods.';
@@ -308,8 +316,9 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
     });
   }
 
-  // Nothing to compare with at all: say so rather than pass silently.
-  if (b.trusted.size === 0) {
+  // Nothing to compare with at all: say so rather than pass silently. (A new KubeadmControlPlane
+  // has nothing to compare with by design: its cluster's issuers are not visible from here.)
+  if (b.trusted.size === 0 && b.local) {
     out.findings.push({
       ...base,
       severity: 'warn',
