@@ -90,6 +90,8 @@ function described(pods: PodSummary[]): string {
 }
 
 const plural = (n: number, one: string, many = one + 's') => `${n} ${n === 1 ? one : many}`;
+/** `1 pod still uses it`, `2 pods still use it`: the noun and its verb agree. */
+const stillUse = (n: number, one: string) => `${plural(n, one)} still ${n === 1 ? 'uses' : 'use'} it`;
 
 // ---- the policy ------------------------------------------------------------------------------
 
@@ -174,7 +176,7 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
         severity: blockSeverity,
         message: line(`${ref} would hang in Terminating: used by running `, running.map(short)),
         detail:
-          `${plural(running.length, 'scheduled pod')} still use it: ${described(running)}. The claim stays Terminating ` +
+          `${stillUse(running.length, 'scheduled pod')}: ${described(running)}. The claim stays Terminating ` +
           `behind kubernetes.io/pvc-protection until they are gone, and their projected tokens may stop refreshing.`,
         fix: `delete or scale down those pods first, or annotate the PVC ${BREAK_GLASS_ANNOTATION}=true to override`,
       });
@@ -242,7 +244,7 @@ function breakGlassFinding(ref: string, pods: PodSummary[] | undefined): Finding
     message:
       pods === undefined
         ? `${ref} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); pods using it not checked`
-        : `${ref} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); ${plural(pods.length, 'pod')} still use it`,
+        : `${ref} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); ${stillUse(pods.length, 'pod')}`,
     detail: `Pods using it: ${pods ? described(pods) || 'none' : 'unknown'}.`,
     audit: { 'break-glass': `${BREAK_GLASS_ANNOTATION}=true`, 'pods-in-use': users.length > 1000 ? users.slice(0, 1000) + '...' : users },
   };

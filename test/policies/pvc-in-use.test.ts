@@ -211,6 +211,16 @@ describe('with the captured cluster state', () => {
     assert.ok(warned.warnings.some((w) => /would hang in Terminating: used by running .* and \d+ more$/.test(w)), JSON.stringify(warned.warnings));
   });
 
+  test('one pod: the denial and the break-glass warning say "1 ... pod still uses it"', async () => {
+    rig.fake.upsert('pods', podLike('solo-0', { namespace: 'sc-one', nodeName: 'node-1', claim: 'solo' }));
+    await until(() => rig.cache.podsUsingClaim('sc-one', 'solo').length === 1, 'the pod');
+    const denied = await review(enforce, deleteReview('sc-one', 'solo'));
+    assert.equal(denied.allowed, false);
+    assert.match(denied.message, /\. 1 scheduled pod still uses it: solo-0 \(/);
+    const broken = await review(enforce, deleteReview('sc-one', 'solo', { annotations: { 'tokenguard.io/allow-delete': 'true' } }));
+    assert.ok(broken.warnings.includes('PVC sc-one/solo deletion allowed by tokenguard.io/allow-delete=true (break glass); 1 pod still uses it'), JSON.stringify(broken.warnings));
+  });
+
   test('kubelet versions: affected and fixed, with vendor suffixes; pods without a projected token are not flagged', async () => {
     const nodes: [string, string, boolean][] = [
       ['kv-eks', 'v1.31.4-eks-1234abc', true],
