@@ -67,6 +67,47 @@ test('LIST paginates with limit and continue, and an expired continue token is a
   });
 });
 
+/** A raw GET with the kubeconfig's TLS and (unless `anonymous`) its credentials. */
+async function rawGet(path: string, anonymous = false): Promise<{ status: number; type: string; body: string }> {
+  const opts: any = {};
+  await kc.applyToHTTPSOptions(opts);
+  if (anonymous) delete opts.headers.Authorization;
+  const { request } = await import('node:https');
+  return new Promise((resolve, reject) => {
+    request(`${fake.url}${path}`, opts, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, type: String(res.headers['content-type']), body }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+test('strict where kube-apiserver v1.26 is (measured): unknown resources and group/versions, anonymous requests', async () => {
+  // A resource the server does not have, in a group/version it serves: a NotFound Status.
+  const typo = await rawGet('/api/v1/pod');
+  assert.equal(typo.status, 404);
+  assert.equal(JSON.parse(typo.body).message, 'the server could not find the requested resource');
+  // A resource under the wrong group/version, or an unknown group: the mux's plain-text 404.
+  for (const path of ['/apis/foo/v9/pods', '/apis/controlplane.cluster.x-k8s.io/v1beta1/kubeadmcontrolplanes']) {
+    const r = await rawGet(path);
+    assert.deepEqual([r.status, r.body], [404, '404 page not found\n'], path);
+  }
+  assert.equal((await rawGet('/apis/apps/v1/pods')).status, 404, 'pods are not in apps/v1');
+  assert.equal((await rawGet('/api/v1/namespaces/shop/nodes')).status, 404, 'nodes are cluster-scoped');
+  // Lists carry their own group/version.
+  assert.equal(JSON.parse((await rawGet('/apis/apps/v1/deployments')).body).apiVersion, 'apps/v1');
+  // No credentials at all is the anonymous user: 403 (401 is for wrong credentials, below).
+  const anonymous = await rawGet('/api/v1/pods', true);
+  assert.equal(anonymous.status, 403);
+  assert.match(JSON.parse(anonymous.body).message, /User "system:anonymous" cannot get path "\/api\/v1\/pods"/);
+  // A missing object names itself in the Status details.
+  assert.deepEqual(JSON.parse((await rawGet('/api/v1/namespaces/shop/pods/nope')).body).details, { name: 'nope', kind: 'pods' });
+  // Writing a resource the real server would not serve is a mistake in the test itself.
+  assert.throws(() => fake.upsert('widgets', { metadata: { name: 'w' } }), /does not serve widgets/);
+});
+
 test('requests without the kubeconfig token are refused with a 401 Status', async () => {
   const kc2 = new KubeConfig();
   kc2.loadFromString(fake.kubeconfig().replace(/token: .*/, 'token: wrong'));

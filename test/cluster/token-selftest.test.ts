@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
@@ -39,6 +39,8 @@ describe('TokenSelfTest against the fake API server', () => {
   before(async () => {
     fake = await FakeApiServer.start();
     oidc = await serveOidc(fake, SERVED);
+    // TokenRequest needs the ServiceAccount to exist, as on the real API server.
+    fake.upsert('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tokenguard', namespace: 'tokenguard' } });
     kc = new KubeConfig();
     kc.loadFromFile(fake.kubeconfigPath);
   });
@@ -178,6 +180,29 @@ describe('TokenSelfTest against the fake API server', () => {
       assert.equal(await gauge(selfTestSuccess), 0);
     } finally {
       oidc.tokenRequestForbidden = false;
+    }
+  });
+
+  it('the fake validates TokenRequest as kube-apiserver does: a lifetime under 10 minutes is 422', async () => {
+    const api = kc.makeApiClient(CoreV1Api);
+    const ask = (expirationSeconds: number) =>
+      api.createNamespacedServiceAccountToken({ namespace: 'tokenguard', name: 'tokenguard', body: { spec: { audiences: ['x'], expirationSeconds } } });
+    await assert.rejects(ask(599), (err: { code?: number; body?: string }) => {
+      assert.equal(err.code, 422);
+      assert.match(String(err.body), /spec\.expirationSeconds: Invalid value: 599: may not specify a duration less than 10 minutes/);
+      return true;
+    });
+    assert.ok((await ask(600)).status?.token);
+  });
+
+  it('its ServiceAccount deleted: fails saying the API server does not know it', async () => {
+    fake.remove('serviceaccounts', 'tokenguard', 'tokenguard');
+    try {
+      const r = await selfTest().run();
+      assert.equal(r.ok, false);
+      assert.match(r.error!, /TokenRequest for ServiceAccount tokenguard\/tokenguard failed: HTTP 404: serviceaccounts "tokenguard" not found/);
+    } finally {
+      fake.upsert('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tokenguard', namespace: 'tokenguard' } });
     }
   });
 });

@@ -48,23 +48,36 @@ export interface FakeApiServerOptions {
   bookmarkIntervalMs?: number;
 }
 
-/** Resource -> kind and scope. Anything not listed is a namespaced resource whose kind is derived. */
-const KINDS: Record<string, { kind: string; clusterScoped?: boolean }> = {
-  pods: { kind: 'Pod' },
-  namespaces: { kind: 'Namespace', clusterScoped: true },
-  nodes: { kind: 'Node', clusterScoped: true },
-  persistentvolumeclaims: { kind: 'PersistentVolumeClaim' },
-  persistentvolumes: { kind: 'PersistentVolume', clusterScoped: true },
-  configmaps: { kind: 'ConfigMap' },
-  events: { kind: 'Event' },
-  serviceaccounts: { kind: 'ServiceAccount' },
+/**
+ * The resources this fake serves, with the group/version the real API server serves them under
+ * (v1.26). Anything else is a 404, as on the real server: an unknown resource of a served
+ * group/version is a `NotFound` Status, an unknown group/version a plain-text `404 page not found`.
+ */
+const RESOURCES: Record<string, { kind: string; groupVersion: string; clusterScoped?: boolean }> = {
+  pods: { kind: 'Pod', groupVersion: 'v1' },
+  namespaces: { kind: 'Namespace', groupVersion: 'v1', clusterScoped: true },
+  nodes: { kind: 'Node', groupVersion: 'v1', clusterScoped: true },
+  persistentvolumeclaims: { kind: 'PersistentVolumeClaim', groupVersion: 'v1' },
+  persistentvolumes: { kind: 'PersistentVolume', groupVersion: 'v1', clusterScoped: true },
+  configmaps: { kind: 'ConfigMap', groupVersion: 'v1' },
+  events: { kind: 'Event', groupVersion: 'v1' },
+  serviceaccounts: { kind: 'ServiceAccount', groupVersion: 'v1' },
+  podtemplates: { kind: 'PodTemplate', groupVersion: 'v1' },
+  replicationcontrollers: { kind: 'ReplicationController', groupVersion: 'v1' },
+  deployments: { kind: 'Deployment', groupVersion: 'apps/v1' },
+  statefulsets: { kind: 'StatefulSet', groupVersion: 'apps/v1' },
+  daemonsets: { kind: 'DaemonSet', groupVersion: 'apps/v1' },
+  replicasets: { kind: 'ReplicaSet', groupVersion: 'apps/v1' },
+  jobs: { kind: 'Job', groupVersion: 'batch/v1' },
+  cronjobs: { kind: 'CronJob', groupVersion: 'batch/v1' },
+  storageclasses: { kind: 'StorageClass', groupVersion: 'storage.k8s.io/v1', clusterScoped: true },
 };
+const SERVED_GROUP_VERSIONS = new Set(Object.values(RESOURCES).map((r) => r.groupVersion));
 
-function kindOf(resource: string): { kind: string; clusterScoped: boolean } {
-  const k = KINDS[resource];
-  if (k) return { kind: k.kind, clusterScoped: !!k.clusterScoped };
-  const singular = resource.endsWith('s') ? resource.slice(0, -1) : resource;
-  return { kind: singular.charAt(0).toUpperCase() + singular.slice(1), clusterScoped: false };
+function kindOf(resource: string): { kind: string; groupVersion: string } {
+  const r = RESOURCES[resource];
+  if (!r) throw new Error(`the fake API server does not serve ${resource}`);
+  return r;
 }
 
 export function statusBody(code: number, reason: string, message: string): KubeObject {
@@ -280,8 +293,8 @@ export class FakeApiServer {
   bookmark(): void {
     for (const w of this.watches) {
       if (!w.bookmarks) continue;
-      const { kind } = kindOf(w.resource);
-      this.send(w, { type: 'BOOKMARK', object: { kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } } });
+      const { kind, groupVersion } = kindOf(w.resource);
+      this.send(w, { type: 'BOOKMARK', object: { kind, apiVersion: groupVersion, metadata: { resourceVersion: String(this.rv) } } });
     }
   }
 
@@ -404,11 +417,21 @@ export class FakeApiServer {
       if (match && (await r.handler(req, res, { match, url, body, fake: this })) !== 'next') return;
     }
 
+    // As kube-apiserver: no credentials is the anonymous user (authorized for nothing here: 403),
+    // wrong credentials are 401.
+    if (this.token && req.headers.authorization === undefined) {
+      return this.sendJson(res, 403, statusBody(403, 'Forbidden', `forbidden: User "system:anonymous" cannot ${method.toLowerCase()} path "${url.pathname}"`));
+    }
     if (this.token && req.headers.authorization !== `Bearer ${this.token}`) {
       return this.sendJson(res, 401, statusBody(401, 'Unauthorized', 'Unauthorized'));
     }
     const parsed = parsePath(url.pathname);
-    if (!parsed || method !== 'GET') {
+    if (!parsed || !SERVED_GROUP_VERSIONS.has(parsed.apiVersion)) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 19 });
+      return void res.end('404 page not found\n');
+    }
+    const served = RESOURCES[parsed.resource];
+    if (!served || served.groupVersion !== parsed.apiVersion || method !== 'GET' || (served.clusterScoped && parsed.namespace)) {
       return this.sendJson(res, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'));
     }
     if (parsed.name) return this.serveGet(res, parsed);
@@ -421,13 +444,14 @@ export class FakeApiServer {
   private serveGet(res: ServerResponse, p: ParsedPath): void {
     const obj = this.bucket(p.resource).get(keyOf(p.namespace, p.name!));
     if (!obj) {
-      return this.sendJson(res, 404, statusBody(404, 'NotFound', `${p.resource} "${p.name}" not found`));
+      const status = statusBody(404, 'NotFound', `${p.resource} "${p.name}" not found`);
+      return this.sendJson(res, 404, { ...status, details: { name: p.name, kind: p.resource } });
     }
     this.sendJson(res, 200, obj);
   }
 
   private serveList(res: ServerResponse, p: ParsedPath, q: URLSearchParams): void {
-    const { kind } = kindOf(p.resource);
+    const { kind, groupVersion } = kindOf(p.resource);
     const limit = Number(q.get('limit')) || 0;
     let listRv = this.rv;
     let startAfter: string | undefined;
@@ -477,7 +501,7 @@ export class FakeApiServer {
     }
     // Assembled from each object's stored bytes: building one string of a 500-pod page and
     // encoding it again made this fake, not the client under test, the slow side of a large LIST.
-    const parts: Buffer[] = [Buffer.from(`{"kind":"${kind}List","apiVersion":"v1","metadata":${JSON.stringify(metadata)},"items":[`)];
+    const parts: Buffer[] = [Buffer.from(`{"kind":"${kind}List","apiVersion":"${groupVersion}","metadata":${JSON.stringify(metadata)},"items":[`)];
     for (let i = from; i < to; i++) {
       if (i > from) parts.push(COMMA);
       parts.push(this.json(bucket.get(keys[i]!)!));
@@ -561,6 +585,7 @@ export class FakeApiServer {
   }
 
   private bucket(resource: string): Map<string, KubeObject> {
+    kindOf(resource); // a resource the real API server would not serve is a mistake in the test
     let b = this.store.get(resource);
     if (!b) this.store.set(resource, (b = new Map()));
     return b;

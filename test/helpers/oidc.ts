@@ -141,7 +141,16 @@ export async function serveOidc(fake: FakeApiServer, issuer = 'https://kubernete
     if (oidc.tokenRequestForbidden) {
       return json(res, 403, statusBody(403, 'Forbidden', `serviceaccounts "${name}" is forbidden: cannot create resource "serviceaccounts/token"`));
     }
+    // Answered as kube-apiserver v1.26 does (measured): the ServiceAccount must exist, and the
+    // lifetime is validated before anything is signed.
+    if (!fake.get('serviceaccounts', namespace, name)) {
+      return json(res, 404, { ...statusBody(404, 'NotFound', `serviceaccounts "${name}" not found`), details: { name, kind: 'serviceaccounts' } });
+    }
     const lifetime = parsed.spec?.expirationSeconds ?? 3600;
+    if (typeof lifetime !== 'number' || lifetime < 600) {
+      const why = `spec.expirationSeconds: Invalid value: ${lifetime}: may not specify a duration less than 10 minutes`;
+      return json(res, 422, statusBody(422, 'Invalid', `TokenRequest.authentication.k8s.io "" is invalid: ${why}`));
+    }
     const token = await signToken(oidc.keys[0]!, {
       issuer: oidc.tokenIssuer ?? oidc.issuer,
       audience: parsed.spec?.audiences?.length ? parsed.spec.audiences : [oidc.issuer],
