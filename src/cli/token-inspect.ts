@@ -213,6 +213,10 @@ export function formatReport(r: InspectReport): string {
     const extra = r.cluster.acceptedIssuers.slice(1);
     if (extra.length) row('also accepted', extra.join(', '));
     row('keys', r.cluster.keyIds.join(', '));
+    if (r.claims) {
+      const forged = r.problems.some((p) => p.code === 'unknown-key' || p.code === 'bad-signature');
+      row('signature', forged ? "does NOT verify against the cluster's JWKS" : `verified against the cluster's JWKS (key ${r.header?.kid ?? 'without kid'})`);
+    }
     if (r.cluster.note) row('note', r.cluster.note);
   } else if (r.claims) {
     lines.push('Signature and issuer not verified (no cluster access: use --kubeconfig)');

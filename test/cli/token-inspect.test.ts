@@ -71,6 +71,7 @@ describe('token inspect against a cluster', () => {
     assert.match(r.out, new RegExp(`Cluster ${fake.url.replace(/[.]/g, '\\.')} \\(--kubeconfig `));
     assert.match(r.out, /  served issuer   https:\/\/kubernetes\.default\.svc\n/);
     assert.match(r.out, /  keys            key-1\n/);
+    assert.match(r.out, /  signature       verified against the cluster's JWKS \(key key-1\)\n/);
     assert.match(r.out, /\nVerdict: VALID\n$/);
   });
 
@@ -115,6 +116,7 @@ describe('token inspect against a cluster', () => {
     const k = await inspect([...kubeconfig, tokenFile('wrong-key', await signToken(other, { issuer: SERVED, audience: SERVED, iat: NOW_S }))]);
     assert.equal(k.code, 1);
     assert.match(k.out, /x the signature does not verify with the published key/);
+    assert.match(k.out, /  signature       does NOT verify against the cluster's JWKS\n/);
     const unknown = await makeSigningKey('elsewhere');
     const u = await inspect([...kubeconfig, tokenFile('unknown-key', await signToken(unknown, { issuer: SERVED, audience: SERVED, iat: NOW_S }))]);
     assert.match(u.out, /x signed by a key the cluster does not publish \(kid "elsewhere"\)/);

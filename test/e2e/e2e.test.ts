@@ -1,0 +1,18 @@
+// The end-to-end suite: tokenguard against a real control plane (etcd, kube-apiserver and, when
+// present, kube-controller-manager from the envtest assets named by KUBEBUILDER_ASSETS), driven by
+// the real kubectl. Without KUBEBUILDER_ASSETS it skips, in one line saying how to enable it.
+// Each part starts its own control plane, so one part's leftovers never leak into another.
+
+import { describe } from 'node:test';
+import { findAssets } from './harness/assets.js';
+import { outageScenario } from './outage.js';
+import { webhookScenarios } from './webhook.js';
+
+const found = findAssets();
+
+describe('end to end against a real kube-apiserver, through kubectl', { skip: 'skip' in found ? found.skip : false }, () => {
+  if (!('assets' in found)) return;
+  const { assets } = found;
+  describe('admission: PVC guard, token policies, issuer guard; self-test, token inspect, audit', () => webhookScenarios(assets));
+  describe('a kube-apiserver outage of 10 s', () => outageScenario(assets));
+});

@@ -1,0 +1,102 @@
+// One end-to-end environment: a real control plane, tokenguard's own manifests applied to it
+// (namespace and RBAC, as a user installs them), tokenguard running as its ServiceAccount with a
+// token from TokenRequest, and the webhooks of manifests/base/webhooks.yaml registered with
+// `clientConfig.url` (the only change from the manifest: there is no Service to route through).
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
+import { PROJECT_ROOT } from '../../helpers/tls.js';
+import type { Assets } from './assets.js';
+import { ControlPlane, type ControlPlaneOptions } from './control-plane.js';
+import { kubectlFor, ok, warnings, type Kubectl } from './kubectl.js';
+import { TokenguardProcess } from './tokenguard.js';
+
+export const MANIFESTS = join(PROJECT_ROOT, 'manifests', 'base');
+
+export interface E2e {
+  assets: Assets;
+  cp: ControlPlane;
+  /** kubectl as cluster admin. */
+  kubectl: Kubectl;
+  tokenguard: TokenguardProcess;
+  /** tokenguard's kubeconfig (its ServiceAccount's token). */
+  tokenguardKubeconfig: string;
+  stop(): Promise<void>;
+}
+
+export interface E2eOptions extends ControlPlaneOptions {
+  /** tokenguard config keys over the suite's base (see TokenguardProcess). */
+  tokenguard?: Record<string, unknown>;
+}
+
+/** The webhook configurations of the manifests, each webhook pointed at `url` + its path. */
+export function webhooksFor(url: string, caBundle: string): string {
+  const docs = parseAllDocuments(readFileSync(join(MANIFESTS, 'webhooks.yaml'), 'utf8')).map((d) => d.toJS());
+  for (const doc of docs) {
+    for (const webhook of doc.webhooks) {
+      webhook.clientConfig = { url: url + webhook.clientConfig.service.path, caBundle };
+    }
+  }
+  return docs.map((d) => stringify(d)).join('---\n');
+}
+
+/** A namespace's `default` ServiceAccount, which only kube-controller-manager would create. */
+export function defaultServiceAccount(namespace: string): string {
+  return `apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: ${namespace}}\n`;
+}
+
+export async function startE2e(assets: Assets, opts: E2eOptions = {}): Promise<E2e> {
+  const cp = await ControlPlane.start(assets, opts);
+  let tokenguard: TokenguardProcess | undefined;
+  try {
+    const kubectl = kubectlFor(assets.kubectl, cp.kubeconfig);
+    ok(await kubectl(['apply', '-f', join(MANIFESTS, 'namespace.yaml'), '-f', join(MANIFESTS, 'rbac.yaml')]), 'apply namespace and RBAC');
+    const token = ok(await kubectl(['create', 'token', 'tokenguard', '-n', 'tokenguard', '--duration=6h']), 'TokenRequest').stdout.trim();
+    const tokenguardKubeconfig = join(cp.dir, 'tokenguard.kubeconfig');
+    writeFileSync(tokenguardKubeconfig, cp.kubeconfigFor({ token }), { mode: 0o600 });
+
+    tokenguard = await TokenguardProcess.start({ dir: cp.dir, kubeconfig: tokenguardKubeconfig, config: opts.tokenguard });
+    const caBundle = tokenguard.certs.ca.toString('base64');
+    ok(await kubectl(['apply', '-f', '-'], webhooksFor(tokenguard.url, caBundle)), 'register the webhooks');
+    await untilWebhooksServe(kubectl);
+    const tg = tokenguard;
+    return {
+      assets,
+      cp,
+      kubectl,
+      tokenguard: tg,
+      tokenguardKubeconfig,
+      stop: async () => {
+        await tg.stop();
+        await cp.stop();
+      },
+    };
+  } catch (err) {
+    await tokenguard?.stop();
+    await cp.stop();
+    throw err;
+  }
+}
+
+/**
+ * kube-apiserver picks webhook configurations up from a watch, a moment after they are written:
+ * wait until both sides answer a server-side dry run (a PersistentVolume's NFS warning for
+ * /validate, the pvc-token-risk label on a Pod for /mutate).
+ */
+async function untilWebhooksServe(kubectl: Kubectl, timeoutMs = 20_000): Promise<void> {
+  ok(await kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: e2e-probe}\n---\n${defaultServiceAccount('e2e-probe')}`), 'probe namespace');
+  const pv = 'apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: e2e-probe}\nspec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteMany], nfs: {server: nfs.example, path: /x}}\n';
+  const pod =
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: probe, namespace: e2e-probe}\n' +
+    'spec: {containers: [{name: c, image: busybox}], volumes: [{name: d, persistentVolumeClaim: {claimName: d}}]}\n';
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await kubectl(['create', '--dry-run=server', '-o', 'name', '-f', '-'], pv);
+    const m = await kubectl(['create', '--dry-run=server', '-o', 'jsonpath={.metadata.labels}', '-f', '-'], pod);
+    if (warnings(v).length && m.stdout.includes('tokenguard.io/pvc-token-risk')) break;
+    if (Date.now() > deadline) throw new Error(`the webhooks did not answer within ${timeoutMs} ms: ${v.stderr} ${m.stdout} ${m.stderr}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  ok(await kubectl(['delete', 'namespace', 'e2e-probe', '--wait=false']), 'delete the probe namespace');
+}

@@ -1,0 +1,47 @@
+// The real kubectl against the end-to-end control plane: what it prints is what the suite asserts on.
+
+import { spawn } from 'node:child_process';
+
+export interface KubectlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export type Kubectl = (args: string[], input?: string) => Promise<KubectlResult>;
+
+/** A kubectl bound to one kubeconfig; never rejects on a non-zero exit (the caller asserts it). */
+export function kubectlFor(binary: string, kubeconfig: string, timeoutMs = 30_000): Kubectl {
+  return (args, input) =>
+    new Promise((resolve, reject) => {
+      const child = spawn(binary, [`--kubeconfig=${kubeconfig}`, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c) => (stdout += c));
+      child.stderr.on('data', (c) => (stderr += c));
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`kubectl ${args.join(' ')}: no exit within ${timeoutMs} ms\n${stderr}`));
+      }, timeoutMs);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? -1, stdout, stderr });
+      });
+      child.stdin.end(input ?? '');
+    });
+}
+
+/** Throw with kubectl's own words when it failed. */
+export function ok(r: KubectlResult, what: string): KubectlResult {
+  if (r.code !== 0) throw new Error(`${what}: kubectl exited ${r.code}\n${r.stderr}${r.stdout}`);
+  return r;
+}
+
+/** `Warning: ...` lines kubectl printed on stderr, without the prefix. */
+export function warnings(r: KubectlResult): string[] {
+  return r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('Warning: '))
+    .map((l) => l.slice('Warning: '.length));
+}

@@ -1,0 +1,119 @@
+// tokenguard as users run it: `tokenguard serve --config FILE` in its own process, from the built
+// CLI, with a kubeconfig carrying its ServiceAccount's token. Its JSON log lines are kept for
+// assertions; /metrics and /readyz are read over its real TLS.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { httpsCall, type HttpResult } from '../../helpers/server.js';
+import { freePort } from '../../helpers/ports.js';
+import { makeCerts, PROJECT_ROOT, type CertSet } from '../../helpers/tls.js';
+
+export const CLI = join(PROJECT_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export interface TokenguardOptions {
+  dir: string;
+  kubeconfig: string;
+  /** Merged over the suite's base config (server address, port, certificates, cluster). */
+  config?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+}
+
+export class TokenguardProcess {
+  /** Parsed JSON log lines (stdout), in order. */
+  readonly logs: Record<string, any>[] = [];
+  stderr = '';
+  private exited: Promise<number | null>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly port: number,
+    readonly certs: CertSet,
+  ) {
+    let pending = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      pending += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) !== -1) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        try {
+          this.logs.push(JSON.parse(line));
+        } catch {
+          this.logs.push({ msg: line });
+        }
+      }
+    });
+    child.stderr!.on('data', (c: Buffer) => (this.stderr += c.toString('utf8')));
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.port}`;
+  }
+
+  static async start(opts: TokenguardOptions): Promise<TokenguardProcess> {
+    const certs = makeCerts(join(opts.dir, 'tokenguard-certs'));
+    const port = await freePort();
+    const base: Record<string, Record<string, unknown>> = {
+      server: { address: '127.0.0.1', port, tlsCertFile: certs.certFile, tlsKeyFile: certs.keyFile, shutdownGraceSeconds: 5 },
+      cluster: { enabled: true, kubeconfig: opts.kubeconfig },
+    };
+    // One level deep: a test's `server` or `cluster` keys join the base ones.
+    const config: Record<string, unknown> = { ...base };
+    for (const [key, value] of Object.entries(opts.config ?? {})) {
+      config[key] = base[key] && typeof value === 'object' ? { ...base[key], ...(value as object) } : value;
+    }
+    const configFile = join(opts.dir, `tokenguard-${port}.yaml`);
+    writeFileSync(configFile, stringify(config));
+    const child = spawn(process.execPath, [CLI, 'serve', `--config=${configFile}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TOKENGUARD_SERVICE_ACCOUNT: 'tokenguard/tokenguard', POD_NAMESPACE: 'tokenguard', ...opts.env },
+    });
+    process.once('exit', () => child.kill('SIGKILL'));
+    const tg = new TokenguardProcess(child, port, certs);
+    await tg.untilReady();
+    return tg;
+  }
+
+  call(method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<HttpResult> {
+    return httpsCall(this.port, method, path, body, headers, { ca: this.certs.ca });
+  }
+
+  /** POST an AdmissionReview to /validate or /mutate. */
+  review(route: '/validate' | '/mutate', review: unknown): Promise<HttpResult> {
+    return this.call('POST', route, JSON.stringify(review), { 'content-type': 'application/json' });
+  }
+
+  /** The value of one sample of /metrics (`name{labels}` exactly as exposed), undefined when absent. */
+  async metric(sample: string): Promise<number | undefined> {
+    const text = (await this.call('GET', '/metrics')).text;
+    const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
+    return line === undefined ? undefined : Number(line.slice(sample.length + 1));
+  }
+
+  /** Resolves once /readyz answers 200 (every cluster cache synced); rejects if the process exits. */
+  async untilReady(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      if (this.child.exitCode !== null) throw new Error(`tokenguard exited ${this.child.exitCode}:\n${this.stderr}\n${this.logTail()}`);
+      const r = await this.call('GET', '/readyz').catch((err: Error) => ({ status: 0, text: err.message }));
+      if (r.status === 200) return;
+      last = r.text;
+      if (Date.now() > deadline) throw new Error(`tokenguard not ready within ${timeoutMs} ms: ${last}\n${this.logTail()}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+
+  logTail(lines = 30): string {
+    return this.logs.slice(-lines).map((l) => JSON.stringify(l)).join('\n');
+  }
+
+  /** SIGTERM and wait for the exit code. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode === null) this.child.kill('SIGTERM');
+    return this.exited;
+  }
+}
