@@ -1,14 +1,15 @@
 // The HTTPS server: TLS from files (reloaded on change), the admission hot path, the express app
-// for the rest, and a graceful shutdown that drains in-flight reviews.
+// for the rest, and a graceful shutdown that drains connections without losing a review (drain.ts).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Engine } from '../admission/engine.js';
-import { admissionRoute, createAdmissionHandler } from './admission-handler.js';
+import { admissionRoute, createAdmissionHandler, expectsContinue } from './admission-handler.js';
 import { createApp } from './app.js';
 import type { Logger } from './log.js';
 import { Readiness } from './readiness.js';
+import { ConnectionTracker } from './drain.js';
 import { loadTls, watchTls, type TlsFiles } from './tls.js';
 
 export interface ServerOptions {
@@ -43,6 +44,8 @@ export interface RequestListenerOptions {
   readiness: Readiness;
   /** True once shutdown began: responses then ask the client to close the connection. */
   shuttingDown?: () => boolean;
+  /** Told of every request and its response (the shutdown drain counts them per connection). */
+  track?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 /** The whole request routing, without the listener: the hot path first, express for the rest. */
@@ -50,10 +53,15 @@ export function createRequestListener(opts: RequestListenerOptions): (req: Incom
   const app = createApp(opts.readiness);
   const handleAdmission = createAdmissionHandler(opts);
   return (req, res) => {
+    opts.track?.(req, res);
     if (opts.shuttingDown?.()) res.setHeader('connection', 'close');
     const route = admissionRoute(req.method, req.url);
+    // The admission handler sends `100 Continue` itself, once the headers pass its checks.
     if (route) handleAdmission(route, req, res);
-    else app(req, res);
+    else {
+      if (expectsContinue(req)) res.writeContinue();
+      app(req, res);
+    }
   };
 }
 
@@ -62,6 +70,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const tls = loadTls(opts.tls); // a missing or broken pair fails start-up, with the file named
   const requireClientCert = !!opts.tls.clientCAFile;
   let shuttingDown = false;
+  const server = createServer({
+    ...tls.options,
+    // Ask for a client certificate but check it per route: kubelet probes of /healthz present none.
+    requestCert: requireClientCert,
+    rejectUnauthorized: false,
+    keepAliveTimeout: 65_000,
+  });
+  const connections = new ConnectionTracker(server);
   const listener = createRequestListener({
     engine: opts.engine,
     logger: opts.logger,
@@ -69,18 +85,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     requireClientCert,
     readiness,
     shuttingDown: () => shuttingDown,
+    track: (req, res) => connections.track(req, res),
   });
-
-  const server = createServer(
-    {
-      ...tls.options,
-      // Ask for a client certificate but check it per route: kubelet probes of /healthz present none.
-      requestCert: requireClientCert,
-      rejectUnauthorized: false,
-      keepAliveTimeout: 65_000,
-    },
-    listener,
-  );
+  server.on('request', listener);
+  // `Expect: 100-continue` requests arrive here instead; the listener decides whether to continue.
+  server.on('checkContinue', listener);
   server.on('clientError', (err, socket: Socket) => {
     opts.logger.debug('client error', { error: err.message });
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -103,24 +112,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const host = opts.address.includes(':') ? `[${opts.address}]` : opts.address;
 
   let closing: Promise<void> | undefined;
-  const drain = () =>
-    new Promise<void>((resolve) => {
-      opts.logger.info('closing the listener, draining in-flight requests', { graceSeconds: opts.shutdownGraceSeconds });
-      const deadline = setTimeout(() => {
-        opts.logger.warn('grace period over, closing remaining connections');
-        server.closeAllConnections();
-      }, opts.shutdownGraceSeconds * 1000);
-      deadline.unref();
-      // Keep-alive connections with no request in flight would otherwise hold close() open;
-      // connections busy now become idle once their response is written, so sweep until closed.
-      const sweep = setInterval(() => server.closeIdleConnections(), 50);
-      server.close(() => {
-        clearTimeout(deadline);
-        clearInterval(sweep);
-        resolve();
-      });
-      server.closeIdleConnections();
-    });
   const shutdown = () =>
     (closing ??= (async () => {
       // Unready first: the Service stops sending new connections while the listener still accepts
@@ -130,7 +121,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       const delay = opts.shutdownDelaySeconds ?? 0;
       opts.logger.info('shutting down: unready', { delaySeconds: delay });
       if (delay > 0) await new Promise((r) => setTimeout(r, delay * 1000));
-      await drain();
+      await connections.drain(opts.shutdownGraceSeconds * 1000, opts.logger);
     })());
 
   return { server, readiness, port, url: `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, shutdown };

@@ -4,6 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent } from 'node:https';
+import { connect } from 'node:tls';
 import { Engine } from '../../src/admission/engine.js';
 import { resolveConfig } from '../../src/config/load.js';
 import type { AnyPolicy } from '../../src/policies/types.js';
@@ -74,8 +75,41 @@ describe('graceful shutdown', () => {
     agent.destroy();
 
     const msgs = lines.map((l) => JSON.parse(l).msg);
-    assert.ok(msgs.indexOf('shutting down: unready') < msgs.indexOf('closing the listener, draining in-flight requests'));
-    assert.ok(msgs.indexOf('closing the listener, draining in-flight requests') < msgs.indexOf('admission decision'));
+    assert.ok(msgs.indexOf('shutting down: unready') < msgs.indexOf('closing the listener, draining connections'));
+    assert.ok(msgs.indexOf('closing the listener, draining connections') < msgs.indexOf('admission decision'));
+  });
+
+  it('an idle keep-alive connection never told to close is closed last, once the review in flight is answered', async () => {
+    let gatherStarted!: () => void;
+    const started = new Promise<void>((r) => (gatherStarted = r));
+    const lines: string[] = [];
+    const { running, ca } = await start(slowPolicy('slow', 600, () => gatherStarted()), 0, 5, lines);
+    // A: one request before the shutdown, then idle on its keep-alive connection.
+    const idle = connect({ host: '127.0.0.1', port: running.port, ca, servername: 'localhost' });
+    await new Promise<void>((resolve) => {
+      idle.once('secureConnect', () => idle.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n'));
+      idle.once('data', () => resolve());
+    });
+    let idleClosedAt = 0;
+    idle.on('close', () => (idleClosedAt = Date.now()));
+    idle.on('error', () => {});
+    // B: a slow review in flight when the shutdown begins.
+    let answeredAt = 0;
+    const inFlight = httpsCall(running.port, 'POST', '/validate', JSON.stringify(reviewByPrefix('004')), { 'content-type': 'application/json' }, { ca, agent: false as never }).then((r) => {
+      answeredAt = Date.now();
+      return r;
+    });
+    await started;
+    const stopped = running.shutdown();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(idleClosedAt, 0, 'not closed while a review is in flight (its client may still use it)');
+    assert.equal((await inFlight).status, 200);
+    await stopped;
+    assert.ok(idleClosedAt >= answeredAt, `closed at ${idleClosedAt}, the review answered at ${answeredAt}`);
+    const drained = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'drained: every connection closed');
+    assert.deepEqual([drained?.cutConnections, drained?.cutRequests], [0, 0]);
+    const begun = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'closing the listener, draining connections');
+    assert.deepEqual([begun?.connections, begun?.requestsInFlight], [2, 1]);
   });
 
   it('the grace period bounds the wait: a review slower than it is cut off', async () => {
