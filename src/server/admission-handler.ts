@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Decision, Engine } from '../admission/engine.js';
 import { DecodeError, decodeReview, objectName, type AdmissionRequest } from '../admission/review.js';
 import { fromDecision, review } from '../admission/response.js';
+import { lingerBeforeClose } from './lingering-close.js';
 import { jsonString, type Logger } from './log.js';
 import { observeDecision, observeInvalid } from './metrics.js';
 
@@ -45,6 +46,11 @@ export function sendError(res: ServerResponse, status: number, message: string, 
   sendJson(res, status, { error: { code: status, message } }, close);
 }
 
+/** `Expect: 100-continue`: node leaves the `100 Continue` to us (see the server's checkContinue). */
+export function expectsContinue(req: IncomingMessage): boolean {
+  return req.headers.expect?.toLowerCase() === '100-continue';
+}
+
 function isJsonContentType(value: string | undefined): boolean {
   if (!value) return false;
   const semi = value.indexOf(';');
@@ -57,6 +63,9 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
   return function handleAdmission(route: AdmissionRoute, req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
     const fail = (status: number, message: string, close = false) => {
+      // Answered before the whole body arrived: if the connection closes after this answer, it
+      // closes only once the rest is drained, so the client can read it.
+      if (!req.complete) lingerBeforeClose(req);
       observeInvalid(route);
       logger.warn('rejected admission request', { route, status, error: message });
       sendError(res, status, message, close);
@@ -72,9 +81,12 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
     }
     const declared = Number(req.headers['content-length']);
     if (declared > maxBodyBytes) {
-      // Do not read a body we will refuse; close the connection so its bytes are not parsed as a request.
+      // Refused before the body is read (with `Expect: 100-continue`, no 100 Continue is sent: the
+      // client need not send it at all). The connection closes once what still arrives is drained.
       return fail(413, `request body of ${declared} bytes exceeds the limit of ${maxBodyBytes} bytes`, true);
     }
+    // Every check that needs no body has passed: now the client may send it.
+    if (expectsContinue(req)) res.writeContinue();
 
     const chunks: Buffer[] = [];
     let size = 0;
