@@ -12,6 +12,7 @@ import type { Assets } from './harness/assets.js';
 import { defaultServiceAccount, startE2e, type E2e } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
 import { ok, warnings } from './harness/kubectl.js';
+import { PacedLoad } from '../helpers/paced-load.js';
 
 const NS = 'e2e-outage';
 const OUTAGE_MS = 10_000;
@@ -52,7 +53,18 @@ export function outageScenario(assets: Assets): void {
     await e?.stop();
   });
 
-  it('reviews are answered throughout, with warnings and no 5xx; the caches sync again and see new pods', async () => {
+  it('reviews are answered throughout, with warnings and no 5xx; the caches sync again and see new pods', async (t) => {
+    // The fault suite's paced keep-alive load (nothing may be lost or time out), and beside it a
+    // slower loop that looks at each answer's warnings and at /readyz.
+    const load = new PacedLoad({
+      port: e.tokenguard.port,
+      ca: e.tokenguard.certs.ca,
+      path: '/validate',
+      body: JSON.stringify(deleteReview()),
+      rate: 100,
+      expect: '"warnings":["',
+    });
+    load.start();
     const answers: { status: number; allowed?: boolean; warnings: string[]; ready: number }[] = [];
     let reviewing = true;
     const loop = (async () => {
@@ -72,6 +84,9 @@ export function outageScenario(assets: Assets): void {
     const back = Date.now();
     reviewing = false;
     await loop;
+    const counts = await load.stop();
+    t.diagnostic(`outage, paced load: ok ${counts.ok}, bad ${counts.bad}, refused ${counts.refused}, lost ${counts.lost}, timeout ${counts.timeout}`);
+    assert.deepEqual([counts.bad, counts.refused, counts.lost, counts.timeout], [0, 0, 0, 0], JSON.stringify(counts));
 
     assert.ok(answers.length >= 50, `${answers.length} reviews during ${back - down} ms`);
     assert.deepEqual([...new Set(answers.map((a) => a.status))], [200], 'every review answered 200');
@@ -95,10 +110,10 @@ export function outageScenario(assets: Assets): void {
       return warnings(d).some((w) => w.includes('db-1')) ? d : undefined;
     }, 'the guard to see db-1');
     assert.ok(warnings(r).includes(`PVC ${NS}/data would hang in Terminating: used by running db-0 (node-a), db-1 (node-a)`), r.stderr);
-    process.stdout.write(
-      `# outage: kube-apiserver took ${stopped - down} ms to stop, was down ${OUTAGE_MS} ms and ${back - stopped - OUTAGE_MS} ms to be ready again; ` +
+    t.diagnostic(
+      `outage: kube-apiserver took ${stopped - down} ms to stop, was down ${OUTAGE_MS} ms and ${back - stopped - OUTAGE_MS} ms to be ready again; ` +
         `${answers.length} reviews answered meanwhile (${named.length} from the cache, ${unchecked.length} unchecked), ` +
-        `caches synced ${resynced - back} ms after the API server was back\n`,
+        `caches synced ${resynced - back} ms after the API server was back`,
     );
   });
 }

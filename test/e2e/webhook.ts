@@ -14,7 +14,7 @@ import type { Assets } from './harness/assets.js';
 import { SERVED_ISSUER } from './harness/control-plane.js';
 import { defaultServiceAccount, startE2e, type E2e } from './harness/environment.js';
 import { ok, warnings, type KubectlResult } from './harness/kubectl.js';
-import { CLI } from './harness/tokenguard.js';
+import { CLI } from '../helpers/tokenguard-process.js';
 import { eventually } from './harness/eventually.js';
 
 const ENFORCE = 'e2e-enforce';

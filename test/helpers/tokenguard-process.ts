@@ -1,20 +1,24 @@
 // tokenguard as users run it: `tokenguard serve --config FILE` in its own process, from the built
-// CLI, with a kubeconfig carrying its ServiceAccount's token. Its JSON log lines are kept for
-// assertions; /metrics and /readyz are read over its real TLS.
+// CLI, with a kubeconfig carrying its ServiceAccount's token (or with no cluster). Its JSON log
+// lines are kept for assertions; /metrics and /readyz are read over its real TLS. Shared by the
+// end-to-end suite and the fault suite (which sends it signals).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { httpsCall, type HttpResult } from '../../helpers/server.js';
-import { freePort } from '../../helpers/ports.js';
-import { makeCerts, PROJECT_ROOT, type CertSet } from '../../helpers/tls.js';
+import { httpsCall, type HttpResult } from './server.js';
+import { freePort } from './ports.js';
+import { makeCerts, PROJECT_ROOT, type CertSet } from './tls.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'src', 'cli', 'main.js');
 
 export interface TokenguardOptions {
   dir: string;
-  kubeconfig: string;
+  /** Its cluster credentials; without, it runs with `cluster.enabled: false`. */
+  kubeconfig?: string;
+  /** Its serving certificate (default: a fresh set from certs/generate.sh under `dir`). */
+  certs?: CertSet;
   /** Merged over the suite's base config (server address, port, certificates, cluster). */
   config?: Record<string, unknown>;
   env?: NodeJS.ProcessEnv;
@@ -54,11 +58,11 @@ export class TokenguardProcess {
   }
 
   static async start(opts: TokenguardOptions): Promise<TokenguardProcess> {
-    const certs = makeCerts(join(opts.dir, 'tokenguard-certs'));
+    const certs = opts.certs ?? makeCerts(join(opts.dir, 'tokenguard-certs'));
     const port = await freePort();
     const base: Record<string, Record<string, unknown>> = {
       server: { address: '127.0.0.1', port, tlsCertFile: certs.certFile, tlsKeyFile: certs.keyFile, shutdownGraceSeconds: 5 },
-      cluster: { enabled: true, kubeconfig: opts.kubeconfig },
+      cluster: opts.kubeconfig ? { enabled: true, kubeconfig: opts.kubeconfig } : { enabled: false },
     };
     // One level deep: a test's `server` or `cluster` keys join the base ones.
     const config: Record<string, unknown> = { ...base };
@@ -73,7 +77,12 @@ export class TokenguardProcess {
     });
     process.once('exit', () => child.kill('SIGKILL'));
     const tg = new TokenguardProcess(child, port, certs);
-    await tg.untilReady();
+    try {
+      await tg.untilReady();
+    } catch (err) {
+      child.kill('SIGKILL'); // a server left running would keep the test process alive
+      throw err;
+    }
     return tg;
   }
 

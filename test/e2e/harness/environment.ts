@@ -10,7 +10,7 @@ import { PROJECT_ROOT } from '../../helpers/tls.js';
 import type { Assets } from './assets.js';
 import { ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 import { kubectlFor, ok, warnings, type Kubectl } from './kubectl.js';
-import { TokenguardProcess } from './tokenguard.js';
+import { TokenguardProcess } from '../../helpers/tokenguard-process.js';
 
 export const MANIFESTS = join(PROJECT_ROOT, 'manifests', 'base');
 
