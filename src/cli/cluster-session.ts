@@ -7,7 +7,7 @@ import { IssuerMonitor } from '../cluster/issuers.js';
 import { findKubeConfig, type KubeConfigSource } from '../cluster/kubeconfig.js';
 import type { KubeObject } from '../cluster/reflector.js';
 import type { TokenguardConfig } from '../config/schema.js';
-import { silentLogger } from '../server/log.js';
+import { silentLogger } from '../observability/log.js';
 
 export interface ClusterSession {
   source: KubeConfigSource;

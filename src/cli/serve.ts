@@ -11,7 +11,7 @@ import type { TokenguardConfig } from '../config/schema.js';
 import { connectCluster } from '../cluster/connect.js';
 import { startIssuerServices } from '../cluster/issuer-services.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
-import { batchedStdout, createLogger, type Logger, type LogLevel } from '../server/log.js';
+import { batchedStdout, createLogger, type Logger, type LogLevel } from '../observability/log.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 

@@ -2,7 +2,7 @@
 // Namespaces holding compact projections, an index (namespace, claim) -> pods, and a live LIST
 // for when the cache cannot be trusted (not synced yet, or its watch down for too long).
 
-import type { Logger } from '../server/log.js';
+import type { Logger } from '../observability/log.js';
 import { ApiClient } from './client.js';
 import { liveLookups, trackReflector, watchRestarts } from './metrics.js';
 import { Interner, projectNamespace, projectNode, projectPod, type CachedPod } from './projection.js';

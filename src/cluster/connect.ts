@@ -3,8 +3,8 @@
 // that they could not run, and /readyz says so.
 
 import type { TokenguardConfig } from '../config/schema.js';
-import type { Logger } from '../server/log.js';
-import type { ReadinessCheck } from '../server/readiness.js';
+import type { Logger } from '../observability/log.js';
+import type { ReadinessCheck } from '../observability/readiness.js';
 import { ClusterCache, type ClusterCacheOptions } from './cache.js';
 import { findKubeConfig, type KubeConfigLookup } from './kubeconfig.js';
 

@@ -9,7 +9,7 @@
 
 import { hostname } from 'node:os';
 import { CoreV1Api, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../server/log.js';
+import type { Logger } from '../observability/log.js';
 
 export interface EventRecorderOptions {
   kc: KubeConfig;

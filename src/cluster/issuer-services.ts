@@ -3,7 +3,7 @@
 // ServiceAccount (in-cluster, or TOKENGUARD_SERVICE_ACCOUNT) and `cluster.tokenSelfTestSeconds` > 0.
 
 import type { TokenguardConfig } from '../config/schema.js';
-import type { Logger } from '../server/log.js';
+import type { Logger } from '../observability/log.js';
 import type { ClusterCache } from './cache.js';
 import { EventRecorder } from './events.js';
 import { IssuerMonitor } from './issuers.js';

@@ -11,8 +11,8 @@
 
 import { Counter } from 'prom-client';
 import type { JSONWebKeySet } from 'jose';
-import type { Logger } from '../server/log.js';
-import { registry } from '../server/metrics.js';
+import type { Logger } from '../observability/log.js';
+import { registry } from '../observability/metrics.js';
 import type { ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { parseKeySet } from './token-check.js';

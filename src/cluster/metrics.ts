@@ -1,7 +1,7 @@
 // Metrics of the cluster caches, read from the live caches at scrape time.
 
 import { Counter, Gauge } from 'prom-client';
-import { registry } from '../server/metrics.js';
+import { registry } from '../observability/metrics.js';
 import type { Reflector } from './reflector.js';
 
 const live = new Set<Reflector<unknown>>();

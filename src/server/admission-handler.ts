@@ -8,8 +8,8 @@ import type { Decision, Engine } from '../admission/engine.js';
 import { DecodeError, decodeReview, objectName, type AdmissionRequest } from '../admission/review.js';
 import { fromDecision, review } from '../admission/response.js';
 import { lingerBeforeClose } from './lingering-close.js';
-import { jsonString, type Logger } from './log.js';
-import { observeDecision, observeInvalid } from './metrics.js';
+import { jsonString, type Logger } from '../observability/log.js';
+import { observeDecision, observeInvalid } from './admission-metrics.js';
 
 export type AdmissionRoute = 'validate' | 'mutate';
 

@@ -1,8 +1,8 @@
 // Everything that is not the admission hot path: health, readiness, metrics and clear errors.
 
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
-import type { Readiness } from './readiness.js';
-import { registry } from './metrics.js';
+import type { Readiness } from '../observability/readiness.js';
+import { registry } from '../observability/metrics.js';
 
 export function createApp(readiness: Readiness): Express {
   const app = express();

@@ -18,7 +18,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:https';
 import type { Socket } from 'node:net';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
-import type { Logger } from './log.js';
+import type { Logger } from '../observability/log.js';
 
 /** How long a connection that has carried no request yet may take to send its first one. */
 export const FRESH_CONNECTION_MS = 5000;

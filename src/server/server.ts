@@ -7,8 +7,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Engine } from '../admission/engine.js';
 import { admissionRoute, createAdmissionHandler, expectsContinue } from './admission-handler.js';
 import { createApp } from './app.js';
-import type { Logger } from './log.js';
-import { Readiness } from './readiness.js';
+import type { Logger } from '../observability/log.js';
+import { Readiness } from '../observability/readiness.js';
 import { ConnectionTracker } from './drain.js';
 import { loadTls, watchTls, type TlsFiles } from './tls.js';
 

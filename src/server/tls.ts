@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Server } from 'node:https';
-import type { Logger } from './log.js';
+import type { Logger } from '../observability/log.js';
 
 export interface TlsFiles {
   certFile: string;

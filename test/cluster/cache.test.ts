@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Reflector, MAX_BACKOFF_MS } from '../../src/cluster/reflector.js';
 import { ApiClient } from '../../src/cluster/client.js';
-import { registry } from '../../src/server/metrics.js';
+import { registry } from '../../src/observability/metrics.js';
 import { clusterState, reviewByPrefix } from '../helpers/fixtures.js';
 import { podLike, startCacheRig, TEST_TUNING, until } from './helpers.js';
 import { ClusterCache } from '../../src/cluster/cache.js';

@@ -8,7 +8,7 @@ import { Agent } from 'node:https';
 import { resolveConfig } from '../../src/config/load.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { runServer } from '../../src/cli/serve.js';
-import { silentLogger } from '../../src/server/log.js';
+import { silentLogger } from '../../src/observability/log.js';
 import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { httpsCall, testCerts } from '../helpers/server.js';

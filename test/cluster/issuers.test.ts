@@ -11,7 +11,7 @@ import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
 import { discoveryFailures, IssuerMonitor, issuerChanges, JWKS_ACCEPT, JWKS_PATH, jwksChanges } from '../../src/cluster/issuers.js';
 import { parseKeySet, verifyToken } from '../../src/cluster/token-check.js';
-import { createLogger, type Logger } from '../../src/server/log.js';
+import { createLogger, type Logger } from '../../src/observability/log.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { CLUSTER_STATE_DIR, clusterState } from '../helpers/fixtures.js';
 import { makeSigningKey, serveOidc, type OidcServer } from '../helpers/oidc.js';

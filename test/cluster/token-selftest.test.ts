@@ -22,8 +22,8 @@ import {
   TokenSelfTest,
 } from '../../src/cluster/token-selftest.js';
 import type { ApiserverPod } from '../../src/cluster/view.js';
-import { createLogger } from '../../src/server/log.js';
-import { registry } from '../../src/server/metrics.js';
+import { createLogger } from '../../src/observability/log.js';
+import { registry } from '../../src/observability/metrics.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { makeSigningKey, serveOidc, signToken, type OidcServer, type SigningKey } from '../helpers/oidc.js';
 

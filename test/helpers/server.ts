@@ -7,7 +7,7 @@ import type { TokenguardConfig } from '../../src/config/schema.js';
 import type { ClusterView } from '../../src/cluster/view.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import type { AnyPolicy } from '../../src/policies/types.js';
-import { silentLogger, type Logger } from '../../src/server/log.js';
+import { silentLogger, type Logger } from '../../src/observability/log.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { makeCerts, type CertSet } from './tls.js';
 

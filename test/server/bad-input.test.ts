@@ -6,11 +6,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import supertest from 'supertest';
-import { Readiness } from '../../src/server/readiness.js';
+import { Readiness } from '../../src/observability/readiness.js';
 import { createRequestListener } from '../../src/server/server.js';
 import { Engine } from '../../src/admission/engine.js';
 import { resolveConfig } from '../../src/config/load.js';
-import { silentLogger } from '../../src/server/log.js';
+import { silentLogger } from '../../src/observability/log.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { httpsCall, startTestServer, type HttpResult, type TestServer } from '../helpers/server.js';
 

@@ -8,7 +8,7 @@ import { connect } from 'node:tls';
 import { Engine } from '../../src/admission/engine.js';
 import { resolveConfig } from '../../src/config/load.js';
 import type { AnyPolicy } from '../../src/policies/types.js';
-import { createLogger } from '../../src/server/log.js';
+import { createLogger } from '../../src/observability/log.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { httpsCall, testCerts, type HttpResult } from '../helpers/server.js';

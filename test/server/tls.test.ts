@@ -10,7 +10,7 @@ import { Agent, request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger } from '../../src/server/log.js';
+import { createLogger } from '../../src/observability/log.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, httpsCall, type TestServer } from '../helpers/server.js';
 import { makeCerts, type CertSet } from '../helpers/tls.js';

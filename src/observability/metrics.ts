@@ -1,19 +1,19 @@
-// Prometheus metrics (served at GET /metrics). One registry per process; modules register their
-// own metrics here so names stay in one place: `tokenguard_` prefix, `_total`, `_seconds`.
+// Prometheus metrics (served at GET /metrics): one registry per process, below every layer that
+// counts something (server, cluster). Modules register their own metrics here so names follow one
+// convention: `tokenguard_` prefix, `_total`, `_seconds`.
 //
-// The admission metrics are updated on every review, and prom-client builds and hashes a label
-// object on each inc()/observe(): measurable at thousands of reviews per second. So the hot path
-// only bumps plain numbers in maps keyed by the label values, and the prom-client metrics read
-// them at scrape time (their `collect`/`get`). Nothing changes for a scraper.
+// Metrics updated on every request cannot afford prom-client's per-update label hashing (it
+// builds and hashes a label object on each inc()/observe(): measurable at thousands of reviews
+// per second). So the hot path bumps plain numbers (Tally, RouteLatencyHistogram) and prom-client
+// reads them at scrape time. Nothing changes for a scraper.
 
 import { Counter, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import type { Decision } from '../admission/engine.js';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'tokenguard_' });
 
 /** Counts by label values; `key` is the values joined by NUL, `labels` builds them once per key. */
-class Tally<L extends string> {
+export class Tally<L extends string> {
   private readonly counts = new Map<string, { labels: Record<L, string>; value: number }>();
 
   add(key: string, labels: () => Record<L, string>, n = 1): void {
@@ -38,33 +38,12 @@ class Tally<L extends string> {
   }
 }
 
-const requests = new Tally<'route' | 'decision'>();
-export const admissionRequests = requests.counter(
-  'tokenguard_admission_requests_total',
-  'Admission reviews answered, by route and decision (allowed, denied, invalid).',
-  ['route', 'decision'],
-);
-
-const policyOutcomes = new Tally<'route' | 'policy' | 'decision' | 'mode'>();
-export const policyDecisions = policyOutcomes.counter(
-  'tokenguard_policy_decisions_total',
-  'Policy outcomes per request, by route, policy, decision (denied, warned, patched) and mode.',
-  ['route', 'policy', 'decision', 'mode'],
-);
-
-const warnings = new Tally<'route'>();
-export const warningsEmitted = warnings.counter(
-  'tokenguard_warnings_emitted_total',
-  'Warnings returned to clients (after deduplication and limits), by route.',
-  ['route'],
-);
-
 /**
  * The latency histogram, kept as per-route bucket counts and reported in the shape prom-client's
  * registry renders for its own histograms (`_bucket` with cumulative `le`, `_sum`, `_count`).
  * prom-client's Histogram has no way to be fed pre-aggregated buckets, hence this small metric.
  */
-class RouteLatencyHistogram {
+export class RouteLatencyHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   /** Per route: counts per bucket (not cumulative; the last slot is +Inf), sum and count. */
@@ -105,26 +84,4 @@ class RouteLatencyHistogram {
   reset(): void {
     this.byRoute.clear();
   }
-}
-
-export const admissionDuration = new RouteLatencyHistogram(
-  'tokenguard_admission_duration_seconds',
-  'Time from the first byte of the request body to the response, by route.',
-  [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-);
-
-export function observeDecision(route: string, d: Decision, warningCount: number, seconds: number): void {
-  const decision = d.allowed ? 'allowed' : 'denied';
-  requests.add(route + '\0' + decision, () => ({ route, decision }));
-  admissionDuration.observe(route, seconds);
-  if (warningCount > 0) warnings.add(route, () => ({ route }), warningCount);
-  for (const f of d.findings) {
-    const outcome = f.severity === 'deny' && f.mode === 'enforce' ? 'denied' : 'warned';
-    policyOutcomes.add(`${route}\0${f.policy}\0${outcome}\0${f.mode}`, () => ({ route, policy: f.policy, decision: outcome, mode: f.mode }));
-  }
-  if (d.patch) for (const p of d.fired) policyOutcomes.add(`${route}\0${p}\0patched`, () => ({ route, policy: p, decision: 'patched', mode: 'n/a' }));
-}
-
-export function observeInvalid(route: string): void {
-  requests.add(route + '\0invalid', () => ({ route, decision: 'invalid' }));
 }

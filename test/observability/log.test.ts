@@ -2,7 +2,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogger, jsonString } from '../../src/server/log.js';
+import { createLogger, jsonString } from '../../src/observability/log.js';
 
 describe('createLogger', () => {
   it('writes one JSON object per line with time, level, msg and the fields', () => {
@@ -65,7 +65,7 @@ describe('batchedStdout', () => {
   it('writes every line, in order, even when the process exits in the same turn', async () => {
     const { execFileSync } = await import('node:child_process');
     const { fileURLToPath } = await import('node:url');
-    const logModule = fileURLToPath(new URL('../../src/server/log.js', import.meta.url));
+    const logModule = fileURLToPath(new URL('../../src/observability/log.js', import.meta.url));
     // 2000 lines cross the 64 KiB flush threshold several times, then exit before setImmediate runs.
     const script = `
       const { createLogger, batchedStdout } = await import(${JSON.stringify(logModule)});
@@ -81,7 +81,7 @@ describe('batchedStdout', () => {
   it('writes a lone line within the batching delay, without waiting for exit', async () => {
     const { spawnSync } = await import('node:child_process');
     const { fileURLToPath } = await import('node:url');
-    const logModule = fileURLToPath(new URL('../../src/server/log.js', import.meta.url));
+    const logModule = fileURLToPath(new URL('../../src/observability/log.js', import.meta.url));
     // SIGKILL skips the exit hook: the line shows up only if the timed flush wrote it.
     const script = `
       const { createLogger, batchedStdout } = await import(${JSON.stringify(logModule)});
