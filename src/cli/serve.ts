@@ -12,6 +12,7 @@ import { connectCluster } from '../cluster/connect.js';
 import { startIssuerServices } from '../cluster/issuer-services.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { batchedStdout, createLogger, type Logger, type LogLevel } from '../observability/log.js';
+import { CallerAuth, callerAuthCA } from '../server/caller-auth.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 
@@ -25,7 +26,8 @@ Flags (each also settable by the environment variable shown, and in the config f
   --port N             listen port (default 8443)                  TOKENGUARD_PORT
   --tls-cert FILE      serving certificate, PEM (default certs/tls.crt)  TOKENGUARD_TLS_CERT
   --tls-key FILE       serving key, PEM (default certs/tls.key)    TOKENGUARD_TLS_KEY
-  --client-ca FILE     require client certificates signed by this CA     TOKENGUARD_CLIENT_CA
+  --caller-auth MODE   authenticate the API server: off, audit or enforce (default off)  TOKENGUARD_CALLER_AUTH
+  --client-ca FILE     accept client certificates signed by this CA (with --caller-auth)  TOKENGUARD_CLIENT_CA
   --kubeconfig FILE    cluster access (else KUBECONFIG, in-cluster, ~/.kube/config)
   --no-cluster         never talk to a cluster (cluster-backed checks warn that they could not run)
   --log-level LEVEL    debug, info, warn or error (default info)   TOKENGUARD_LOG_LEVEL
@@ -51,7 +53,13 @@ export function flagOverrides(values: Record<string, string | boolean | undefine
   set('port', num('--port', pick('port', 'TOKENGUARD_PORT')));
   set('tlsCertFile', pick('tls-cert', 'TOKENGUARD_TLS_CERT'));
   set('tlsKeyFile', pick('tls-key', 'TOKENGUARD_TLS_KEY'));
-  set('clientCAFile', pick('client-ca', 'TOKENGUARD_CLIENT_CA'));
+  const callerAuth: Record<string, unknown> = {};
+  const authMode = pick('caller-auth', 'TOKENGUARD_CALLER_AUTH');
+  if (authMode !== undefined) callerAuth.mode = authMode;
+  const clientCA = pick('client-ca', 'TOKENGUARD_CLIENT_CA');
+  if (clientCA !== undefined) callerAuth.clientCertificate = { caFile: clientCA };
+  // Validated like the file (a bad mode is named with its path), so the shape is checked there.
+  if (Object.keys(callerAuth).length) server.callerAuth = callerAuth as unknown as TokenguardConfig['server']['callerAuth'];
   const overrides: ConfigOverrides = { server };
   const level = pick('log-level', 'TOKENGUARD_LOG_LEVEL');
   if (level) overrides.log = { level: level as LogLevel };
@@ -96,6 +104,7 @@ export const serveCommand: Command = {
       port: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'caller-auth': { type: 'string' },
       'client-ca': { type: 'string' },
       kubeconfig: { type: 'string' },
       'no-cluster': { type: 'boolean' },
@@ -132,16 +141,24 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     cluster: cluster.cache,
     onPolicyError: (policy, err) => logger.error('policy failed', { policy, error: String((err as Error)?.stack ?? err) }),
   });
+  const auth = config.server.callerAuth;
+  const callerAuth = auth.mode === 'off' ? undefined : new CallerAuth(auth, issuerServices?.monitor, logger);
+  if (callerAuth && !issuerServices) {
+    logger.warn('caller authentication without a cluster: bearer tokens cannot be verified (no key set); only client certificates can pass', {
+      mode: auth.mode,
+    });
+  }
   const running = await startServer({
     address: config.server.address,
     port: config.server.port,
-    tls: { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile, clientCAFile: config.server.clientCAFile },
+    tls: { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile, clientCAFile: callerAuthCA(auth) },
     tlsReloadSeconds: config.server.tlsReloadSeconds,
     maxBodyBytes: config.server.maxBodyBytes,
     shutdownGraceSeconds: config.server.shutdownGraceSeconds,
     shutdownDelaySeconds: config.server.shutdownDelaySeconds,
     logger,
     engine: () => engine,
+    callerAuth,
   }).catch((err) => {
     issuerServices?.stop();
     cluster.stop();

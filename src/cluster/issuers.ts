@@ -96,6 +96,7 @@ export class IssuerMonitor implements IssuerView {
   private readonly schedule: Periodic;
   private inflight?: Promise<void>;
   private readonly clock: () => Date;
+  private readonly keyListeners: ((removedKeyIds: string[]) => void)[] = [];
 
   constructor(private readonly opts: IssuerMonitorOptions) {
     this.clock = opts.clock ?? (() => new Date());
@@ -115,6 +116,11 @@ export class IssuerMonitor implements IssuerView {
   refresh(): Promise<void> {
     this.inflight ??= this.read().finally(() => (this.inflight = undefined));
     return this.inflight;
+  }
+
+  /** Told of every change of the key set, with the key ids no longer published. */
+  onKeysChanged(listener: (removedKeyIds: string[]) => void): void {
+    this.keyListeners.push(listener);
   }
 
   reportIssuerRisk(risk: IssuerRisk): void {
@@ -168,6 +174,7 @@ export class IssuerMonitor implements IssuerView {
         (removed.length ? ` Tokens signed with ${removed.join(', ')} no longer verify.` : '');
       this.opts.logger.warn('service-account key set changed', { before, after });
       void this.opts.events?.record({ type: removed.length ? 'Warning' : 'Normal', reason: 'ServiceAccountKeysChanged', message });
+      for (const listener of this.keyListeners) listener(removed);
     }
   }
 }

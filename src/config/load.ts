@@ -51,12 +51,29 @@ function formatAjvError(e: ErrorObject, policyNames: readonly string[]): string 
   if ((e as { propertyName?: string }).propertyName !== undefined) return undefined;
   if (e.keyword === 'additionalProperties') {
     const key = String(p.additionalProperty);
+    const moved = MOVED_KEYS[at(key)];
+    if (moved) return `${at(key)}: moved to ${moved}`;
     return path === 'policies' ? `${at(key)}: unknown policy (${known})` : `${at(key)}: unknown key`;
   }
   if (e.keyword === 'propertyNames') return `${at(String(p.propertyName))}: unknown policy (${known})`;
   if (e.keyword === 'required') return `${at(String(p.missingProperty))}: required`;
   if (e.keyword === 'enum') return `${path || '(root)'}: must be one of ${JSON.stringify(p.allowedValues)}`;
   return `${path || '(root)'}: ${e.message}`;
+}
+
+/** Keys of earlier versions, and where they went. */
+const MOVED_KEYS: Record<string, string> = {
+  'server.clientCAFile': 'server.callerAuth.clientCertificate.caFile (with server.callerAuth.mode: audit or enforce)',
+};
+
+/** What the schema cannot say about `server.callerAuth`. */
+function callerAuthProblems(config: TokenguardConfig): string[] {
+  const auth = config.server.callerAuth;
+  if (auth.mode === 'off' && auth.clientCertificate) {
+    // A CA that checks nothing would look like protection: say so instead of starting unprotected.
+    return ['server.callerAuth.mode: off, but server.callerAuth.clientCertificate.caFile is set: set mode to audit or enforce'];
+  }
+  return [];
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -98,7 +115,10 @@ export function resolveConfig(
   validateConfig(fileConfig, source, policies);
   validateConfig(overrides, 'flags and environment', policies);
   const config = deepMerge(deepMerge(DEFAULT_CONFIG, fileConfig), overrides);
-  const problems = policies.flatMap((p) => (p.checkSettings?.(policySettings(p, config)) ?? []).map((problem) => `policies.${p.name}.${problem}`));
+  const problems = [
+    ...callerAuthProblems(config),
+    ...policies.flatMap((p) => (p.checkSettings?.(policySettings(p, config)) ?? []).map((problem) => `policies.${p.name}.${problem}`)),
+  ];
   if (problems.length > 0) throw new ConfigError(source, problems);
   return config;
 }

@@ -18,14 +18,34 @@ export interface PolicyConfig {
   [setting: string]: unknown;
 }
 
+/** `server.callerAuth` (README, "Authenticating the API server"). */
+export interface CallerAuthConfig {
+  /** off: no check; audit: check, log and count failures, answer anyway; enforce: 401 on failure. */
+  mode: 'off' | 'audit' | 'enforce';
+  /** Client certificates signed by this CA pass (kube-apiserver's webhook kubeconfig can carry one). */
+  clientCertificate?: { caFile: string };
+  bearerToken: {
+    /** Accepted token issuers; empty means the served issuer (OIDC discovery). */
+    issuers: string[];
+    /** Accepted audiences besides those derived from `service` and the route. */
+    audiences: string[];
+    /** tokenguard's Service, from which the default audiences are derived. */
+    service: { name: string; namespace: string; port: number };
+    /** Accepted token subjects. */
+    subjects: string[];
+    /** tokenguard's own webhook configurations (a KEP-6060 token bound to another is refused). */
+    webhookConfigurations: string[];
+  };
+}
+
 export interface TokenguardConfig {
   server: {
     address: string;
     port: number;
     tlsCertFile: string;
     tlsKeyFile: string;
-    /** When set, clients must present a certificate signed by this CA (the API server can). */
-    clientCAFile?: string;
+    /** Who may call /validate and /mutate: kube-apiserver, by client certificate or bearer token. */
+    callerAuth: CallerAuthConfig;
     /** How often the certificate files are checked for a new pair. */
     tlsReloadSeconds: number;
     maxBodyBytes: number;
@@ -92,7 +112,38 @@ export function buildConfigSchema(policies: readonly AnyPolicy[]): object {
           port: { type: 'integer', minimum: 0, maximum: 65535 },
           tlsCertFile: { type: 'string', minLength: 1 },
           tlsKeyFile: { type: 'string', minLength: 1 },
-          clientCAFile: { type: 'string', minLength: 1 },
+          callerAuth: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              mode: { enum: ['off', 'audit', 'enforce'] },
+              clientCertificate: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['caFile'],
+                properties: { caFile: { type: 'string', minLength: 1 } },
+              },
+              bearerToken: {
+                type: 'object',
+                additionalProperties: false,
+                properties: {
+                  issuers: stringList,
+                  audiences: stringList,
+                  service: {
+                    type: 'object',
+                    additionalProperties: false,
+                    properties: {
+                      name: { type: 'string', minLength: 1 },
+                      namespace: { type: 'string', minLength: 1 },
+                      port: { type: 'integer', minimum: 1, maximum: 65535 },
+                    },
+                  },
+                  subjects: { ...stringList, minItems: 1 },
+                  webhookConfigurations: { ...stringList, minItems: 1 },
+                },
+              },
+            },
+          },
           tlsReloadSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 3600 },
           maxBodyBytes: { type: 'integer', minimum: 1024, maximum: 268435456 },
           shutdownGraceSeconds: { type: 'number', minimum: 0, maximum: 600 },
@@ -153,6 +204,18 @@ export const DEFAULT_CONFIG: TokenguardConfig = {
     maxBodyBytes: 8 * 1024 * 1024,
     shutdownGraceSeconds: 25,
     shutdownDelaySeconds: 0,
+    callerAuth: {
+      mode: 'off',
+      bearerToken: {
+        issuers: [],
+        audiences: [],
+        service: { name: 'tokenguard', namespace: 'tokenguard', port: 443 },
+        // The ServiceAccount KEP-6060 has kube-apiserver request webhook tokens for.
+        subjects: ['system:serviceaccount:kube-system:webhook-auth'],
+        // manifests/base/webhooks.yaml
+        webhookConfigurations: ['tokenguard'],
+      },
+    },
   },
   log: { level: 'info' },
   mode: 'warn',

@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Decision, Engine } from '../admission/engine.js';
 import { DecodeError, decodeReview, objectName, type AdmissionRequest } from '../admission/review.js';
-import { fromDecision, review } from '../admission/response.js';
+import { fromDecision, review as reviewBody } from '../admission/response.js';
+import type { CallerAuth, Verdict } from './caller-auth.js';
 import { lingerBeforeClose } from './lingering-close.js';
 import { jsonString, type Logger } from '../observability/log.js';
 import { observeDecision, observeInvalid } from './admission-metrics.js';
@@ -17,8 +18,8 @@ export interface AdmissionHandlerOptions {
   engine: () => Engine;
   logger: Logger;
   maxBodyBytes: number;
-  /** Reject clients without a verified certificate (set when a client CA is configured). */
-  requireClientCert: boolean;
+  /** Who may call (config `server.callerAuth`); absent when its mode is off. */
+  callerAuth?: CallerAuth;
   /** True once shutdown began: a review answered from then on closes its connection. */
   shuttingDown?: () => boolean;
 }
@@ -31,19 +32,20 @@ export function admissionRoute(method: string | undefined, url: string | undefin
   return path === '/validate' ? 'validate' : path === '/mutate' ? 'mutate' : undefined;
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, close = false): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, close = false, extra?: Record<string, string>): void {
   const text = JSON.stringify(body);
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
+    ...extra,
   };
   if (close) headers.connection = 'close';
   res.writeHead(status, headers);
   res.end(text);
 }
 
-export function sendError(res: ServerResponse, status: number, message: string, close = false): void {
-  sendJson(res, status, { error: { code: status, message } }, close);
+export function sendError(res: ServerResponse, status: number, message: string, close = false, extra?: Record<string, string>): void {
+  sendJson(res, status, { error: { code: status, message } }, close, extra);
 }
 
 /** `Expect: 100-continue`: node leaves the `100 Continue` to us (see the server's checkContinue). */
@@ -62,18 +64,29 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
 
   return function handleAdmission(route: AdmissionRoute, req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
-    const fail = (status: number, message: string, close = false) => {
+    const answerError = (status: number, message: string, close = false, extra?: Record<string, string>) => {
       // Answered before the whole body arrived: if the connection closes after this answer, it
       // closes only once the rest is drained, so the client can read it.
       if (!req.complete) lingerBeforeClose(req);
       observeInvalid(route);
+      sendError(res, status, message, close, extra);
+    };
+    const fail = (status: number, message: string, close = false) => {
       logger.warn('rejected admission request', { route, status, error: message });
-      sendError(res, status, message, close);
+      answerError(status, message, close);
     };
 
-    if (opts.requireClientCert && !(req.socket as { authorized?: boolean }).authorized) {
+    // The caller first, from its headers and TLS session: in enforce, an unauthenticated caller
+    // learns nothing of the review (not even whether its body decodes), only why it was refused.
+    const auth = opts.callerAuth;
+    const verdict = auth?.authenticate(route, req);
+    const refuse = (v: Verdict) => {
+      auth!.record(v, route, req); // logs the caller once a minute: a refused flood must not flood the log
+      answerError(401, `caller not authenticated: ${v.reason}`, false, { 'www-authenticate': 'Bearer' });
+    };
+    if (verdict && !(verdict instanceof Promise) && verdict.result !== 'ok' && auth!.mode === 'enforce') {
       req.resume();
-      return fail(401, 'client certificate required: present one signed by the configured client CA');
+      return refuse(verdict);
     }
     if (!isJsonContentType(req.headers['content-type'])) {
       req.resume();
@@ -105,6 +118,22 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
     req.on('error', (err) => logger.warn('request stream error', { route, error: err.message }));
     req.on('end', () => {
       if (tooLarge) return;
+      if (verdict instanceof Promise) {
+        verdict.then(
+          (v) => (v.result !== 'ok' && auth!.mode === 'enforce' ? refuse(v) : review(v)),
+          (err) => {
+            // Verification itself broke (a bug): an unauthenticated caller is not let through on it.
+            logger.error('caller authentication failed unexpectedly', { error: String((err as Error)?.stack ?? err) });
+            const v: Verdict = { method: 'bearer_token', result: 'invalid_signature', reason: 'the token could not be verified' };
+            if (auth!.mode === 'enforce') refuse(v);
+            else review(v);
+          },
+        );
+      } else review(verdict);
+    });
+
+    /** The body is in and the caller known (or not checked): decode and judge the review. */
+    const review = (caller: Verdict | undefined) => {
       if (size === 0) return fail(400, 'empty body: expected an admission.k8s.io/v1 AdmissionReview');
       let body: unknown;
       try {
@@ -116,13 +145,20 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
       try {
         request = decodeReview(body).request;
       } catch (err) {
+        if (caller) auth!.record(caller, route, req);
         return fail(err instanceof DecodeError ? err.status : 400, (err as Error).message);
+      }
+      if (caller) {
+        // An APIService-bound token may only ask about its own group and version.
+        const scoped = caller.apiService ? auth!.checkScope(caller, request) : caller;
+        if (scoped.result !== 'ok' && auth!.mode === 'enforce') return refuse(scoped);
+        auth!.record(scoped, route, req);
       }
       const engine = opts.engine();
       const answer = (decision: Decision) => {
         const response = fromDecision(request.uid, decision);
         // Checked at answer time: a slow review that began before shutdown must not keep its connection.
-        sendJson(res, 200, review(response), opts.shuttingDown?.() ?? false);
+        sendJson(res, 200, reviewBody(response), opts.shuttingDown?.() ?? false);
         const seconds = (performance.now() - started) / 1000;
         observeDecision(route, decision, response.warnings?.length ?? 0, seconds);
         logDecision(logger, route, request, decision, seconds);
@@ -157,7 +193,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
       } catch (err) {
         failOpen(err);
       }
-    });
+    };
   };
 }
 

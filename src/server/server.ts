@@ -9,8 +9,12 @@ import { admissionRoute, createAdmissionHandler, expectsContinue } from './admis
 import { createApp } from './app.js';
 import type { Logger } from '../observability/log.js';
 import { Readiness } from '../observability/readiness.js';
+import type { CallerAuth } from './caller-auth.js';
 import { ConnectionTracker } from './drain.js';
 import { loadTls, watchTls, type TlsFiles } from './tls.js';
+
+/** Largest request head (request line and headers) the server reads. */
+export const MAX_HEADER_BYTES = 128 * 1024;
 
 export interface ServerOptions {
   address: string;
@@ -25,6 +29,8 @@ export interface ServerOptions {
   /** A getter, so the engine can be swapped (e.g. once cluster caches exist) without a restart. */
   engine: () => Engine;
   readiness?: Readiness;
+  /** Who may call /validate and /mutate (config `server.callerAuth`, when not off). */
+  callerAuth?: CallerAuth;
 }
 
 export interface RunningServer {
@@ -40,7 +46,7 @@ export interface RequestListenerOptions {
   engine: () => Engine;
   logger: Logger;
   maxBodyBytes: number;
-  requireClientCert: boolean;
+  callerAuth?: CallerAuth;
   readiness: Readiness;
   /** True once shutdown began: responses then ask the client to close the connection. */
   shuttingDown?: () => boolean;
@@ -68,21 +74,23 @@ export function createRequestListener(opts: RequestListenerOptions): (req: Incom
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const readiness = opts.readiness ?? new Readiness();
   const tls = loadTls(opts.tls); // a missing or broken pair fails start-up, with the file named
-  const requireClientCert = !!opts.tls.clientCAFile;
   let shuttingDown = false;
   const server = createServer({
     ...tls.options,
     // Ask for a client certificate but check it per route: kubelet probes of /healthz present none.
-    requestCert: requireClientCert,
+    requestCert: !!opts.tls.clientCAFile,
     rejectUnauthorized: false,
     keepAliveTimeout: 65_000,
+    // Room for a caller's oversized Authorization header to reach the handler and get a 401 with
+    // its reason, rather than a bare 431 (node's default is 16 KiB).
+    maxHeaderSize: MAX_HEADER_BYTES,
   });
   const connections = new ConnectionTracker(server);
   const listener = createRequestListener({
     engine: opts.engine,
     logger: opts.logger,
     maxBodyBytes: opts.maxBodyBytes,
-    requireClientCert,
+    callerAuth: opts.callerAuth,
     readiness,
     shuttingDown: () => shuttingDown,
     track: (req, res) => connections.track(req, res),
@@ -90,9 +98,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   server.on('request', listener);
   // `Expect: 100-continue` requests arrive here instead; the listener decides whether to continue.
   server.on('checkContinue', listener);
-  server.on('clientError', (err, socket: Socket) => {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     opts.logger.debug('client error', { error: err.message });
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     else socket.destroy();
   });
   server.on('tlsClientError', (err) => opts.logger.debug('TLS handshake failed', { error: err.message }));

@@ -4,6 +4,7 @@
 // Each part starts its own control plane, so one part's leftovers never leak into another.
 
 import { describe } from 'node:test';
+import { callerAuthScenario } from './caller-auth.js';
 import { findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
 import { webhookScenarios } from './webhook.js';
@@ -15,4 +16,5 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
   const { assets } = found;
   describe('admission: PVC guard, token policies, issuer guard; self-test, token inspect, audit', () => webhookScenarios(assets));
   describe('a kube-apiserver outage of 10 s', () => outageScenario(assets));
+  describe('caller authentication: kube-apiserver with a webhook kubeconfig, tokenguard in enforce', () => callerAuthScenario(assets));
 });

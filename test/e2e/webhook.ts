@@ -173,9 +173,9 @@ export function webhookScenarios(assets: Assets): void {
         return obj?.metadata?.deletionTimestamp ? obj : undefined;
       }, 'the namespace controller to delete the claim');
       assert.deepEqual(pvc.metadata.finalizers, ['kubernetes.io/pvc-protection'], 'Terminating behind the finalizer, as upstream');
-      const decisions = e.tokenguard.logs.filter(
-        (l) => l.msg === 'admission decision' && l.resource === 'persistentvolumeclaims' && l.namespace === ns && l.operation === 'DELETE',
-      );
+      const claimDeletes = () =>
+        e.tokenguard.logs.filter((l) => l.msg === 'admission decision' && l.resource === 'persistentvolumeclaims' && l.namespace === ns && l.operation === 'DELETE');
+      const decisions = await eventually(async () => claimDeletes().length >= 2 && claimDeletes(), 'both decisions in the log', 5000);
       assert.deepEqual(
         decisions.map((l) => [l.user, l.decision]),
         [

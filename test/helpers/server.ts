@@ -8,6 +8,7 @@ import type { ClusterView } from '../../src/cluster/view.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import type { AnyPolicy } from '../../src/policies/types.js';
 import { silentLogger, type Logger } from '../../src/observability/log.js';
+import { CallerAuth, callerAuthCA, type KeySource } from '../../src/server/caller-auth.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { makeCerts, type CertSet } from './tls.js';
 
@@ -20,6 +21,8 @@ export function testCerts(): CertSet {
 export interface TestServer extends RunningServer {
   certs: CertSet;
   engine: Engine;
+  /** With `server.callerAuth` on. */
+  callerAuth?: CallerAuth;
   config: TokenguardConfig;
   post(route: string, body: unknown, headers?: Record<string, string>): Promise<HttpResult>;
   get(path: string): Promise<HttpResult>;
@@ -39,6 +42,8 @@ export interface TestServerOptions {
   cluster?: ClusterView;
   certs?: CertSet;
   logger?: Logger;
+  /** The key set bearer tokens are verified against (with `server.callerAuth` on). */
+  keySource?: KeySource;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -46,15 +51,17 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const policies = opts.policies ?? BUILTIN_POLICIES;
   const config = resolveConfig(opts.config, 'test config', policies, opts.overrides);
   const engine = new Engine({ config, policies, cluster: opts.cluster });
+  const callerAuth = config.server.callerAuth.mode === 'off' ? undefined : new CallerAuth(config.server.callerAuth, opts.keySource, opts.logger ?? silentLogger);
   const running = await startServer({
     address: '127.0.0.1',
     port: 0,
-    tls: { certFile: certs.certFile, keyFile: certs.keyFile, clientCAFile: config.server.clientCAFile },
+    tls: { certFile: certs.certFile, keyFile: certs.keyFile, clientCAFile: callerAuthCA(config.server.callerAuth) },
     tlsReloadSeconds: config.server.tlsReloadSeconds,
     maxBodyBytes: config.server.maxBodyBytes,
     shutdownGraceSeconds: config.server.shutdownGraceSeconds,
     logger: opts.logger ?? silentLogger,
     engine: () => engine,
+    callerAuth,
   });
   const agent = new Agent({ ca: certs.ca, keepAlive: true });
   const call = (method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}) =>
@@ -63,6 +70,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     ...running,
     certs,
     engine,
+    callerAuth,
     config,
     post: (route, body, headers) =>
       call('POST', route, typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body), {

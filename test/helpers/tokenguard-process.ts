@@ -19,6 +19,8 @@ export interface TokenguardOptions {
   kubeconfig?: string;
   /** Its serving certificate (default: a fresh set from certs/generate.sh under `dir`). */
   certs?: CertSet;
+  /** Its port (default: a free one), for a caller that must know the URL before it starts. */
+  port?: number;
   /** Merged over the suite's base config (server address, port, certificates, cluster). */
   config?: Record<string, unknown>;
   env?: NodeJS.ProcessEnv;
@@ -50,7 +52,8 @@ export class TokenguardProcess {
       }
     });
     child.stderr!.on('data', (c: Buffer) => (this.stderr += c.toString('utf8')));
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    // 'close', not 'exit': by then every line it wrote has been read.
+    this.exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
   }
 
   get url(): string {
@@ -59,7 +62,7 @@ export class TokenguardProcess {
 
   static async start(opts: TokenguardOptions): Promise<TokenguardProcess> {
     const certs = opts.certs ?? makeCerts(join(opts.dir, 'tokenguard-certs'));
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const base: Record<string, Record<string, unknown>> = {
       server: { address: '127.0.0.1', port, tlsCertFile: certs.certFile, tlsKeyFile: certs.keyFile, shutdownGraceSeconds: 5 },
       cluster: opts.kubeconfig ? { enabled: true, kubeconfig: opts.kubeconfig } : { enabled: false },

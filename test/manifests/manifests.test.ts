@@ -273,6 +273,8 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
       it('ships a config the real loader accepts, in the overlay\'s mode', () => {
         const config = loadRenderedConfig(rendered[name]);
         assert.equal(config.mode, name === 'staging' ? 'enforce' : 'warn');
+        // Caller authentication is rolled out with its own overlay, in audit first.
+        assert.equal(config.server.callerAuth.mode, name === 'caller-auth-audit' ? 'audit' : 'off');
       });
 
       it('serves /healthz and /readyz with the rendered config', async () => {

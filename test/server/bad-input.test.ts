@@ -178,7 +178,6 @@ describe('bad input through supertest (same listener, plain HTTP)', () => {
     engine: () => new Engine({ config, policies: [] }),
     logger: silentLogger,
     maxBodyBytes: config.server.maxBodyBytes,
-    requireClientCert: false,
     readiness: new Readiness(),
   });
   const agent = supertest(listener);

@@ -81,6 +81,7 @@ const PROMISED: { name: string; type: string; labels: string[]; afterSelfTest?: 
   { name: 'tokenguard_issuer_discovery_failures_total', type: 'counter', labels: [] },
   { name: 'tokenguard_token_selftest_success', type: 'gauge', labels: [], afterSelfTest: true },
   { name: 'tokenguard_clock_skew_seconds', type: 'gauge', labels: [], afterSelfTest: true },
+  { name: 'tokenguard_caller_auth_total', type: 'counter', labels: ['method', 'result'] },
 ];
 
 describe('GET /metrics', () => {

@@ -125,7 +125,7 @@ describe('client certificates', () => {
     serving = makeCerts();
     clients = makeCerts();
     stranger = makeCerts();
-    server = await startTestServer({ certs: serving, config: { server: { clientCAFile: clients.caFile } } });
+    server = await startTestServer({ certs: serving, config: { server: { callerAuth: { mode: 'enforce', clientCertificate: { caFile: clients.caFile } } } } });
   });
   after(() => server.shutdown());
 
@@ -137,13 +137,15 @@ describe('client certificates', () => {
     for (const route of ['/validate', '/mutate']) {
       const res = await post(route, {});
       assert.equal(res.status, 401);
-      assert.match(res.json.error.message, /^client certificate required: present one signed by the configured client CA$/);
+      assert.equal(res.json.error.message, 'caller not authenticated: no client certificate and no bearer token');
+      assert.equal(res.headers['www-authenticate'], 'Bearer');
     }
   });
 
   it('with a certificate signed by another CA -> 401', async () => {
     const res = await post('/validate', { cert: readFileSync(stranger.certFile), key: readFileSync(stranger.keyFile) });
     assert.equal(res.status, 401);
+    assert.match(res.json.error.message, /^caller not authenticated: client certificate not accepted: /);
   });
 
   it('with a certificate signed by the client CA -> 200', async () => {

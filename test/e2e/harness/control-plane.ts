@@ -162,9 +162,12 @@ export class ControlPlane {
     await this.until(async () => (await this.get(`${this.url}/readyz`)).status === 200, 'kube-apiserver /readyz', 'kube-apiserver', 60_000);
   }
 
-  /** Stop kube-apiserver (SIGTERM, then wait for it to exit); etcd keeps the state. */
-  async stopApiserver(): Promise<void> {
-    await stopChild(this.apiserver);
+  /**
+   * Stop kube-apiserver and wait for it to exit; etcd keeps the state. SIGTERM is a graceful stop
+   * (it drains, up to a minute with watches open); SIGKILL a crash, for a restart that is only a means.
+   */
+  async stopApiserver(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    await stopChild(this.apiserver, 10_000, signal);
     this.apiserver = undefined;
   }
 
@@ -184,9 +187,10 @@ export class ControlPlane {
     ]);
   }
 
+  /** Tear everything down: killed, not drained (the state is thrown away with the folder). */
   async stop(): Promise<void> {
-    await Promise.all([stopChild(this.kcm), stopChild(this.apiserver)]);
-    await stopChild(this.etcd);
+    await Promise.all([stopChild(this.kcm, 0, 'SIGKILL'), stopChild(this.apiserver, 0, 'SIGKILL')]);
+    await stopChild(this.etcd, 0, 'SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -232,10 +236,10 @@ export class ControlPlane {
   }
 }
 
-async function stopChild(child: ChildProcess | undefined, graceMs = 10_000): Promise<void> {
+async function stopChild(child: ChildProcess | undefined, graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
+  child.kill(signal);
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);

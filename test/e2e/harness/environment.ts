@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
+import { freePort } from '../../helpers/ports.js';
 import { PROJECT_ROOT } from '../../helpers/tls.js';
 import type { Assets } from './assets.js';
 import { ControlPlane, type ControlPlaneOptions } from './control-plane.js';
@@ -26,8 +27,13 @@ export interface E2e {
 }
 
 export interface E2eOptions extends ControlPlaneOptions {
-  /** tokenguard config keys over the suite's base (see TokenguardProcess). */
-  tokenguard?: Record<string, unknown>;
+  /** tokenguard config keys over the suite's base (see TokenguardProcess); given its URL. */
+  tokenguard?: Record<string, unknown> | ((url: string) => Record<string, unknown>);
+  /**
+   * Run once tokenguard's namespace and RBAC exist and its URL is known, before it starts: e.g.
+   * give kube-apiserver credentials for it (and restart it with them).
+   */
+  beforeTokenguard?: (ctx: { cp: ControlPlane; kubectl: Kubectl; url: string }) => Promise<void>;
 }
 
 /** The webhook configurations of the manifests, each webhook pointed at `url` + its path. */
@@ -56,7 +62,11 @@ export async function startE2e(assets: Assets, opts: E2eOptions = {}): Promise<E
     const tokenguardKubeconfig = join(cp.dir, 'tokenguard.kubeconfig');
     writeFileSync(tokenguardKubeconfig, cp.kubeconfigFor({ token }), { mode: 0o600 });
 
-    tokenguard = await TokenguardProcess.start({ dir: cp.dir, kubeconfig: tokenguardKubeconfig, config: opts.tokenguard });
+    const port = await freePort();
+    const url = `https://127.0.0.1:${port}`;
+    await opts.beforeTokenguard?.({ cp, kubectl, url });
+    const config = typeof opts.tokenguard === 'function' ? opts.tokenguard(url) : opts.tokenguard;
+    tokenguard = await TokenguardProcess.start({ dir: cp.dir, kubeconfig: tokenguardKubeconfig, config, port });
     const caBundle = tokenguard.certs.ca.toString('base64');
     ok(await kubectl(['apply', '-f', '-'], webhooksFor(tokenguard.url, caBundle)), 'register the webhooks');
     await untilWebhooksServe(kubectl);
