@@ -99,7 +99,6 @@ const processIO: AuditIO = { stdout: (t) => process.stdout.write(t), stderr: (t)
 
 export const auditCommand: Command = {
   name: 'audit',
-  summary: 'audit a live cluster: in-use Terminating claims, token risks, policy findings, issuers',
   help: HELP,
   run: (args) => runAudit(args, processIO),
 };

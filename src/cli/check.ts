@@ -84,7 +84,6 @@ const processIO: CheckIO = {
 
 export const checkCommand: Command = {
   name: 'check',
-  summary: 'run the policies offline on manifests (files, directories, stdin)',
   help: HELP,
   run: (args) => runCheck(args, processIO),
 };

@@ -5,7 +5,6 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 export interface Command {
   /** One or more words: `serve`, `token inspect`. */
   name: string;
-  summary: string;
   help: string;
   /** Resolves to the exit code; -1 means "still running" (serve). */
   run(args: string[]): Promise<number>;

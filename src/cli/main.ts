@@ -4,12 +4,25 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError, type Command } from './command.js';
-import { serveCommand } from './serve.js';
-import { tokenInspectCommand } from './token-inspect.js';
-import { checkCommand } from './check.js';
-import { auditCommand } from './audit.js';
 
-const COMMANDS: Command[] = [serveCommand, checkCommand, auditCommand, tokenInspectCommand];
+/**
+ * The subcommands, each loaded only when it runs: `serve` must not carry the other commands'
+ * modules (and @kubernetes/client-node with them) in its memory.
+ */
+const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: 'serve', summary: 'serve the admission webhook over HTTPS', load: async () => (await import('./serve.js')).serveCommand },
+  { name: 'check', summary: 'run the policies offline on manifests (files, directories, stdin)', load: async () => (await import('./check.js')).checkCommand },
+  {
+    name: 'audit',
+    summary: 'audit a live cluster: in-use Terminating claims, token risks, policy findings, issuers',
+    load: async () => (await import('./audit.js')).auditCommand,
+  },
+  {
+    name: 'token inspect',
+    summary: 'decode a service-account token and say whether kube-apiserver would accept it',
+    load: async () => (await import('./token-inspect.js')).tokenInspectCommand,
+  },
+];
 
 export function version(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));
@@ -43,14 +56,15 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // Multi-word commands ("token inspect") match on as many words as they have.
-  const command = COMMANDS.find((c) => {
+  const entry = COMMANDS.find((c) => {
     const words = c.name.split(' ');
     return words.every((w, i) => argv[i] === w);
   });
-  if (!command) {
+  if (!entry) {
     process.stderr.write(`tokenguard: unknown command ${JSON.stringify(first)}\n\n${usage()}\n`);
     return 2;
   }
+  const command = await entry.load();
   const args = argv.slice(command.name.split(' ').length);
   if (args.includes('-h') || args.includes('--help')) {
     process.stdout.write(command.help + '\n');

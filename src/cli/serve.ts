@@ -7,12 +7,10 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../admission/engine.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
-import type { TokenguardConfig } from '../config/schema.js';
+import { callerAuthCAFile, type TokenguardConfig } from '../config/schema.js';
 import { connectCluster } from '../cluster/connect.js';
-import { startIssuerServices } from '../cluster/issuer-services.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { batchedStdout, createLogger, type Logger, type LogLevel } from '../observability/log.js';
-import { CallerAuth, callerAuthCA } from '../server/caller-auth.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 
@@ -95,7 +93,6 @@ function printDevInfo(config: TokenguardConfig, url: string): void {
 
 export const serveCommand: Command = {
   name: 'serve',
-  summary: 'serve the admission webhook over HTTPS',
   help: HELP,
   async run(args) {
     const { values } = parseFlags(args, {
@@ -132,9 +129,12 @@ export const serveCommand: Command = {
 
 /** Start the server for a loaded config; the cluster layer is attached when one is configured. */
 export async function runServer(config: TokenguardConfig, logger: Logger): Promise<RunningServer> {
-  const cluster = connectCluster(config, logger);
-  // Issuer discovery (the served issuer the issuer policy trusts) and the token self-test.
-  const issuerServices = cluster.cache ? startIssuerServices(cluster.cache, config, logger) : undefined;
+  const cluster = await connectCluster(config, logger);
+  // Issuer discovery (the served issuer the issuer policy trusts) and the token self-test: loaded
+  // with the cluster, like everything that needs @kubernetes/client-node.
+  const issuerServices = cluster.cache
+    ? (await import('../cluster/issuer-services.js')).startIssuerServices(cluster.cache, config, logger)
+    : undefined;
   const engine = new Engine({
     config,
     policies: BUILTIN_POLICIES,
@@ -142,7 +142,8 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     onPolicyError: (policy, err) => logger.error('policy failed', { policy, error: String((err as Error)?.stack ?? err) }),
   });
   const auth = config.server.callerAuth;
-  const callerAuth = auth.mode === 'off' ? undefined : new CallerAuth(auth, issuerServices?.monitor, logger);
+  // Loaded only when on: token verification brings jose.
+  const callerAuth = auth.mode === 'off' ? undefined : new (await import('../server/caller-auth.js')).CallerAuth(auth, issuerServices?.monitor, logger);
   if (callerAuth && !issuerServices) {
     logger.warn('caller authentication without a cluster: bearer tokens cannot be verified (no key set); only client certificates can pass', {
       mode: auth.mode,
@@ -151,7 +152,7 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
   const running = await startServer({
     address: config.server.address,
     port: config.server.port,
-    tls: { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile, clientCAFile: callerAuthCA(auth) },
+    tls: { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile, clientCAFile: callerAuthCAFile(auth) },
     tlsReloadSeconds: config.server.tlsReloadSeconds,
     maxBodyBytes: config.server.maxBodyBytes,
     shutdownGraceSeconds: config.server.shutdownGraceSeconds,

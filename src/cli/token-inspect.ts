@@ -294,7 +294,6 @@ export async function runTokenInspect(args: string[], io: InspectIO = defaultIO)
 
 export const tokenInspectCommand: Command = {
   name: 'token inspect',
-  summary: 'decode a service-account token and say whether kube-apiserver would accept it',
   help: HELP,
   run: (args) => runTokenInspect(args),
 };

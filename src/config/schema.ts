@@ -38,6 +38,11 @@ export interface CallerAuthConfig {
   };
 }
 
+/** The client CA the TLS server must ask certificates for: only while caller authentication is on. */
+export function callerAuthCAFile(config: CallerAuthConfig): string | undefined {
+  return config.mode === 'off' ? undefined : config.clientCertificate?.caFile;
+}
+
 export interface TokenguardConfig {
   server: {
     address: string;

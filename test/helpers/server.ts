@@ -3,12 +3,12 @@
 import { request as httpsRequest, Agent } from 'node:https';
 import { Engine } from '../../src/admission/engine.js';
 import { resolveConfig, type ConfigOverrides } from '../../src/config/load.js';
-import type { TokenguardConfig } from '../../src/config/schema.js';
+import { callerAuthCAFile, type TokenguardConfig } from '../../src/config/schema.js';
 import type { ClusterView } from '../../src/cluster/view.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import type { AnyPolicy } from '../../src/policies/types.js';
 import { silentLogger, type Logger } from '../../src/observability/log.js';
-import { CallerAuth, callerAuthCA, type KeySource } from '../../src/server/caller-auth.js';
+import { CallerAuth, type KeySource } from '../../src/server/caller-auth.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { makeCerts, type CertSet } from './tls.js';
 
@@ -55,7 +55,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const running = await startServer({
     address: '127.0.0.1',
     port: 0,
-    tls: { certFile: certs.certFile, keyFile: certs.keyFile, clientCAFile: callerAuthCA(config.server.callerAuth) },
+    tls: { certFile: certs.certFile, keyFile: certs.keyFile, clientCAFile: callerAuthCAFile(config.server.callerAuth) },
     tlsReloadSeconds: config.server.tlsReloadSeconds,
     maxBodyBytes: config.server.maxBodyBytes,
     shutdownGraceSeconds: config.server.shutdownGraceSeconds,

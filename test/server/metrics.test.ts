@@ -7,8 +7,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../helpers/tls.js';
-// What `tokenguard serve` imports, so every module that registers metrics has registered them.
+// What `tokenguard serve` imports with a cluster and caller authentication on (it loads those
+// modules only then), so every module that registers metrics has registered them.
 import '../../src/cli/serve.js';
+import '../../src/cluster/issuer-services.js';
+import '../../src/server/caller-auth.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { startCacheRig, until, type CacheRig } from '../cluster/helpers.js';
 import { clusterState, reviewByPrefix } from '../helpers/fixtures.js';
