@@ -1,23 +1,25 @@
-// The load generator of the PVC cache benchmark (bench/pvc-cache.ts): one load run per process,
-// so its own JIT, heap and collections start fresh each time and stay off the server's CPU.
+// The load generator of both benchmarks (bench/run.ts, bench/pvc-cache.ts), in a process of its own
+// pinned to the CPU the servers do not use, so its JIT, heap and collections stay off the server's:
 //
 //   fork: node dist/bench/load-generator.js
-//   <- LoadRequest   -> { kind: 'load-done', ...LoadResult }, then it exits
+//   <- LoadRequest   -> { kind: 'load-done', ...LoadResult }   (as many runs as it is sent)
 //
 // It imports nothing of tokenguard (no prom-client with its 10 ms event-loop timer, no client
-// library): the process holds the sockets and the timings, nothing else.
+// library): the process holds the sockets and the timings, nothing else. Both loads write each
+// request as precomputed bytes on raw TLS sockets and read each answer only as far as its status
+// line, Content-Length and a check of the body for an expected string (node:https's client, its
+// agent and streams cost about ten times more per request). Each run reports the generator's own
+// CPU time per request beside the figures, so it is plain when the generator, not the server, is
+// the bottleneck (autocannon, a Node program too, spent more CPU per request than the server it
+// measured: issue 13).
 //
 // Two loads:
-// - saturated: autocannon, `connections` keep-alive connections, each sending its next request as
-//   soon as the last one is answered; the server is then busy all the time and the figures are
+// - closed (saturated): `connections` keep-alive connections, each sending its next request as
+//   soon as the last one is answered; the server is then busy all the time, and the latencies are
 //   mostly queueing (requests in flight / throughput).
 // - paced: an open-loop load for latency. Requests at even intervals, over up to `connections`
 //   keep-alive connections, each timed from the moment it was due, whatever the answers do (a
 //   stalled server is not hidden by requests that wait to be sent: no coordinated omission).
-//   Built to add as little of its own time as it can, so that the figures are the server's:
-//   - raw TLS sockets and a request written as precomputed bytes; the answer is read only as far
-//     as its status line, Content-Length and a check of the body (node:https's client, its agent
-//     and streams cost about ten times more per request, and that time showed up as latency);
 //   - pacing by spinning the event loop (setImmediate) instead of timers: a timer fires on a 1 ms
 //     grid, so requests left in bunches that then queued behind each other at the server. The
 //     generator is meant to have a CPU of its own.
@@ -27,21 +29,23 @@
 //   paced load also reports each request's latency less the part of it the generator itself
 //   stood still: the latency a client that was not stalled would have seen. Both are reported.
 
-import autocannon from 'autocannon';
 import { connect, type TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 
 export type LoadRequest = {
   kind: 'load';
-  mode: 'saturated' | 'paced';
+  mode: 'closed' | 'paced';
   url: string;
   body: string;
+  /** Extra request headers (e.g. `authorization`). */
+  headers?: Record<string, string>;
   /** PEM of the CA that signed the server certificate. */
   ca: string;
   connections: number;
   seconds: number;
-  /** paced only: requests per second, and seconds of warm-up before the measured run. */
+  /** paced only: requests per second. */
   rate: number;
+  /** Seconds of the same load before the measured run (TLS sessions, JIT, heap sizing on both sides). */
   warmupSeconds: number;
   /** paced only: a string every answer's body must contain (e.g. `"allowed":false`); others count as errors. */
   expect: string;
@@ -59,9 +63,13 @@ export type LoadResult = {
   p50LessGeneratorStalls: number;
   p99LessGeneratorStalls: number;
   generatorStallMs: number;
+  /** The generator's own CPU time (user + system) per measured request, in microseconds. */
+  generatorCpuMicrosPerRequest: number;
+  /** Measured wall-clock seconds. */
+  seconds: number;
 };
 
-type Timings = { times: number[]; errors: number; seconds: number; lessStalls?: number[]; stallMs?: number };
+type Timings = { times: number[]; errors: number; seconds: number; cpuMicros: number; lessStalls?: number[]; stallMs?: number };
 
 /** A gap between two turns of the spinning loop longer than this is a stall of the generator. */
 const GENERATOR_STALL_MS = 1;
@@ -70,15 +78,104 @@ type Connection = { socket: TLSSocket; busy: boolean; dueAt: number; received: B
 
 const HEADER_END = Buffer.from('\r\n\r\n');
 
-async function paced(o: LoadRequest): Promise<Timings> {
+/** The whole request, once: head and body as the wire carries them. */
+function requestBytes(o: LoadRequest): Buffer {
   const url = new URL(o.url);
   const payload = Buffer.from(o.body);
-  const requestBytes = Buffer.concat([
-    Buffer.from(
-      `POST ${url.pathname} HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${payload.length}\r\n\r\n`,
-    ),
+  const extra = Object.entries(o.headers ?? {})
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  return Buffer.concat([
+    Buffer.from(`POST ${url.pathname} HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\n${extra}content-length: ${payload.length}\r\n\r\n`),
     payload,
   ]);
+}
+
+/**
+ * One whole answer at the head of `buf`: its end offset and whether it is the expected one;
+ * undefined while it is incomplete.
+ */
+function parseAnswer(buf: Buffer, expect: Buffer): { end: number; ok: boolean } | undefined {
+  const headerEnd = buf.indexOf(HEADER_END);
+  if (headerEnd < 0) return undefined;
+  const head = buf.toString('latin1', 0, headerEnd);
+  const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+  if (!length) throw new Error(`answer without content-length: ${head}`);
+  const end = headerEnd + 4 + Number(length[1]);
+  if (buf.length < end) return undefined;
+  return { end, ok: head.startsWith('HTTP/1.1 200') && buf.subarray(headerEnd + 4, end).includes(expect) };
+}
+
+async function openConnection(o: LoadRequest): Promise<TLSSocket> {
+  const url = new URL(o.url);
+  const socket = connect({ host: url.hostname, port: Number(url.port), ca: o.ca });
+  socket.setNoDelay(true);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('secureConnect', resolve);
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
+/** CPU microseconds (user + system) this process used since `since`. */
+const cpuMicrosSince = (since: NodeJS.CpuUsage) => {
+  const d = process.cpuUsage(since);
+  return d.user + d.system;
+};
+
+/** Closed loop: each connection sends its next request when the last one is answered. */
+async function closed(o: LoadRequest): Promise<Timings> {
+  const request = requestBytes(o);
+  const expect = Buffer.from(o.expect);
+  let times: number[] = [];
+  let errors = 0;
+  let running = true;
+  let broken: Error | null = null;
+  let inFlight = 0;
+  const loops = (await Promise.all(Array.from({ length: o.connections }, () => openConnection(o)))).map((socket) => {
+    let received: Buffer | null = null;
+    let sentAt = 0;
+    const send = () => {
+      inFlight++;
+      sentAt = performance.now();
+      socket.write(request);
+    };
+    socket.on('data', (d: Buffer) => {
+      received = received ? Buffer.concat([received, d]) : d;
+      const answer = parseAnswer(received, expect);
+      if (!answer) return;
+      inFlight--;
+      if (answer.ok) times.push(performance.now() - sentAt);
+      else errors++;
+      received = received.length > answer.end ? received.subarray(answer.end) : null;
+      if (running) send();
+    });
+    socket.on('error', (err) => (broken ??= err));
+    socket.on('close', () => (broken ??= new Error('the server closed a keep-alive connection')));
+    return { socket, send };
+  });
+  const run = async (seconds: number) => {
+    running = true;
+    for (const l of loops) l.send();
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    running = false;
+    while (inFlight > 0 && !broken) await new Promise((r) => setImmediate(r));
+    if (broken) throw broken;
+  };
+  await run(o.warmupSeconds);
+  times = [];
+  errors = 0;
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await run(o.seconds);
+  const seconds = (performance.now() - started) / 1000;
+  const cpuMicros = cpuMicrosSince(cpu);
+  for (const l of loops) l.socket.removeAllListeners('close').destroy();
+  return { times, errors, seconds, cpuMicros };
+}
+
+async function paced(o: LoadRequest): Promise<Timings> {
+  const request = requestBytes(o);
   const expect = Buffer.from(o.expect);
   let times: number[] = [];
   let spans: number[] = []; // due, answered: a pair per measured answer
@@ -94,21 +191,16 @@ async function paced(o: LoadRequest): Promise<Timings> {
       if (c.busy) continue;
       c.busy = true;
       c.dueAt = waiting.shift()!;
-      c.socket.write(requestBytes);
+      c.socket.write(request);
     }
   };
 
   /** Consumes one whole answer from the connection's buffer; false while it is incomplete. */
   const answered = (c: Connection): boolean => {
     const buf = c.received!;
-    const headerEnd = buf.indexOf(HEADER_END);
-    if (headerEnd < 0) return false;
-    const head = buf.toString('latin1', 0, headerEnd);
-    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
-    if (!length) throw new Error(`answer without content-length: ${head}`);
-    const end = headerEnd + 4 + Number(length[1]);
-    if (buf.length < end) return false;
-    const ok = head.startsWith('HTTP/1.1 200') && buf.subarray(headerEnd + 4, end).includes(expect);
+    const answer = parseAnswer(buf, expect);
+    if (!answer) return false;
+    const { end, ok } = answer;
     if (ok) {
       const now = performance.now();
       times.push(now - c.dueAt);
@@ -120,16 +212,11 @@ async function paced(o: LoadRequest): Promise<Timings> {
   };
 
   for (let i = 0; i < o.connections; i++) {
-    const socket = connect({ host: url.hostname, port: Number(url.port), ca: o.ca });
+    const socket = await openConnection(o);
     const c: Connection = { socket, busy: false, dueAt: 0, received: null };
-    socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => {
       c.received = c.received ? Buffer.concat([c.received, d]) : d;
       if (answered(c)) sendWaiting();
-    });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('secureConnect', resolve);
-      socket.once('error', reject);
     });
     socket.on('error', (err) => (broken ??= err));
     socket.on('close', () => (broken ??= new Error('the server closed a keep-alive connection')));
@@ -165,11 +252,13 @@ async function paced(o: LoadRequest): Promise<Timings> {
   spans = [];
   stalls = [];
   errors = 0;
+  const cpu = process.cpuUsage();
   await run(o.seconds);
+  const cpuMicros = cpuMicrosSince(cpu);
   for (const c of connections) c.socket.removeAllListeners('close').destroy();
   let stallMs = 0;
   for (let i = 0; i < stalls.length; i += 2) stallMs += stalls[i + 1]! - stalls[i]!;
-  return { times, errors, seconds: o.seconds, lessStalls: lessStalls(spans, stalls), stallMs };
+  return { times, errors, seconds: o.seconds, cpuMicros, lessStalls: lessStalls(spans, stalls), stallMs };
 }
 
 /** Each span's length less its overlap with the stalls (both flat from, to pairs, stalls in time order). */
@@ -185,32 +274,11 @@ function lessStalls(spans: number[], stalls: number[]): number[] {
   return out;
 }
 
-/** autocannon: each connection sends its next request when the last is answered. */
-async function saturated(o: LoadRequest): Promise<Timings> {
-  const times: number[] = [];
-  const instance = autocannon({
-    url: o.url,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: o.body,
-    connections: o.connections,
-    duration: o.seconds,
-    // The test CA signs the server certificate; trust it for this run only.
-    ...({ tlsOptions: { ca: o.ca } } as object),
-  } as never) as unknown as Promise<any> & { on: (e: string, f: (...a: any[]) => void) => void };
-  // Per request at full precision, not autocannon's whole-millisecond histogram.
-  (instance as any).on?.('response', (_c: unknown, status: number, _b: number, ms: number) => {
-    if (status === 200) times.push(ms);
-  });
-  const result = await instance;
-  return { times, errors: result.errors + result.non2xx, seconds: o.seconds };
-}
-
 /** The q-quantile of ascending `sorted`. */
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 
-process.once('message', async (m: LoadRequest) => {
-  const { times, errors, seconds, lessStalls, stallMs } = m.mode === 'saturated' ? await saturated(m) : await paced(m);
+process.on('message', async (m: LoadRequest) => {
+  const { times, errors, seconds, cpuMicros, lessStalls, stallMs } = m.mode === 'closed' ? await closed(m) : await paced(m);
   times.sort((a, b) => a - b);
   lessStalls?.sort((a, b) => a - b);
   const result: LoadResult = {
@@ -224,6 +292,8 @@ process.once('message', async (m: LoadRequest) => {
     p50LessGeneratorStalls: lessStalls ? quantile(lessStalls, 0.5) : NaN,
     p99LessGeneratorStalls: lessStalls ? quantile(lessStalls, 0.99) : NaN,
     generatorStallMs: stallMs ?? NaN,
+    generatorCpuMicrosPerRequest: cpuMicros / Math.max(1, times.length + errors),
+    seconds,
   };
-  process.send!({ kind: 'load-done', ...result }, () => process.exit(0));
+  process.send!({ kind: 'load-done', ...result });
 });

@@ -183,8 +183,8 @@ export async function runPvcCacheBench(): Promise<Record<string, number | string
     proc.send({ kind: 'settle' });
     await next(proc, 'settled');
     const pinned = pin(process.pid, 0) && pin(proc.pid!, 1);
-    const satControl = await load('saturated', url, control, ALLOWED, ca, pinned);
-    const sat = await load('saturated', url, body, DENIED, ca, pinned);
+    const satControl = await load('closed', url, control, ALLOWED, ca, pinned);
+    const sat = await load('closed', url, body, DENIED, ca, pinned);
     const pacedControl = await load('paced', url, control, ALLOWED, ca, pinned);
     const pacedPvc = await load('paced', url, body, DENIED, ca, pinned);
     // While tokenguard sits idle: releasing the cache would start collections on the same CPU.
