@@ -5,7 +5,7 @@
 import type { ClusterView } from '../cluster/view.js';
 import { policySettings, type NamespaceOverride, type TokenguardConfig } from '../config/schema.js';
 import type { AnyPolicy, Exemptions, Finding, MatchRule, Mode, PolicyContext } from '../policies/types.js';
-import { applyPatchCopyOnWrite, jsonEqual, type PatchOperation } from './patch.js';
+import { applyPatchCopyOnWrite, jsonEqual, patchChanges, type PatchOperation } from './patch.js';
 import type { AdmissionRequest } from './review.js';
 import { globMatcher } from './glob.js';
 
@@ -38,6 +38,8 @@ interface PreparedPolicy {
   policy: AnyPolicy;
   settings: Record<string, unknown>;
   exemptions: { users: Set<string>; groups: Set<string>; namespace: (ns: string) => boolean };
+  /** The context the policy is called with in each mode: built once, read-only, shared by every review. */
+  contexts: Record<Exclude<Mode, 'off'>, PolicyContext>;
 }
 
 function ruleMatches(rule: MatchRule, req: AdmissionRequest): boolean {
@@ -86,11 +88,9 @@ export class Engine {
         groups: exemptions?.groups ?? policy.defaultExemptions?.groups ?? [],
         namespaces: exemptions?.namespaces ?? policy.defaultExemptions?.namespaces ?? [],
       };
-      return {
-        policy,
-        settings: policySettings(policy, config),
-        exemptions: compileExemptions(ex),
-      };
+      const settings = policySettings(policy, config);
+      const context = (mode: Exclude<Mode, 'off'>): PolicyContext => Object.freeze({ settings, mode, cluster: opts.cluster, lookup: this.lookup });
+      return { policy, settings, exemptions: compileExemptions(ex), contexts: { enforce: context('enforce'), warn: context('warn') } };
     });
   }
 
@@ -147,7 +147,7 @@ export class Engine {
       if (isExempt(p.exemptions, req)) continue;
       const mode = this.configuredMode(p.policy.name, req.namespace, labelled);
       if (mode === 'off') continue;
-      out.push({ p, ctx: { settings: p.settings, mode, cluster: this.opts.cluster, lookup: this.lookup } });
+      out.push({ p, ctx: p.contexts[mode] });
     }
     return out;
   }
@@ -199,15 +199,23 @@ export class Engine {
     const fired: string[] = [];
     const findings: Decision['findings'] = [];
     let current = req;
-    for (const { p, ctx } of runs) {
+    let lastChanges = false;
+    for (let i = 0; i < runs.length; i++) {
+      const { p, ctx } = runs[i]!;
       let ops: PatchOperation[];
       try {
         ops = p.policy.mutate!(current, ctx);
         if (!Array.isArray(ops)) throw new Error(`mutate returned ${typeof ops}, not a list of patch operations`);
         if (ops.length === 0) continue;
-        // Later policies see the object as patched so far, so their operations compose. The
-        // request's own object is never modified, and a policy whose patch fails leaves no trace.
-        current = { ...req, object: applyPatchCopyOnWrite(current.object ?? {}, ops) };
+        if (i < runs.length - 1) {
+          // Later policies see the object as patched so far, so their operations compose. The
+          // request's own object is never modified, and a policy whose patch fails leaves no trace.
+          current = { ...req, object: applyPatchCopyOnWrite(current.object ?? {}, ops) };
+        } else {
+          // The last policy's operations are only checked (do they resolve, do they change
+          // anything?): no later policy needs the patched object.
+          lastChanges = patchChanges(current.object ?? {}, ops);
+        }
       } catch (err) {
         findings.push(judged(this.policyFailure(p.policy.name, err), p.policy.name, ctx.mode));
         continue;
@@ -217,7 +225,7 @@ export class Engine {
     }
     const decision = foldFindings(findings);
     // Idempotence: operations that net to no change (e.g. re-adding a present value) are dropped.
-    if (patch.length > 0 && !jsonEqual(current.object, req.object ?? {})) {
+    if (patch.length > 0 && (lastChanges || (current !== req && !jsonEqual(current.object, req.object ?? {})))) {
       decision.patch = patch;
       decision.fired.push(...fired);
     }

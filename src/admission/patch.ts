@@ -42,21 +42,30 @@ export function setMapEntries(
     return [{ op: 'add', path: pointer(mapPath), value: { ...entries } }];
   }
   const ops: PatchOperation[] = [];
-  for (const [key, value] of Object.entries(entries)) {
+  let mapPointer: string | undefined;
+  for (const key in entries) {
+    const value = entries[key]!;
     if (map[key] === value) continue;
-    ops.push({ op: 'add', path: pointer([...mapPath, key]), value });
+    ops.push({ op: 'add', path: `${(mapPointer ??= pointer(mapPath))}/${escapePointerToken(key)}`, value });
   }
   return ops;
 }
 
-function parsePointer(path: string): string[] {
-  if (path === '') return [];
-  if (!path.startsWith('/')) throw new Error(`invalid JSON pointer ${JSON.stringify(path)}`);
-  const tokens = path.slice(1).split('/');
+/** Parsed pointers by path: mutating policies send the same few paths on every review. */
+const parsedPointers = new Map<string, readonly string[]>();
+
+/** The reference tokens of a JSON Pointer, unescaped; shared and read-only (cached). */
+function parsePointer(path: string): readonly string[] {
+  const cached = parsedPointers.get(path);
+  if (cached !== undefined) return cached;
+  if (path !== '' && path.charCodeAt(0) !== 47 /* / */) throw new Error(`invalid JSON pointer ${JSON.stringify(path)}`);
+  const tokens = path === '' ? [] : path.slice(1).split('/');
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
-    if (t.includes('~')) tokens[i] = t.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (t.indexOf('~') !== -1) tokens[i] = t.replace(/~1/g, '/').replace(/~0/g, '~');
   }
+  if (parsedPointers.size >= 1024) parsedPointers.clear();
+  parsedPointers.set(path, tokens);
   return tokens;
 }
 
@@ -76,6 +85,36 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
     if (!Object.prototype.hasOwnProperty.call(b, k) || !jsonEqual((a as any)[k], (b as any)[k])) return false;
   }
   return true;
+}
+
+/**
+ * Whether applying `ops` to `doc` changes it. Decided without copying anything when every
+ * operation adds or replaces a member of an object that exists in `doc`, each path once (what
+ * setMapEntries produces: the common case, priced per review); otherwise by applying the patch
+ * copy-on-write and comparing. Throws, as applying would, when a path does not resolve.
+ */
+export function patchChanges(doc: object, ops: readonly PatchOperation[]): boolean {
+  let changes = false;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    let repeated = false;
+    for (let j = 0; j < i && !repeated; j++) repeated = ops[j]!.path === op.path;
+    if ((op.op !== 'add' && op.op !== 'replace') || repeated) return !jsonEqual(applyPatchCopyOnWrite(doc, ops), doc);
+    const tokens = parsePointer(op.path);
+    const last = tokens[tokens.length - 1];
+    let parent: any = doc;
+    for (let t = 0; t < tokens.length - 1; t++) {
+      parent = parent !== null && typeof parent === 'object' && !Array.isArray(parent) ? parent[tokens[t]!] : undefined;
+    }
+    if (last === undefined || parent === null || typeof parent !== 'object' || Array.isArray(parent)) {
+      // An array, or a parent an earlier operation creates: only applying the patch can tell.
+      return !jsonEqual(applyPatchCopyOnWrite(doc, ops), doc);
+    }
+    const present = Object.prototype.hasOwnProperty.call(parent, last);
+    if (op.op === 'replace' && !present) throw new Error(`patch path ${op.path} does not resolve`);
+    if (!present || !jsonEqual(parent[last], op.value)) changes = true;
+  }
+  return changes;
 }
 
 /** A deep copy of a JSON value (structuredClone costs microseconds even for a string). */
@@ -113,10 +152,11 @@ export function applyPatchCopyOnWrite<T extends object>(doc: T, ops: readonly Pa
   const root: any = own(doc);
   for (const op of ops) {
     const tokens = parsePointer(op.path);
-    const last = tokens.pop();
+    const last = tokens[tokens.length - 1];
     if (last === undefined) throw new Error('patching the document root is not supported');
     let parent = root;
-    for (const t of tokens) {
+    for (let i = 0; i < tokens.length - 1; i++) {
+      const t = tokens[i]!;
       const key = Array.isArray(parent) ? arrayIndex(t, parent.length, false, op.path) : t;
       const child = Object.prototype.hasOwnProperty.call(parent, key) ? parent[key] : undefined;
       if (child === undefined || child === null || typeof child !== 'object') throw new Error(`patch path ${op.path} does not resolve`);

@@ -25,6 +25,21 @@ export function review(response: AdmissionResponse): AdmissionReviewResponse {
   return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
 }
 
+const ALLOWED_HEAD = '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":';
+
+/**
+ * The AdmissionReview around `response`, as JSON. An allow without warnings (most reviews, with
+ * or without a patch) is written from a template: JSON.stringify of the nested objects, and of the
+ * base64 patch a second time, costs more than the rest of its answer.
+ */
+export function reviewJson(response: AdmissionResponse): string {
+  if (response.allowed && !response.warnings && !response.auditAnnotations && !response.status) {
+    const patch = response.patch === undefined ? '' : `,"patchType":"JSONPatch","patch":"${response.patch}"`; // base64: nothing to escape
+    return `${ALLOWED_HEAD}${JSON.stringify(response.uid)},"allowed":true${patch}}}`;
+  }
+  return JSON.stringify(review(response));
+}
+
 export function allowed(uid: string): AdmissionResponse {
   return { uid, allowed: true };
 }

@@ -13,10 +13,10 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
   enabled(level: LogLevel): boolean;
   /**
-   * info() with the fields already serialised as JSON object members (`"a":1,"b":"x"`): for the
+   * A line with the fields already serialised as JSON object members (`"a":1,"b":"x"`): for the
    * line logged per review, where assembling it directly costs a fraction of JSON.stringify.
    */
-  infoMembers(msg: string, members: string): void;
+  members(level: LogLevel, msg: string, members: string): void;
 }
 
 /** Printable ASCII without `"` and `\`: quoted as is. */
@@ -44,8 +44,8 @@ export function createLogger(level: LogLevel = 'info', write: (line: string) => 
     info: (m, f) => emit('info', m, f),
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
-    infoMembers: (m, members) => {
-      if (ORDER.info >= ORDER[logger.level]) write(`${head('info', m)}${members ? ',' + members : ''}}\n`);
+    members: (l, m, members) => {
+      if (ORDER[l] >= ORDER[logger.level]) write(`${head(l, m)}${members ? ',' + members : ''}}\n`);
     },
   };
   let lastMs = -1;

@@ -12,19 +12,23 @@ import { Counter, Registry, collectDefaultMetrics, type Metric } from 'prom-clie
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'tokenguard_' });
 
-/** Counts by label values; `key` is the values joined by NUL, `labels` builds them once per key. */
+/**
+ * Counts by label values. A count's key is its label values joined by NUL, in the order of
+ * `labelNames` (callers on the hot path keep the keys they use as constants); the labels are
+ * rebuilt from the keys at scrape time, so counting allocates nothing.
+ */
 export class Tally<L extends string> {
-  private readonly counts = new Map<string, { labels: Record<L, string>; value: number }>();
+  private readonly counts = new Map<string, number>();
 
-  add(key: string, labels: () => Record<L, string>, n = 1): void {
-    const entry = this.counts.get(key);
-    if (entry) entry.value += n;
-    else this.counts.set(key, { labels: labels(), value: n });
+  constructor(readonly labelNames: readonly L[]) {}
+
+  add(key: string, n = 1): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + n);
   }
 
   /** A prom-client counter whose value at scrape time is this tally. */
-  counter(name: string, help: string, labelNames: readonly L[]): Counter<L> {
-    const counts = this.counts;
+  counter(name: string, help: string): Counter<L> {
+    const { counts, labelNames } = this;
     return new Counter({
       name,
       help,
@@ -32,7 +36,10 @@ export class Tally<L extends string> {
       registers: [registry],
       collect() {
         this.reset();
-        for (const { labels, value } of counts.values()) this.inc(labels, value);
+        for (const [key, value] of counts) {
+          const values = key.split('\0');
+          this.inc(Object.fromEntries(labelNames.map((l, i) => [l, values[i] ?? ''])) as Record<L, string>, value);
+        }
       },
     });
   }

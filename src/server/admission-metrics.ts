@@ -4,25 +4,22 @@
 import type { Decision } from '../admission/engine.js';
 import { RouteLatencyHistogram, Tally } from '../observability/metrics.js';
 
-const requests = new Tally<'route' | 'decision'>();
+const requests = new Tally(['route', 'decision'] as const);
 export const admissionRequests = requests.counter(
   'tokenguard_admission_requests_total',
   'Admission reviews answered, by route and decision (allowed, denied, invalid).',
-  ['route', 'decision'],
 );
 
-const policyOutcomes = new Tally<'route' | 'policy' | 'decision' | 'mode'>();
+const policyOutcomes = new Tally(['route', 'policy', 'decision', 'mode'] as const);
 export const policyDecisions = policyOutcomes.counter(
   'tokenguard_policy_decisions_total',
   'Policy outcomes per request, by route, policy, decision (denied, warned, patched) and mode.',
-  ['route', 'policy', 'decision', 'mode'],
 );
 
-const warnings = new Tally<'route'>();
+const warnings = new Tally(['route'] as const);
 export const warningsEmitted = warnings.counter(
   'tokenguard_warnings_emitted_total',
   'Warnings returned to clients (after deduplication and limits), by route.',
-  ['route'],
 );
 
 export const admissionDuration = new RouteLatencyHistogram(
@@ -31,18 +28,43 @@ export const admissionDuration = new RouteLatencyHistogram(
   [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
 );
 
-export function observeDecision(route: string, d: Decision, warningCount: number, seconds: number): void {
-  const decision = d.allowed ? 'allowed' : 'denied';
-  requests.add(route + '\0' + decision, () => ({ route, decision }));
+type Route = 'validate' | 'mutate';
+/** The tally keys of every review, built once. */
+const REQUEST_KEYS: Record<Route, Record<'allowed' | 'denied' | 'invalid', string>> = {
+  validate: { allowed: 'validate\0allowed', denied: 'validate\0denied', invalid: 'validate\0invalid' },
+  mutate: { allowed: 'mutate\0allowed', denied: 'mutate\0denied', invalid: 'mutate\0invalid' },
+};
+
+type Outcome = 'denied' | 'warned' | 'patched';
+type OutcomeMode = 'enforce' | 'warn' | 'n/a';
+/** Per policy, the tally key of each (route, outcome, mode), built the first time it is counted. */
+const outcomeKeys = new Map<string, Map<string, string>>();
+function outcomeKey(route: Route, policy: string, outcome: Outcome, mode: OutcomeMode): string {
+  let keys = outcomeKeys.get(policy);
+  if (keys === undefined) outcomeKeys.set(policy, (keys = new Map()));
+  // The three enum values select one of a few constant strings: no string is built per review.
+  const slot = OUTCOME_SLOTS[route][outcome][mode];
+  let key = keys.get(slot);
+  if (key === undefined) keys.set(slot, (key = `${route}\0${policy}\0${outcome}\0${mode}`));
+  return key;
+}
+const OUTCOME_SLOTS = Object.fromEntries(
+  (['validate', 'mutate'] as const).map((r) => [
+    r,
+    Object.fromEntries((['denied', 'warned', 'patched'] as const).map((o) => [o, Object.fromEntries((['enforce', 'warn', 'n/a'] as const).map((m) => [m, `${r}/${o}/${m}`]))])),
+  ]),
+) as Record<Route, Record<Outcome, Record<OutcomeMode, string>>>;
+
+export function observeDecision(route: Route, d: Decision, warningCount: number, seconds: number): void {
+  requests.add(REQUEST_KEYS[route][d.allowed ? 'allowed' : 'denied']);
   admissionDuration.observe(route, seconds);
-  if (warningCount > 0) warnings.add(route, () => ({ route }), warningCount);
+  if (warningCount > 0) warnings.add(route, warningCount);
   for (const f of d.findings) {
-    const outcome = f.severity === 'deny' && f.mode === 'enforce' ? 'denied' : 'warned';
-    policyOutcomes.add(`${route}\0${f.policy}\0${outcome}\0${f.mode}`, () => ({ route, policy: f.policy, decision: outcome, mode: f.mode }));
+    policyOutcomes.add(outcomeKey(route, f.policy, f.severity === 'deny' && f.mode === 'enforce' ? 'denied' : 'warned', f.mode));
   }
-  if (d.patch) for (const p of d.fired) policyOutcomes.add(`${route}\0${p}\0patched`, () => ({ route, policy: p, decision: 'patched', mode: 'n/a' }));
+  if (d.patch) for (const p of d.fired) policyOutcomes.add(outcomeKey(route, p, 'patched', 'n/a'));
 }
 
-export function observeInvalid(route: string): void {
-  requests.add(route + '\0invalid', () => ({ route, decision: 'invalid' }));
+export function observeInvalid(route: Route): void {
+  requests.add(REQUEST_KEYS[route].invalid);
 }

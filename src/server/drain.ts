@@ -70,17 +70,24 @@ export class ConnectionTracker {
     if (!c) return;
     c.requests++;
     c.inFlight++;
-    let done = false;
-    const finished = () => {
-      if (done) return;
-      done = true;
-      c.inFlight--;
-      c.bytesAtRest = (req.socket as TLSSocket).bytesRead;
-      if (String(res.getHeader('connection')).toLowerCase() === 'close') c.told = true;
-    };
-    res.once('finish', finished);
-    res.once('close', finished);
+    res.on('close', this.responseClosed);
   }
+
+  /**
+   * A response is done ('close' follows 'finish', or ends an aborted one): one function for all
+   * of them, so tracking costs no allocation per request.
+   */
+  private readonly responseClosed = (() => {
+    const connections = this.connections;
+    return function (this: ServerResponse) {
+      const socket = this.req.socket as TLSSocket;
+      const c = connections.get(socket);
+      if (!c) return;
+      c.inFlight--;
+      c.bytesAtRest = socket.bytesRead;
+      if (String(this.getHeader('connection')).toLowerCase() === 'close') c.told = true;
+    };
+  })();
 
   get counts(): { connections: number; requestsInFlight: number } {
     let requestsInFlight = 0;

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fastJsonPatch from 'fast-json-patch';
-import { applyPatchCopyOnWrite, escapePointerToken, jsonEqual, pointer, setMapEntries, type PatchOperation } from '../../src/admission/patch.js';
+import { applyPatchCopyOnWrite, escapePointerToken, jsonEqual, patchChanges, pointer, setMapEntries, type PatchOperation } from '../../src/admission/patch.js';
 
 describe('JSON Pointer', () => {
   it('escapes ~ before / (RFC 6901), so `~1` in a key survives a round trip', () => {
@@ -100,5 +100,37 @@ describe('jsonEqual', () => {
     assert.equal(jsonEqual([1, 2], [2, 1]), false);
     assert.equal(jsonEqual(null, {}), false);
     assert.equal(jsonEqual('1', 1), false);
+  });
+});
+
+describe('patchChanges', () => {
+  const pod = () => ({ metadata: { name: 'p', labels: { a: '1' }, annotations: { 'x/y': 'v' } }, spec: { volumes: [{ name: 'v' }] } });
+  /** The reference answer: apply with fast-json-patch and compare. */
+  const reference = (doc: object, ops: PatchOperation[]) => !jsonEqual(fastJsonPatch.applyPatch(structuredClone(doc), structuredClone(ops) as never, true, false).newDocument, doc);
+
+  it('agrees with applying the patch, on the fast path (object members) and off it (arrays, dependent and repeated paths)', () => {
+    const cases: PatchOperation[][] = [
+      [{ op: 'add', path: '/metadata/labels/a', value: '1' }], // already so: no change
+      [{ op: 'add', path: '/metadata/labels/b', value: '2' }],
+      [{ op: 'add', path: '/metadata/annotations/x~1y', value: 'v' }],
+      [{ op: 'replace', path: '/metadata/name', value: 'q' }],
+      [{ op: 'add', path: '/metadata/labels', value: { a: '1' } }],
+      [{ op: 'add', path: '/spec/volumes/-', value: { name: 'w' } }], // array: applied
+      [
+        { op: 'add', path: '/metadata/owners', value: {} },
+        { op: 'add', path: '/metadata/owners/k', value: 'v' }, // its parent comes from the op before
+      ],
+      [
+        { op: 'add', path: '/metadata/labels/a', value: '2' },
+        { op: 'add', path: '/metadata/labels/a', value: '1' }, // the same path twice nets to nothing
+      ],
+      [{ op: 'remove', path: '/metadata/labels/a' }],
+    ];
+    for (const ops of cases) assert.equal(patchChanges(pod(), ops), reference(pod(), ops), JSON.stringify(ops));
+  });
+
+  it('throws, as applying would, when a path does not resolve', () => {
+    assert.throws(() => patchChanges(pod(), [{ op: 'replace', path: '/metadata/missing', value: 1 }]), /does not resolve/);
+    assert.throws(() => patchChanges(pod(), [{ op: 'add', path: '/nothing/here/x', value: 1 }]), /does not resolve/);
   });
 });

@@ -66,6 +66,8 @@ export class TokenguardProcess {
     const base: Record<string, Record<string, unknown>> = {
       server: { address: '127.0.0.1', port, tlsCertFile: certs.certFile, tlsKeyFile: certs.keyFile, shutdownGraceSeconds: 5 },
       cluster: opts.kubeconfig ? { enabled: true, kubeconfig: opts.kubeconfig } : { enabled: false },
+      // Tests read the decision lines of plain allows too (logged at debug).
+      log: { level: 'debug' },
     };
     // One level deep: a test's `server` or `cluster` keys join the base ones.
     const config: Record<string, unknown> = { ...base };

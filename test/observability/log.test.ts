@@ -40,23 +40,24 @@ describe('createLogger', () => {
   });
 });
 
-describe('infoMembers and jsonString', () => {
+describe('members and jsonString', () => {
   it('jsonString is exactly JSON.stringify, on the fast path and off it', () => {
     const samples = ['', 'web-0', 'system:serviceaccount:kube-system:x', 'a"b', 'a\\b', 'tab\there', '\n', '\u0000', '\u007f', 'é', '…', '\u2028', '\ud800', '😀', '~/'];
     for (const s of samples) assert.equal(jsonString(s), JSON.stringify(s), JSON.stringify(s));
   });
 
-  it('writes pre-serialised members as one JSON line after time, level and msg, at info level only', () => {
+  it('writes pre-serialised members as one JSON line after time, level and msg, at the level given if enabled', () => {
     const lines: string[] = [];
     const log = createLogger('info', (l) => lines.push(l));
-    log.infoMembers('admission decision', `"uid":${jsonString('u"1')},"n":1`);
-    log.infoMembers('no fields', '');
+    log.members('info', 'admission decision', `"uid":${jsonString('u"1')},"n":1`);
+    log.members('info', 'no fields', '');
+    log.members('debug', 'below the level', '"x":1');
     const { time, ...rest } = JSON.parse(lines[0]!);
     assert.ok(!Number.isNaN(Date.parse(time)));
     assert.deepEqual(rest, { level: 'info', msg: 'admission decision', uid: 'u"1', n: 1 });
     assert.deepEqual(Object.keys(JSON.parse(lines[1]!)), ['time', 'level', 'msg']);
     log.level = 'warn';
-    log.infoMembers('dropped', '"x":1');
+    log.members('debug', 'dropped', '"x":1');
     assert.equal(lines.length, 2);
   });
 });

@@ -33,7 +33,7 @@ describe('admission responses over HTTPS', () => {
     server = await startTestServer({
       policies: POLICIES,
       config: { policies: { strict: { mode: 'enforce' } } },
-      logger: createLogger('info', (l) => lines.push(l)),
+      logger: createLogger('debug', (l) => lines.push(l)),
     });
   });
   after(() => server.shutdown());
@@ -134,9 +134,30 @@ describe('admission responses over HTTPS', () => {
     assert.ok(v.findings.some((f: any) => f.policy === 'strict' && f.mode === 'enforce' && f.severity === 'deny'));
     assert.equal(m.route, 'mutate');
     assert.equal(m.decision, 'patched');
+    assert.equal(m.level, 'debug', 'a patch without findings is routine: debug');
     assert.equal(m.dryRun, false);
     assert.deepEqual(m.policies, ['labeler']);
     assert.ok(lines.every((l) => l.endsWith('\n') && !l.slice(0, -1).includes('\n')), 'one line each');
+  });
+
+  it('a plain allow (no finding, no patch) is logged at debug, not at info', async () => {
+    for (const level of ['info', 'debug'] as const) {
+      const logged: string[] = [];
+      const plain = await startTestServer({ logger: createLogger(level, (l) => logged.push(l)) });
+      try {
+        const r = await plain.post('/validate', reviewByPrefix('006')); // a pod no policy has anything to say about
+        assert.equal(r.json.response.allowed, true);
+        await plain.post('/validate', reviewByPrefix('014')); // warned: always at info
+      } finally {
+        await plain.shutdown();
+      }
+      const decisions = logged.map((l) => JSON.parse(l)).filter((e) => e.msg === 'admission decision');
+      assert.deepEqual(
+        decisions.map((d) => [d.level, d.decision]),
+        level === 'info' ? [['info', 'warned']] : [['debug', 'allowed'], ['info', 'warned']],
+        level,
+      );
+    }
   });
 
   it('keeps the decision line valid JSON whatever the strings hold (quotes, backslashes, newlines, unicode)', async () => {
