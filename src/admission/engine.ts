@@ -37,7 +37,8 @@ export interface EngineOptions {
 interface PreparedPolicy {
   policy: AnyPolicy;
   settings: Record<string, unknown>;
-  exemptions: { users: Set<string>; groups: Set<string>; namespace: (ns: string) => boolean };
+  /** Undefined when the policy exempts nothing (most policies): no lookup per review. */
+  exemptions?: { users: Set<string>; groups: Set<string>; namespace: (ns: string) => boolean };
   /** The context the policy is called with in each mode: built once, read-only, shared by every review. */
   contexts: Record<Exclude<Mode, 'off'>, PolicyContext>;
 }
@@ -53,11 +54,13 @@ function ruleMatches(rule: MatchRule, req: AdmissionRequest): boolean {
   );
 }
 
-function compileExemptions(e: Exemptions) {
+function compileExemptions(e: Exemptions): PreparedPolicy['exemptions'] {
+  if (!e.users.length && !e.groups.length && !e.namespaces.length) return undefined;
   return { users: new Set(e.users), groups: new Set(e.groups), namespace: globMatcher(e.namespaces) };
 }
 
 function isExempt(ex: PreparedPolicy['exemptions'], req: AdmissionRequest): boolean {
+  if (!ex) return false;
   const user = req.userInfo.username ?? '';
   if (user && ex.users.has(user)) return true;
   for (const g of req.userInfo.groups ?? []) if (ex.groups.has(g)) return true;
@@ -74,7 +77,7 @@ export class Engine {
    * rules are fixed for the engine's life, and every review would otherwise test them all. Keys
    * come from the API server's requests (bounded by the webhook rules); capped all the same.
    */
-  private readonly matchCache = new Map<string, PreparedPolicy[]>();
+  private readonly matchCache = new Map<string, { p: PreparedPolicy; namespaces?: ReadonlySet<string> }[]>();
 
   constructor(private readonly opts: EngineOptions) {
     const { config } = opts;
@@ -126,12 +129,23 @@ export class Engine {
     return this.opts.config.policies[policy]?.mode ?? this.opts.config.mode;
   }
 
-  private matching(req: AdmissionRequest, side: 'validate' | 'mutate'): PreparedPolicy[] {
+  /**
+   * The policies whose rules match the request's shape, each with the only namespaces where its
+   * matching rules can find anything (`MatchRule.namespaces`; undefined: anywhere). A pod created
+   * outside kube-system never reaches the issuer policy, which looks at kube-apiserver mirror pods.
+   */
+  private matching(req: AdmissionRequest, side: 'validate' | 'mutate') {
     const r = req.resource;
     const key = `${side}\0${r.group}\0${r.version}\0${r.resource}\0${req.subResource ?? ''}\0${req.operation}`;
     let list = this.matchCache.get(key);
     if (list === undefined) {
-      list = this.prepared.filter((p) => p.policy[side] && p.policy.match.some((rule) => ruleMatches(rule, req)));
+      list = [];
+      for (const p of this.prepared) {
+        const rules = p.policy[side] ? p.policy.match.filter((rule) => ruleMatches(rule, req)) : [];
+        if (rules.length === 0) continue;
+        const everywhere = rules.some((rule) => !rule.namespaces);
+        list.push({ p, namespaces: everywhere ? undefined : new Set(rules.flatMap((rule) => rule.namespaces!)) });
+      }
       if (this.matchCache.size >= 1024) this.matchCache.clear();
       this.matchCache.set(key, list);
     }
@@ -143,7 +157,8 @@ export class Engine {
     const candidates = this.matching(req, side);
     if (candidates.length === 0 || isExempt(this.globalExemptions, req)) return out;
     const labelled = req.namespace ? this.namespaceMode(req.namespace) : undefined;
-    for (const p of candidates) {
+    for (const { p, namespaces } of candidates) {
+      if (namespaces && !namespaces.has(req.namespace ?? '')) continue;
       if (isExempt(p.exemptions, req)) continue;
       const mode = this.configuredMode(p.policy.name, req.namespace, labelled);
       if (mode === 'off') continue;

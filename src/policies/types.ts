@@ -38,8 +38,9 @@ export interface MatchRule {
   /**
    * The only namespaces where this rule can find anything (e.g. `kube-system` for the
    * kube-apiserver mirror pods). Webhooks that serve none of them leave the rule out, so the API
-   * server does not call tokenguard for every such object in the cluster; the policy still checks
-   * the namespace itself, and the engine does not filter on it.
+   * server does not call tokenguard for every such object in the cluster, and the engine does not
+   * call the policy for a request elsewhere that only this rule matches (the policy still checks
+   * the namespace itself).
    */
   namespaces?: string[];
 }

@@ -92,6 +92,8 @@ interface VerifiedToken {
 const OK_CERTIFICATE: Verdict = { method: 'client_certificate', result: 'ok', reason: 'client certificate signed by the configured CA' };
 const OK_TOKEN: Verdict = { method: 'bearer_token', result: 'ok', reason: 'bearer token verified' };
 const MISSING: Verdict = { method: 'none', result: 'missing', reason: 'no client certificate and no bearer token' };
+/** The tally key of the verdict on almost every review, built once. */
+const OK_TOKEN_KEY = 'bearer_token\0ok';
 
 const tally = new Tally(['method', 'result'] as const);
 export const callerAuthTotal = tally.counter(
@@ -147,11 +149,11 @@ export class CallerAuth {
     if (this.config.clientCertificate && socket.authorized) return OK_CERTIFICATE;
     const header = req.headers.authorization;
     if (header === undefined) return this.withoutToken(socket);
-    if (header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') {
+    if (header.length < 8 || !(header.startsWith('Bearer ') || header.slice(0, 7).toLowerCase() === 'bearer ')) {
       return { method: 'none', result: 'missing', reason: `the Authorization header is not "Bearer <token>"` };
     }
     const token = header.slice(7).trim();
-    if (token.length === 0 || token.length > MAX_TOKEN_CHARS || token.includes(' ')) {
+    if (token.length === 0 || token.length > MAX_TOKEN_CHARS || token.indexOf(' ') !== -1) {
       return { method: 'bearer_token', result: 'invalid_signature', reason: `the bearer token is not a JWT (${token.length} characters)` };
     }
     // kube-apiserver sends the same token again and again on a keep-alive connection: compare it
@@ -179,7 +181,7 @@ export class CallerAuth {
 
   /** Count the verdict, and log a failing caller at most once a minute (address and reason, never the token). */
   record(verdict: Verdict, route: AuthRoute, req: IncomingMessage): void {
-    tally.add(`${verdict.method}\0${verdict.result}`);
+    tally.add(verdict === OK_TOKEN ? OK_TOKEN_KEY : `${verdict.method}\0${verdict.result}`);
     if (verdict.result === 'ok') return;
     const address = req.socket.remoteAddress ?? 'unknown';
     const key = `${address}\0${verdict.result}`;

@@ -141,6 +141,18 @@ describe('matching', () => {
     assert.deepEqual(engine.matchingPolicies(update, 'validate'), [], 'UPDATE is not in either rule');
   });
 
+  it('a rule limited to some namespaces calls its policy only there; another rule of the policy still applies elsewhere', async () => {
+    const mirror = denyPolicy('kube-system-only', { match: [{ ...PODS_CREATE, namespaces: ['kube-system'] }] });
+    const both = denyPolicy('both', { match: [{ ...PODS_CREATE, namespaces: ['kube-system'] }, { ...PODS_CREATE, namespaces: ['shop'] }] });
+    const mixed = denyPolicy('mixed', { match: [{ ...PODS_CREATE, namespaces: ['kube-system'] }, PODS_CREATE] });
+    const engine = engineWith([mirror, both, mixed]);
+    assert.deepEqual(engine.matchingPolicies(podRequest('kube-system'), 'validate'), ['kube-system-only', 'both', 'mixed']);
+    assert.deepEqual(engine.matchingPolicies(podRequest('shop'), 'validate'), ['both', 'mixed']);
+    assert.deepEqual(engine.matchingPolicies(podRequest('elsewhere'), 'validate'), ['mixed']);
+    const decision = await engine.validate(podRequest('elsewhere'));
+    assert.deepEqual(decision.fired, ['mixed']);
+  });
+
   it('a policy that throws fails open with a warning naming it', async () => {
     const errors: string[] = [];
     const broken: AnyPolicy = {
