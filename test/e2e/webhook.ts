@@ -207,32 +207,35 @@ export function webhookScenarios(assets: Assets): void {
     const lifetimeWarning = 'token lifetime 172800 s is above the 86400 s maximum (volume "t")';
     const audienceWarning = 'token audience "unknown-audience" is not allowed (volume "t")';
 
-    it('a Pod: warnings in warn mode, denied in enforce', async () => {
-      const w = await e.kubectl(['apply', '-f', '-'], pod(WARN));
-      assert.equal(w.code, 0, w.stderr);
-      assert.equal(w.stdout.trim(), 'pod/long-token created');
-      assert.deepEqual(warnings(w), [lifetimeWarning, audienceWarning]);
-      const d = await e.kubectl(['apply', '-f', '-'], pod(ENFORCE));
-      assert.equal(d.code, 1);
-      assert.match(
-        d.stderr,
-        /^Error from server \(Forbidden\): error when creating "STDIN": admission webhook "validate\.tokenguard\.io" denied the request: \[projected-token-lifetime\] token lifetime 172800 s is above the 86400 s maximum \(volume "t"\) \(at spec\.volumes\[0\]\.projected\.sources\[0\]\.serviceAccountToken\.expirationSeconds\)\..*; \[projected-token-audience\] token audience "unknown-audience" is not allowed \(volume "t"\)/m,
-      );
-      assert.equal((await e.kubectl(['get', 'pod', 'long-token', '-n', ENFORCE])).code, 1, 'not created');
-    });
-
-    it('a Deployment: the pod template is checked, so the person applying it sees the problem', async () => {
-      const w = await e.kubectl(['apply', '-f', '-'], deployment(WARN));
-      assert.equal(w.code, 0, w.stderr);
-      assert.equal(w.stdout.trim(), 'deployment.apps/api created');
-      assert.deepEqual(warnings(w), [lifetimeWarning, audienceWarning]);
-      const d = await e.kubectl(['apply', '-f', '-'], deployment(ENFORCE));
-      assert.equal(d.code, 1);
-      assert.match(
-        d.stderr,
-        /^Error from server \(Forbidden\): error when creating "STDIN": admission webhook "validate\.tokenguard\.io" denied the request: \[projected-token-lifetime\] token lifetime 172800 s is above the 86400 s maximum \(volume "t"\) \(at spec\.template\.spec\.volumes\[0\]\.projected\.sources\[0\]\.serviceAccountToken\.expirationSeconds\)/m,
-      );
-    });
+    // The same token volume on a Pod and in a Deployment's pod template: the person applying
+    // either sees the problem, at the field where it is.
+    const kinds = [
+      { what: 'a Pod', manifest: pod, resource: 'pod', name: 'long-token', created: 'pod/long-token created', at: 'spec.volumes' },
+      {
+        what: 'a Deployment',
+        manifest: deployment,
+        resource: 'deployment',
+        name: 'api',
+        created: 'deployment.apps/api created',
+        at: 'spec.template.spec.volumes',
+      },
+    ];
+    for (const k of kinds) {
+      it(`${k.what}: warnings in warn mode, denied in enforce`, async () => {
+        const w = await e.kubectl(['apply', '-f', '-'], k.manifest(WARN));
+        assert.equal(w.code, 0, w.stderr);
+        assert.equal(w.stdout.trim(), k.created);
+        assert.deepEqual(warnings(w), [lifetimeWarning, audienceWarning]);
+        const d = await e.kubectl(['apply', '-f', '-'], k.manifest(ENFORCE));
+        assert.equal(d.code, 1);
+        const denial =
+          'Error from server (Forbidden): error when creating "STDIN": admission webhook "validate.tokenguard.io" denied the request: ' +
+          `[projected-token-lifetime] token lifetime 172800 s is above the 86400 s maximum (volume "t") (at ${k.at}[0].projected.sources[0].serviceAccountToken.expirationSeconds).`;
+        assert.ok(d.stderr.startsWith(denial), d.stderr);
+        assert.match(d.stderr, /; \[projected-token-audience\] token audience "unknown-audience" is not allowed \(volume "t"\)/);
+        assert.equal((await e.kubectl(['get', k.resource, k.name, '-n', ENFORCE])).code, 1, 'not created');
+      });
+    }
 
     it('pvc-token-risk: a pod with a claim and the injected token gets the label and the annotation, once', async () => {
       const pod = JSON.parse((await must(['get', 'pod', 'db-0', '-n', WARN, '-o', 'json'])).stdout);
