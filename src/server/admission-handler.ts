@@ -84,6 +84,9 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
     // learns nothing of the review (not even whether its body decodes), only why it was refused.
     const auth = opts.callerAuth;
     const verdict = auth?.authenticate(route, req);
+    // Judged once the body is in; if it never is (too large, the client went away), a failure of
+    // the verification must not become an unhandled rejection.
+    if (verdict instanceof Promise) verdict.catch(() => {});
     const refuse = (v: Verdict) => {
       auth!.record(v, route, req); // logs the caller once a minute: a refused flood must not flood the log
       answerError(401, `caller not authenticated: ${v.reason}`, false, { 'www-authenticate': 'Bearer' });

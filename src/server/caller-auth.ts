@@ -237,6 +237,7 @@ export class CallerAuth {
     } catch {
       return bad('the token claims are not JSON');
     }
+    if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return bad('the token claims are not a JSON object');
     const verified = toVerified(kid, claims);
     if (this.tokens.size >= MAX_CACHED_TOKENS) this.tokens.delete(this.tokens.keys().next().value!);
     this.tokens.set(cacheKey, verified);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
+import { CompactSign } from 'jose';
 import { ApiClient } from '../../src/cluster/client.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { resolveConfig } from '../../src/config/load.js';
@@ -115,6 +116,17 @@ describe('caller authentication with bearer tokens', () => {
       assert.equal(await authCount(method, result), before + 1);
     });
   }
+
+  it('a validly signed token whose claims are not an object is refused, never a crash; so is one on a body too large to read', async () => {
+    const signed = await new CompactSign(new TextEncoder().encode('null')).setProtectedHeader({ alg: 'RS256', kid: 'key-1' }).sign(oidc.keys[0]!.privateKey);
+    const r = await call(enforce, '/validate', signed);
+    assert.equal(r.status, 401);
+    assert.match(r.json.error.message, /the token claims are not a JSON object/);
+    // A token still being verified when its request is refused for size: nothing may be left unhandled.
+    const big = await enforce.post('/validate', 'x'.repeat(9 * 1024 * 1024), { authorization: `Bearer ${await token({}, await makeSigningKey('never-seen'))}` });
+    assert.equal(big.status, 413);
+    assert.equal((await enforce.get('/healthz')).status, 200);
+  });
 
   it('within the 60 s leeway an expired token still passes, as at kube-apiserver', async () => {
     const t = await token({ iat: Math.floor(Date.now() / 1000) - 3630, lifetimeSeconds: 3600 });
