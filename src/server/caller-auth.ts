@@ -167,7 +167,11 @@ export class CallerAuth {
       this.lastOnConnection.set(socket, { token, key });
     }
     const cached = this.tokens.get(key);
-    if (cached) return this.judge(cached, route);
+    if (cached) {
+      // Kept until it expires: an expired token is judged (and refused) once more, then forgotten.
+      if (cached.exp !== undefined && this.now() / 1000 > cached.exp + API_SERVER_LEEWAY_SECONDS) this.tokens.delete(key);
+      return this.judge(cached, route);
+    }
     return this.verify(token, key).then((v) => ('result' in v ? v : this.judge(v, route)));
   }
 

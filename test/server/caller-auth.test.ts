@@ -128,6 +128,14 @@ describe('caller authentication with bearer tokens', () => {
     assert.equal((await enforce.get('/healthz')).status, 200);
   });
 
+  it('an expired token leaves the cache once it is refused', async () => {
+    const t = await token({ iat: Math.floor(Date.now() / 1000) - 7200, lifetimeSeconds: 3600, extra: { jti: randomUUID() } });
+    const before = enforce.callerAuth!.cachedTokens;
+    assert.equal((await call(enforce, '/validate', t)).status, 401); // verified, cached, judged expired
+    assert.equal((await call(enforce, '/validate', t)).status, 401); // from the cache: expired, dropped
+    assert.equal(enforce.callerAuth!.cachedTokens, before);
+  });
+
   it('within the 60 s leeway an expired token still passes, as at kube-apiserver', async () => {
     const t = await token({ iat: Math.floor(Date.now() / 1000) - 3630, lifetimeSeconds: 3600 });
     assert.equal((await call(enforce, '/validate', t)).status, 200);
