@@ -102,8 +102,8 @@ export class ConnectionTracker {
   async drain(graceMs: number, logger: Logger): Promise<DrainReport> {
     const started = this.now();
     logger.info('closing the listener, draining connections', { graceSeconds: graceMs / 1000, ...this.counts });
-    // tls.Server's close stops the listener only; https.Server's would first destroy every
-    // connection without a request in flight, including one whose client is writing its first.
+    // tls.Server's close stops the listener only; https.Server's would first destroy every idle
+    // keep-alive connection at once, including one whose client is writing its next request.
     const closed = new Promise<void>((resolve) => TlsServer.prototype.close.call(this.server, () => resolve()));
     const fresh = Math.min(FRESH_CONNECTION_MS, graceMs);
     let cut = { cutConnections: 0, cutRequests: 0 };
