@@ -3,7 +3,22 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { allowed, denied, fromDecision, patched, review, reviewJson, withWarnings } from '../../src/admission/response.js';
+import type { PatchOperation } from '../../src/admission/patch.js';
+import { allowed, denied, fromDecision, patchJson, patched, review, reviewJson, withWarnings } from '../../src/admission/response.js';
+
+describe('patchJson', () => {
+  it('is exactly JSON.stringify of the operations, whatever their values', () => {
+    const cases: PatchOperation[][] = [
+      [],
+      [{ op: 'add', path: '/metadata/labels/tokenguard.io~1pvc-token-risk', value: 'true' }],
+      [{ op: 'add', path: '/metadata/annotations', value: { 'a"b': 'é\n', n: 1, list: [true, null] } }],
+      [{ op: 'replace', path: '/spec/x~0y', value: 2 }, { op: 'remove', path: '/metadata/labels/a' }, { op: 'test', path: '/q', value: null }],
+      [{ op: 'add', path: '/odd/"quoted"\\', value: 'tab\there \u2028 😀' }],
+      [{ op: 'add', path: '/v', value: undefined }],
+    ];
+    for (const ops of cases) assert.equal(patchJson(ops), JSON.stringify(ops), JSON.stringify(ops));
+  });
+});
 
 describe('reviewJson', () => {
   it('is exactly JSON.stringify(review(response)), on the plain-allow template and off it', () => {
