@@ -12,7 +12,7 @@ import { silentLogger } from '../../src/observability/log.js';
 import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { httpsCall, testCerts } from '../helpers/server.js';
-import { until } from './helpers.js';
+import { until } from '../helpers/eventually.js';
 
 function configFor(cluster: object) {
   const certs = testCerts();

@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
+import { until } from '../helpers/eventually.js';
 import { clusterState } from '../helpers/fixtures.js';
 
 let fake: FakeApiServer;
@@ -28,14 +29,6 @@ async function openWatch(path: string, query: Record<string, string | number | b
   const done = new Promise<any>((resolve) => (ended = resolve));
   const controller = await new Watch(kc).watch(path, query, (type, object) => events.push({ type, object }), (err) => ended!(err));
   return { events, done, controller };
-}
-
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 test('LIST serves the captured PodList through the generated client, with its resourceVersion', async () => {
@@ -117,7 +110,7 @@ test('requests without the kubeconfig token are refused with a 401 Status', asyn
 test('WATCH replays from a resourceVersion, streams changes, sends bookmarks, and ends at timeoutSeconds', async () => {
   const rv = fake.resourceVersion;
   const w = await openWatch('/api/v1/namespaces/shop/pods', { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: 1 });
-  await until(() => fake.openWatches('pods') > 0, 'the watch to open');
+  await until(() => fake.openWatches('pods') > 0, 'the watch to open', 3000);
   fake.upsert('pods', { metadata: { name: 'new-pod', namespace: 'shop' }, spec: { nodeName: 'node-a' } });
   fake.upsert('pods', { metadata: { name: 'elsewhere', namespace: 'batch-ns' }, spec: {} });
   fake.remove('pods', 'shop', 'new-pod');
@@ -157,7 +150,7 @@ test('WATCH from a compacted resourceVersion gets an ERROR event with a 410 Stat
 
 test('dropped watches end with an error; down and restart keep the objects and the port', async () => {
   const w = await openWatch('/api/v1/pods', { resourceVersion: fake.resourceVersion });
-  await until(() => fake.openWatches('pods') > 0, 'the watch to open');
+  await until(() => fake.openWatches('pods') > 0, 'the watch to open', 3000);
   fake.dropWatches();
   await w.done;
   const port = fake.port;

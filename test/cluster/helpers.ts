@@ -1,9 +1,10 @@
 // Shared by the cluster and pvc-in-use tests: a real ClusterCache (real client-node) against the
-// fake API server, pods built from a captured one, and polling with a bound.
+// fake API server, pods built from a captured one.
 
 import { KubeConfig } from '@kubernetes/client-node';
 import { ClusterCache, type ClusterCacheOptions } from '../../src/cluster/cache.js';
 import { FakeApiServer, loadCapturedClusterState, type FakeApiServerOptions } from '../helpers/fake-apiserver.js';
+import { until } from '../helpers/eventually.js';
 import { clusterState } from '../helpers/fixtures.js';
 
 export interface CacheRig {
@@ -36,14 +37,6 @@ export async function startCacheRig(
       await fake.close();
     },
   };
-}
-
-export async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** A pod shaped like the captured `db-1` (real API output), renamed and adjusted. */

@@ -12,6 +12,7 @@ import { EventRecorder } from '../../src/cluster/events.js';
 import { discoveryFailures, IssuerMonitor, issuerChanges, JWKS_ACCEPT, JWKS_PATH, jwksChanges } from '../../src/cluster/issuers.js';
 import { parseKeySet, verifyToken } from '../../src/cluster/token-check.js';
 import { createLogger, type Logger } from '../../src/observability/log.js';
+import { until } from '../helpers/eventually.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { CLUSTER_STATE_DIR, clusterState } from '../helpers/fixtures.js';
 import { makeSigningKey, serveOidc, type OidcServer } from '../helpers/oidc.js';
@@ -30,14 +31,6 @@ function kubeConfig(fake: FakeApiServer, token?: string): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromString(token ? fake.kubeconfig().replace(`token: ${fake.token}`, `token: ${token}`) : fake.kubeconfig());
   return kc;
-}
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('IssuerMonitor against the fake API server', () => {

@@ -11,7 +11,8 @@ import { fitList, kubeletAffectedBy130442, parseKubeletVersion, pvcInUsePolicy }
 import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
 import { clusterState, reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { podLike, startCacheRig, TEST_TUNING, until, type CacheRig } from '../cluster/helpers.js';
+import { podLike, startCacheRig, TEST_TUNING, type CacheRig } from '../cluster/helpers.js';
+import { until } from '../helpers/eventually.js';
 
 const POLICIES = [pvcInUsePolicy];
 

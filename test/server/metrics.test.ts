@@ -13,7 +13,8 @@ import '../../src/cli/serve.js';
 import '../../src/cluster/issuer-services.js';
 import '../../src/server/caller-auth.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
-import { startCacheRig, until, type CacheRig } from '../cluster/helpers.js';
+import { startCacheRig, type CacheRig } from '../cluster/helpers.js';
+import { until } from '../helpers/eventually.js';
 import { clusterState, reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 

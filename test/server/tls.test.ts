@@ -11,6 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../src/observability/log.js';
+import { eventually } from '../helpers/eventually.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, httpsCall, type TestServer } from '../helpers/server.js';
 import { makeCerts, type CertSet } from '../helpers/tls.js';
@@ -46,15 +47,6 @@ function get(port: number, path: string, tls: { agent?: Agent; ca?: Buffer[] | B
   });
 }
 
-async function eventually<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
-  for (let i = 0; i < 100; i++) {
-    const v = await probe();
-    if (ok(v)) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 describe('certificate rotation', () => {
   let a: CertSet;
   let b: CertSet;
@@ -84,7 +76,7 @@ describe('certificate rotation', () => {
 
     // Half-way through a rotation: the certificate is B's, the key still A's.
     replaceFile(live.certFile, readFileSync(b.certFile));
-    await eventually('the reload to be skipped', async () => lines.join(''), (t) => t.includes('TLS reload skipped'));
+    await eventually(() => lines.join('').includes('TLS reload skipped'), 'the reload to be skipped', 5000, 50);
     const skipped = JSON.parse(lines.find((l) => l.includes('TLS reload skipped'))!);
     assert.match(skipped.error, /do not form a usable pair: .*key values mismatch/);
     const during = await get(server.port, '/healthz', { ca: [a.ca, b.ca] });
@@ -92,12 +84,20 @@ describe('certificate rotation', () => {
 
     // A truncated certificate is skipped the same way.
     replaceFile(live.certFile, readFileSync(b.certFile).subarray(0, 300));
-    await eventually('the truncated file to be skipped', async () => lines.join(''), (t) => /bad end line|no start line|PEM/.test(t));
+    await eventually(() => /bad end line|no start line|PEM/.test(lines.join('')), 'the truncated file to be skipped', 5000, 50);
     assert.equal((await get(server.port, '/healthz', { ca: [a.ca, b.ca] })).peer, fingerprint(readFileSync(a.certFile)));
 
     replaceFile(live.keyFile, readFileSync(b.keyFile));
     replaceFile(live.certFile, readFileSync(b.certFile));
-    const fresh = await eventually('a new connection to see certificate B', () => get(server.port, '/healthz', { ca: [a.ca, b.ca] }), (r) => r.peer === fingerprint(readFileSync(b.certFile)));
+    const fresh = await eventually(
+      async () => {
+        const r = await get(server.port, '/healthz', { ca: [a.ca, b.ca] });
+        return r.peer === fingerprint(readFileSync(b.certFile)) && r;
+      },
+      'a new connection to see certificate B',
+      5000,
+      50,
+    );
     assert.equal(fresh.status, 200);
     assert.ok(lines.some((l) => l.includes('TLS certificate reloaded')));
     // A client that trusts only the old CA can no longer connect anew.
