@@ -15,7 +15,7 @@ import { reviewByPrefix } from '../helpers/fixtures.js';
 import { TokenguardProcess } from '../helpers/tokenguard-process.js';
 import type { Assets } from './harness/assets.js';
 import { SERVED_ISSUER } from './harness/control-plane.js';
-import { defaultServiceAccount, startE2e, type E2e } from './harness/environment.js';
+import { ensureNamespace, startE2e, type E2e } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
 import { ok, warnings, type Kubectl } from './harness/kubectl.js';
 
@@ -69,7 +69,7 @@ export function callerAuthScenario(assets: Assets): void {
       },
       tokenguard: (tokenguardUrl) => ({ server: { callerAuth: { mode: 'enforce', bearerToken: { audiences: [tokenguardUrl] } } } }),
     });
-    await must(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n---\n${defaultServiceAccount(NS)}`);
+    await ensureNamespace(e.kubectl, NS);
   });
 
   after(async () => {

@@ -3,7 +3,7 @@
 // the real kubectl. Without KUBEBUILDER_ASSETS it skips, in one line saying how to enable it.
 // Each part starts its own control plane, so one part's leftovers never leak into another.
 
-import { describe } from 'node:test';
+import { before, describe } from 'node:test';
 import { callerAuthScenario } from './caller-auth.js';
 import { findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
@@ -14,6 +14,10 @@ const found = findAssets();
 describe('end to end against a real kube-apiserver, through kubectl', { skip: 'skip' in found ? found.skip : false }, () => {
   if (!('assets' in found)) return;
   const { assets } = found;
+  before(() => {
+    // CI runs the suite once per control-plane version: say which one this run is.
+    process.stdout.write(`# control plane: kube-apiserver ${assets.serverVersion.gitVersion} from ${assets.dir}; kubectl ${assets.kubectlVersion.gitVersion}\n`);
+  });
   describe('admission: PVC guard, token policies, issuer guard; self-test, token inspect, audit', () => webhookScenarios(assets));
   describe('a kube-apiserver outage of 10 s', () => outageScenario(assets));
   describe('caller authentication: kube-apiserver with a webhook kubeconfig, tokenguard in enforce', () => callerAuthScenario(assets));

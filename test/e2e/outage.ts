@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { stringify } from 'yaml';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import type { Assets } from './harness/assets.js';
-import { defaultServiceAccount, startE2e, type E2e } from './harness/environment.js';
+import { ensureNamespace, startE2e, type E2e } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
 import { ok, warnings } from './harness/kubectl.js';
 import { PacedLoad } from '../helpers/paced-load.js';
@@ -43,7 +43,8 @@ export function outageScenario(assets: Assets): void {
 
   before(async () => {
     e = await startE2e(assets, { tokenguard: { cluster: { staleAfterSeconds: STALE_AFTER_SECONDS, lookupTimeoutMs: 1000 } } });
-    await must(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n---\n${defaultServiceAccount(NS)}---\napiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n`);
+    await ensureNamespace(e.kubectl, NS);
+    await must(['apply', '-f', '-'], 'apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n');
     await must(['apply', '-f', '-'], stringify({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'data', namespace: NS }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } }));
     await must(['apply', '-f', '-'], podOn('db-0', 'node-a'));
     await eventually(async () => warnings(await e.kubectl(['delete', 'pvc', 'data', '-n', NS, '--dry-run=server'])).some((w) => w.includes('db-0')), 'the guard to see db-0');

@@ -10,7 +10,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../helpers/ports.js';
-import type { Assets } from './assets.js';
+import { atLeast, type Assets } from './assets.js';
 import { makePki, type Pki } from './pki.js';
 
 /** The issuer this control plane serves (kube-apiserver's usual in-cluster one). */
@@ -180,8 +180,7 @@ export class ControlPlane {
       '--leader-elect=false',
       '--bind-address=127.0.0.1',
       '--secure-port=0',
-      // No cloud, no node IPAM, no node lifecycle: there are no kubelets.
-      '--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service',
+      controllersFlag(this.assets),
       // As kubeadm runs it: each controller calls the API (and the webhooks) as its own ServiceAccount.
       '--use-service-account-credentials=true',
     ]);
@@ -234,6 +233,17 @@ export class ControlPlane {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/**
+ * No cloud, no node IPAM, no node lifecycle: there are no kubelets. From v1.36 (the OpenShift fork
+ * in the shared bundle) also no service-ca-certificate-publisher-controller, which would create an
+ * extra ConfigMap in every namespace; v1.26 refuses that name as unknown.
+ */
+function controllersFlag(assets: Assets): string {
+  const off = ['nodeipam', 'nodelifecycle', 'cloud-node-lifecycle', 'route', 'service'];
+  if (atLeast(assets.serverVersion, 1, 36)) off.push('service-ca-certificate-publisher-controller');
+  return `--controllers=*,${off.map((c) => `-${c}`).join(',')}`;
 }
 
 async function stopChild(child: ChildProcess | undefined, graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

@@ -47,9 +47,17 @@ export function webhooksFor(url: string, caBundle: string): string {
   return docs.map((d) => stringify(d)).join('---\n');
 }
 
-/** A namespace's `default` ServiceAccount, which only kube-controller-manager would create. */
-export function defaultServiceAccount(namespace: string): string {
-  return `apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: ${namespace}}\n`;
+/**
+ * Namespace `name` (with `labels`) and its `default` ServiceAccount, which pods need. Without
+ * kube-controller-manager nobody else creates that account; with it, its serviceaccount controller
+ * creates it at the same moment, so a create here may lose that race: AlreadyExists is the success
+ * it looks like.
+ */
+export async function ensureNamespace(kubectl: Kubectl, name: string, labels: Record<string, string> = {}): Promise<void> {
+  const metadata = { name, ...(Object.keys(labels).length ? { labels } : {}) };
+  ok(await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata })), `namespace ${name}`);
+  const sa = await kubectl(['create', 'serviceaccount', 'default', '-n', name]);
+  if (sa.code !== 0 && !/AlreadyExists|already exists/.test(sa.stderr)) ok(sa, `the default ServiceAccount of ${name}`);
 }
 
 export async function startE2e(assets: Assets, opts: E2eOptions = {}): Promise<E2e> {
@@ -95,7 +103,7 @@ export async function startE2e(assets: Assets, opts: E2eOptions = {}): Promise<E
  * /validate, the pvc-token-risk label on a Pod for /mutate).
  */
 async function untilWebhooksServe(kubectl: Kubectl, timeoutMs = 20_000): Promise<void> {
-  ok(await kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: e2e-probe}\n---\n${defaultServiceAccount('e2e-probe')}`), 'probe namespace');
+  await ensureNamespace(kubectl, 'e2e-probe');
   const pv = 'apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: e2e-probe}\nspec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteMany], nfs: {server: nfs.example, path: /x}}\n';
   const pod =
     'apiVersion: v1\nkind: Pod\nmetadata: {name: probe, namespace: e2e-probe}\n' +

@@ -1,6 +1,7 @@
 // The real kubectl against the end-to-end control plane: what it prints is what the suite asserts on.
 
 import { spawn } from 'node:child_process';
+import { atLeast, type KubeVersion } from './assets.js';
 
 export interface KubectlResult {
   code: number;
@@ -44,4 +45,13 @@ export function warnings(r: KubectlResult): string[] {
     .split('\n')
     .filter((l) => l.startsWith('Warning: '))
     .map((l) => l.slice('Warning: '.length));
+}
+
+/**
+ * What `kubectl delete` prints on success: `<resource> "<name>" deleted`, and from kubectl 1.34
+ * (kubernetes#126619) with `from <namespace> namespace` for a namespaced object.
+ */
+export function deletedLine(kubectl: KubeVersion, resource: string, name: string, namespace?: string, serverDryRun = false): string {
+  const from = namespace && atLeast(kubectl, 1, 34) ? ` from ${namespace} namespace` : '';
+  return `${resource} "${name}" deleted${from}${serverDryRun ? ' (server dry run)' : ''}`;
 }
