@@ -70,14 +70,23 @@ export function isApiserverMirrorPod(obj: KubeObject): boolean {
   return labels.component === 'kube-apiserver' || labels['k8s-app'] === 'kube-apiserver';
 }
 
-/** `command` then `args` of the kube-apiserver container (by name, else by command, else the first). */
+/**
+ * `command` then `args` of the kube-apiserver container: the one named `kube-apiserver` (kubeadm,
+ * kOps), else the one whose command or image is kube-apiserver, else the one that carries
+ * `--service-account-issuer`, else the first. The static pod may hold sidecars, listed first: an
+ * external token signer (`--service-account-signing-endpoint`, GA in 1.36), a log forwarder.
+ */
 export function apiserverArgv(obj: KubeObject): string[] {
   const containers: KubeObject[] = Array.isArray(obj.spec?.containers) ? obj.spec.containers : [];
-  const isApiserver = (c: KubeObject) =>
-    Array.isArray(c?.command) && typeof c.command[0] === 'string' && /(^|\/)kube-apiserver$/.test(c.command[0]);
-  const c = containers.find((x) => x?.name === 'kube-apiserver') ?? containers.find(isApiserver) ?? containers[0];
   const strings = (v: unknown) => (Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string') : []);
-  return [...strings(c?.command), ...strings(c?.args)];
+  const argv = (c: KubeObject | undefined) => [...strings(c?.command), ...strings(c?.args)];
+  const isApiserver = (c: KubeObject) =>
+    (typeof c?.command?.[0] === 'string' && /(^|\/)kube-apiserver$/.test(c.command[0])) ||
+    (typeof c?.image === 'string' && /(^|\/)kube-apiserver(:|@|$)/.test(c.image));
+  const setsIssuer = (c: KubeObject) => argv(c).some((w) => /^--?service-account-issuer(=|$)/.test(w));
+  return argv(
+    containers.find((x) => x?.name === 'kube-apiserver') ?? containers.find(isApiserver) ?? containers.find(setsIssuer) ?? containers[0],
+  );
 }
 
 export function projectPod(obj: KubeObject, interner: Interner): CachedPod | undefined {

@@ -98,7 +98,8 @@ describe('service-account-issuer: captured mirror pods (warn, never deny)', () =
     assert.match(dropMaster.detail!, /Denying a mirror pod would only hide the static pod/);
     assert.ok(d.warnings.some((w) => w.startsWith(`drops issuer ${CAPTURED} `)), 'the served issuer is dropped too');
     // The default audience follows the issuer list, which changed from 044's.
-    assert.ok(d.warnings.some((w) => w.startsWith('--api-audiences unset: default-audience tokens follow the issuer list, now ' + KOPS_NEW)));
+    const audience = d.findings.find((f) => f.message === '--api-audiences unset: the default token audience changes with the issuer list');
+    assert.match(audience?.detail ?? '', new RegExp(`carry the issuer list as audience, now ${KOPS_NEW.replace(/[./]/g, '\\$&')},`));
     assert.deepEqual(risks.map((r) => r.message.match(/does not accept (\S+)/)![1]).sort(), [CAPTURED, KOPS_OLD].sort());
   });
 
@@ -114,6 +115,62 @@ describe('service-account-issuer: captured mirror pods (warn, never deny)', () =
     const d = await engine(view).validate({ ...req('043'), dryRun: true });
     assert.ok(d.warnings.some((w) => w.startsWith(`drops issuer ${CAPTURED}`)));
     assert.equal(risks.length, 0);
+  });
+});
+
+/**
+ * A v1.36 kube-apiserver mirror pod whose tokens an external signer signs
+ * (ExternalServiceAccountTokenSigner, GA in 1.36): `--service-account-signing-endpoint` instead of
+ * the key files, and the signer as a sidecar container listed first. `apiserver` names the
+ * kube-apiserver container (kubeadm: `kube-apiserver`); `entrypoint: false` leaves `command` to the
+ * image and gives the flags as `args`.
+ */
+function externalSignerPod(issuers: string[], opts: { apiserver?: string; entrypoint?: boolean } = {}): AdmissionRequest {
+  const r = req('043');
+  const pod = structuredClone(r.object!);
+  const flags = [
+    '--advertise-address=10.0.0.10',
+    '--authorization-mode=Node,RBAC',
+    ...issuers.map((i) => `--service-account-issuer=${i}`),
+    '--service-account-signing-endpoint=/var/run/kubernetes/signer.sock',
+    '--service-cluster-ip-range=10.96.0.0/12',
+  ];
+  const apiserver =
+    opts.entrypoint === false
+      ? { name: opts.apiserver ?? 'kube-apiserver', image: 'registry.k8s.io/kube-apiserver:v1.36.3', args: flags }
+      : { name: opts.apiserver ?? 'kube-apiserver', image: 'registry.k8s.io/kube-apiserver:v1.36.3', command: ['kube-apiserver', ...flags] };
+  const signer = { name: 'token-signer', image: 'registry.example.com/token-signer:1.0', command: ['/signer'], args: ['--listen=/var/run/kubernetes/signer.sock'] };
+  pod.spec.containers = [signer, apiserver];
+  return { ...r, object: pod };
+}
+
+describe('service-account-issuer: an external token signer (--service-account-signing-endpoint, v1.36)', () => {
+  const variants = [
+    { what: 'kube-apiserver container named as kubeadm names it', opts: {} },
+    { what: 'kube-apiserver container under another name, flags as args to the image entrypoint', opts: { apiserver: 'apiserver', entrypoint: false } },
+  ];
+  for (const { what, opts } of variants) {
+    it(`${what}: keeping the served issuer is no finding`, async () => {
+      const { view, risks } = cluster(CAPTURED);
+      const d = await engine(view).validate(externalSignerPod([CAPTURED], opts));
+      assert.deepEqual(d.findings, []);
+      assert.equal(risks.length, 0);
+    });
+
+    it(`${what}: dropping the served issuer is still caught`, async () => {
+      const { view, risks } = cluster(CAPTURED);
+      const d = await engine(view).validate(externalSignerPod([KUBEADM_DEFAULT], opts));
+      assert.equal(d.allowed, true, 'a mirror pod is warned about, never denied');
+      assert.ok(d.warnings.includes(`drops issuer ${CAPTURED} (its tokens fail): keep it as an extra --service-account-issuer`), issuersIn(d.warnings));
+      assert.equal(risks.length, 1);
+    });
+  }
+
+  it('the cache reads the same flags from such a pod (another kube-apiserver keeps the issuer accepted)', async () => {
+    const other = asCached(externalSignerPod([CAPTURED, KOPS_OLD], { apiserver: 'apiserver', entrypoint: false }).object);
+    assert.ok(other.argv.includes(`--service-account-issuer=${KOPS_OLD}`), other.argv.join(' '));
+    const d = await engine(cluster(CAPTURED, [{ ...other, name: 'kube-apiserver-cp-2' }]).view).validate(externalSignerPod([CAPTURED]));
+    assert.ok(d.warnings.some((w) => w.startsWith(`drops issuer ${KOPS_OLD} `)), issuersIn(d.warnings));
   });
 });
 
@@ -262,7 +319,8 @@ describe('service-account-issuer: the other rules', () => {
     const added = await engine(cluster(CAPTURED).view).validate(
       podReq(mirrorPod([`--service-account-issuer=${CAPTURED}`, `--service-account-issuer=${KOPS_NEW}`])),
     );
-    assert.deepEqual(added.warnings, [`--api-audiences unset: default-audience tokens follow the issuer list, now ${CAPTURED},${KOPS_NEW}`]);
+    assert.deepEqual(added.warnings, ['--api-audiences unset: the default token audience changes with the issuer list']);
+    assert.match(added.findings[0]!.detail!, new RegExp(`, now ${CAPTURED},${KOPS_NEW}, and`.replace(/[./]/g, '\\$&')));
     const set = await engine(cluster(CAPTURED).view).validate(
       podReq(mirrorPod([`--service-account-issuer=${CAPTURED}`, `--service-account-issuer=${KOPS_NEW}`, `--api-audiences=${CAPTURED}`])),
     );
