@@ -309,10 +309,11 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
     out.findings.push({
       ...base,
       severity: 'warn',
-      message: `--api-audiences unset: default-audience tokens follow the issuer list, now ${issuers.join(',')}`,
+      // The list itself is in the detail: with two issuers it no longer fits on kubectl's line.
+      message: '--api-audiences unset: the default token audience changes with the issuer list',
       detail:
-        'Tokens requested without an audience (every kube-api-access-* token) carry the issuer list as audience, and the ' +
-        'API server accepts only tokens whose audience it lists. Set --api-audiences explicitly to keep it stable across the change.',
+        `Tokens requested without an audience (every kube-api-access-* token) carry the issuer list as audience, now ${issuers.join(',')}, ` +
+        'and the API server accepts only tokens whose audience it lists. Set --api-audiences explicitly to keep it stable across the change.',
     });
   }
 
