@@ -4,10 +4,10 @@
 
 import type { ClusterView } from '../cluster/view.js';
 import { policySettings, type NamespaceOverride, type TokenguardConfig } from '../config/schema.js';
-import type { AnyPolicy, Exemptions, Finding, MatchRule, Mode, PolicyContext } from '../policies/types.js';
+import type { AnyPolicy, Exemptions, Finding, MatchRule, Mode, PolicyContext } from './policy.js';
 import { applyPatchCopyOnWrite, jsonEqual, patchChanges, type PatchOperation } from './patch.js';
 import type { AdmissionRequest } from './review.js';
-import { globMatcher } from './glob.js';
+import { globMatcher } from '../k8s/glob.js';
 
 /** Namespace label that overrides the configured mode for every policy in that namespace. */
 export const MODE_LABEL = 'tokenguard.io/mode';

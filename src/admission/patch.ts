@@ -1,20 +1,11 @@
 // JSON Patch (RFC 6902) building blocks for mutating policies.
 
+import type { KubeObject } from '../k8s/object.js';
+import { escapePointerToken, pointer, pointerTokens } from '../k8s/json-pointer.js';
+
 export type PatchOperation =
   | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
   | { op: 'remove'; path: string };
-
-/** Escape one reference token of a JSON Pointer (RFC 6901): `~` -> `~0`, `/` -> `~1`, in that order. */
-export function escapePointerToken(token: string | number): string {
-  const s = String(token);
-  return s.includes('~') || s.includes('/') ? s.replace(/~/g, '~0').replace(/\//g, '~1') : s;
-}
-
-export function pointer(tokens: readonly (string | number)[]): string {
-  let out = '';
-  for (const t of tokens) out += '/' + escapePointerToken(t);
-  return out;
-}
 
 /**
  * Operations that make the string map at `mapPath` (e.g. ['metadata', 'labels']) hold `entries`.
@@ -22,7 +13,7 @@ export function pointer(tokens: readonly (string | number)[]): string {
  * returns [] when every entry already has its value, so reinvocation is a no-op.
  */
 export function setMapEntries(
-  object: Record<string, any>,
+  object: KubeObject,
   mapPath: readonly string[],
   entries: Record<string, string>,
 ): PatchOperation[] {
@@ -58,12 +49,7 @@ const parsedPointers = new Map<string, readonly string[]>();
 function parsePointer(path: string): readonly string[] {
   const cached = parsedPointers.get(path);
   if (cached !== undefined) return cached;
-  if (path !== '' && path.charCodeAt(0) !== 47 /* / */) throw new Error(`invalid JSON pointer ${JSON.stringify(path)}`);
-  const tokens = path === '' ? [] : path.slice(1).split('/');
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i]!;
-    if (t.indexOf('~') !== -1) tokens[i] = t.replace(/~1/g, '/').replace(/~0/g, '~');
-  }
+  const tokens = pointerTokens(path);
   if (parsedPointers.size >= 1024) parsedPointers.clear();
   parsedPointers.set(path, tokens);
   return tokens;

@@ -2,29 +2,15 @@
 // The envelope is validated with ajv; the embedded objects are left as the API server sent them.
 
 import { Ajv } from 'ajv';
+import { unescapePointerToken } from '../k8s/json-pointer.js';
+import { OPERATIONS, type GroupVersionKind, type GroupVersionResource, type KubeObject, type Operation } from '../k8s/object.js';
 
-export type Operation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';
-export const OPERATIONS: readonly Operation[] = ['CREATE', 'UPDATE', 'DELETE', 'CONNECT'];
-
-export interface GroupVersionKind {
-  group: string;
-  version: string;
-  kind: string;
-}
-export interface GroupVersionResource {
-  group: string;
-  version: string;
-  resource: string;
-}
 export interface UserInfo {
   username?: string;
   uid?: string;
   groups?: string[];
   extra?: Record<string, string[]>;
 }
-
-/** A Kubernetes object as JSON; policies read what they need and check shapes themselves. */
-export type KubeObject = Record<string, any>;
 
 export interface AdmissionRequest {
   uid: string;
@@ -140,7 +126,7 @@ function pathOf(instancePath: string, params: Record<string, unknown>): string {
   const base = instancePath
     .split('/')
     .filter(Boolean)
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map(unescapePointerToken)
     .join('.');
   const missing = typeof params.missingProperty === 'string' ? params.missingProperty : '';
   return [base, missing].filter(Boolean).join('.');
@@ -167,9 +153,4 @@ export function objectName(req: AdmissionRequest): string {
     req.object?.metadata?.generateName ||
     ''
   );
-}
-
-/** The object the request is about: `object`, or `oldObject` for DELETE. */
-export function subjectObject(req: AdmissionRequest): KubeObject | undefined {
-  return (req.operation === 'DELETE' ? req.oldObject : req.object) ?? undefined;
 }

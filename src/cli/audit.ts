@@ -8,18 +8,18 @@
 //    accept (incident B)?
 
 import { Engine } from '../admission/engine.js';
-import type { KubeObject } from '../admission/review.js';
 import { ApiError, type ApiClient } from '../cluster/client.js';
 import { acceptedIssuers } from '../cluster/token-selftest.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { TokenguardConfig } from '../config/schema.js';
-import { issuerFlags, parseArgv } from '../policies/apiserver-flags.js';
+import { issuerFlags, parseArgv } from '../k8s/apiserver-flags.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { kubeletAffectedBy130442 } from '../policies/pvc-in-use.js';
 import { pvcTokenRisk } from '../policies/pvc-token-risk.js';
 import { openClusterSession, type ClusterSession } from './cluster-session.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 import { evaluateCreate, syntheticCreate } from './evaluate.js';
+import type { KubeObject } from '../k8s/object.js';
 
 const HELP = `Usage: tokenguard audit [flags]
 

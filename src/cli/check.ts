@@ -5,11 +5,11 @@
 
 import { readFileSync } from 'node:fs';
 import { Engine } from '../admission/engine.js';
-import { resolveKind } from '../admission/resources.js';
+import { resolveKind } from '../k8s/resources.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { TokenguardConfig } from '../config/schema.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
-import type { AnyPolicy } from '../policies/types.js';
+import type { AnyPolicy } from '../admission/policy.js';
 import { openClusterSession, type ClusterSession } from './cluster-session.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 import { evaluateCreate, syntheticCreate, type Evaluation } from './evaluate.js';

@@ -5,9 +5,9 @@
 import { ClusterCache } from '../cluster/cache.js';
 import { IssuerMonitor } from '../cluster/issuers.js';
 import { findKubeConfig, type KubeConfigSource } from '../cluster/kubeconfig.js';
-import type { KubeObject } from '../cluster/reflector.js';
 import type { TokenguardConfig } from '../config/schema.js';
 import { silentLogger } from '../observability/log.js';
+import type { KubeObject } from '../k8s/object.js';
 
 export interface ClusterSession {
   source: KubeConfigSource;

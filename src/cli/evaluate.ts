@@ -5,9 +5,10 @@
 
 import type { Decision, Engine } from '../admission/engine.js';
 import { applyPatchCopyOnWrite, type PatchOperation } from '../admission/patch.js';
-import { resolveKind } from '../admission/resources.js';
-import type { AdmissionRequest, KubeObject } from '../admission/review.js';
+import { resolveKind } from '../k8s/resources.js';
+import type { AdmissionRequest } from '../admission/review.js';
 import { limitWarnings } from '../admission/warnings.js';
+import type { KubeObject } from '../k8s/object.js';
 
 /** The user offline requests are attributed to (so user exemptions never match by accident). */
 export const OFFLINE_USER = 'tokenguard:offline-check';

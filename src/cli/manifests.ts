@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
-import type { KubeObject } from '../admission/review.js';
+import type { KubeObject } from '../k8s/object.js';
 
 export interface ManifestEntry {
   /** As given on the command line (or found under a directory); `-` reads as `<stdin>`. */

@@ -10,7 +10,7 @@ import type { JSONWebKeySet } from 'jose';
 import { ApiClient } from '../cluster/client.js';
 import { readDiscovery } from '../cluster/issuers.js';
 import { findKubeConfig } from '../cluster/kubeconfig.js';
-import { apiserverArgv, isApiserverMirrorPod } from '../cluster/projection.js';
+import { apiserverArgv, isApiserverMirrorPod } from '../k8s/apiserver-flags.js';
 import {
   decodeToken,
   humanDuration,

@@ -6,9 +6,10 @@ import type { Logger } from '../observability/log.js';
 import { ApiClient } from './client.js';
 import { liveLookups, trackReflector, watchRestarts } from './metrics.js';
 import { Interner, projectNamespace, projectNode, projectPod, type CachedPod } from './projection.js';
-import { Reflector, type KubeObject, type ReflectorEvent, type ReflectorOptions } from './reflector.js';
+import { Reflector, type ReflectorEvent, type ReflectorOptions } from './reflector.js';
 import type { ApiserverPod, CacheStatus, ClusterView, IssuerView, NodeSummary, PodSummary } from './view.js';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeObject } from '../k8s/object.js';
 
 export interface ClusterCacheOptions {
   kc: KubeConfig;

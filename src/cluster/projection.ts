@@ -2,10 +2,10 @@
 // helpers the policies use. Repeated strings (namespaces, nodes, phases, owners) are interned so
 // 100,000 pods share one copy of each.
 
-import { claimRefs, hasProjectedToken } from '../policies/pod-spec.js';
+import { apiserverArgv, isApiserverMirrorPod } from '../k8s/apiserver-flags.js';
+import type { KubeObject } from '../k8s/object.js';
+import { claimRefs, hasProjectedToken } from '../k8s/pod-spec.js';
 import type { NodeSummary, OwnerRef, PodSummary } from './view.js';
-
-export type KubeObject = Record<string, any>;
 
 /** A cached pod; kube-apiserver mirror pods also keep their kube-apiserver argv (and only they do). */
 export interface CachedPod extends PodSummary {
@@ -60,33 +60,6 @@ export function topOwner(meta: KubeObject | undefined, interner?: Interner): Own
     }
   }
   return interner ? interner.owner(kind, name) : { kind, name };
-}
-
-/** A kube-apiserver mirror pod: kube-system, the mirror annotation, a kubeadm or kOps component label. */
-export function isApiserverMirrorPod(obj: KubeObject): boolean {
-  const meta = obj.metadata;
-  if (meta?.namespace !== 'kube-system' || !meta.annotations?.['kubernetes.io/config.mirror']) return false;
-  const labels = meta.labels ?? {};
-  return labels.component === 'kube-apiserver' || labels['k8s-app'] === 'kube-apiserver';
-}
-
-/**
- * `command` then `args` of the kube-apiserver container: the one named `kube-apiserver` (kubeadm,
- * kOps), else the one whose command or image is kube-apiserver, else the one that carries
- * `--service-account-issuer`, else the first. The static pod may hold sidecars, listed first: an
- * external token signer (`--service-account-signing-endpoint`, GA in 1.36), a log forwarder.
- */
-export function apiserverArgv(obj: KubeObject): string[] {
-  const containers: KubeObject[] = Array.isArray(obj.spec?.containers) ? obj.spec.containers : [];
-  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string') : []);
-  const argv = (c: KubeObject | undefined) => [...strings(c?.command), ...strings(c?.args)];
-  const isApiserver = (c: KubeObject) =>
-    (typeof c?.command?.[0] === 'string' && /(^|\/)kube-apiserver$/.test(c.command[0])) ||
-    (typeof c?.image === 'string' && /(^|\/)kube-apiserver(:|@|$)/.test(c.image));
-  const setsIssuer = (c: KubeObject) => argv(c).some((w) => /^--?service-account-issuer(=|$)/.test(w));
-  return argv(
-    containers.find((x) => x?.name === 'kube-apiserver') ?? containers.find(isApiserver) ?? containers.find(setsIssuer) ?? containers[0],
-  );
 }
 
 export function projectPod(obj: KubeObject, interner: Interner): CachedPod | undefined {

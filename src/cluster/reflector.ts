@@ -4,10 +4,9 @@
 // on any other failure retry with a capped, jittered backoff that never exceeds 30 s
 // (incident E: a guard that backs off for minutes is blind exactly when it is needed).
 
+import { objectKey, type KubeObject } from '../k8s/object.js';
 import { ApiError, isExpired, type ApiClient } from './client.js';
 import { peekContinue, withoutManagedFields } from './list-body.js';
-
-export type KubeObject = Record<string, any>;
 
 /** Hard upper bound on the wait between two attempts, whatever the configuration says. */
 export const MAX_BACKOFF_MS = 30_000;
@@ -51,11 +50,6 @@ export type ReflectorEvent =
   | { kind: 'synced'; resource: string; objects: number; ms: number }
   | { kind: 'watch-restart'; resource: string; reason: 'expired' | 'closed' | 'error'; error?: string; retryInMs: number }
   | { kind: 'list-failed'; resource: string; error: string; retryInMs: number };
-
-export const objectKey = (o: KubeObject): string => {
-  const m = o.metadata ?? {};
-  return m.namespace ? `${m.namespace}/${m.name}` : String(m.name);
-};
 
 export class Reflector<T> {
   readonly resource: string;

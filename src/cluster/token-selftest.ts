@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { Gauge } from 'prom-client';
-import { issuerFlags, parseArgv } from '../policies/apiserver-flags.js';
+import { issuerFlags, parseArgv } from '../k8s/apiserver-flags.js';
 import type { Logger } from '../observability/log.js';
 import { registry } from '../observability/metrics.js';
 import { describeApiError, type EventRecorder } from './events.js';

@@ -3,8 +3,9 @@
 
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
+import { unescapePointerToken } from '../k8s/json-pointer.js';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { AnyPolicy } from '../policies/types.js';
+import type { AnyPolicy } from '../admission/policy.js';
 import { buildConfigSchema, DEFAULT_CONFIG, policySettings, type TokenguardConfig } from './schema.js';
 
 export class ConfigError extends Error {
@@ -42,7 +43,7 @@ function formatAjvError(e: ErrorObject, policyNames: readonly string[]): string 
   const path = e.instancePath
     .split('/')
     .filter(Boolean)
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map(unescapePointerToken)
     .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
   const at = (key: string) => (path ? `${path}.${key}` : key);
   const known = policyNames.length ? `known policies: ${policyNames.join(', ')}` : 'no policies are registered';

@@ -2,7 +2,7 @@
 // Policies contribute the schema of their own settings (`Policy.settingsSchema`), so a policy's
 // knobs live next to its code while the whole file is still validated at start-up, strictly.
 
-import type { AnyPolicy, Exemptions, Mode } from '../policies/types.js';
+import type { AnyPolicy, Exemptions, Mode } from '../admission/policy.js';
 
 export interface NamespaceOverride {
   /** Exact names or globs (`*`, `?`). */

@@ -1,6 +1,6 @@
 // The built-in policies, in the order they run. Each lives in its own file.
 
-import type { AnyPolicy } from './types.js';
+import type { AnyPolicy } from '../admission/policy.js';
 import { serviceAccountIssuerPolicy } from './service-account-issuer.js';
 import { pvcInUsePolicy } from './pvc-in-use.js';
 import { projectedTokenLifetimePolicy } from './projected-token-lifetime.js';

@@ -9,10 +9,11 @@
 // StorageClasses of NFS provisioners (`mountOptions`, copied into the PVs they provision). Inline
 // `nfs` volumes in a pod spec have no place for mount options at all.
 
-import type { AdmissionRequest, KubeObject } from '../admission/review.js';
-import { globMatcher } from '../admission/glob.js';
-import { podSpecOfRequest, POD_SPEC_RULES, volumeAt, volumesOf } from './pod-spec.js';
-import type { Finding, Policy, PolicyContext } from './types.js';
+import type { AdmissionRequest } from '../admission/review.js';
+import { globMatcher } from '../k8s/glob.js';
+import { podSpecOf, POD_SPEC_RULES, volumeAt, volumesOf } from '../k8s/pod-spec.js';
+import type { Finding, Policy, PolicyContext } from '../admission/policy.js';
+import type { KubeObject } from '../k8s/object.js';
 
 export const POLICY = 'nfs-mount-options';
 
@@ -120,7 +121,7 @@ function storageClassFindings(sc: KubeObject, settings: NfsSettings): Finding[] 
 }
 
 function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
-  const loc = podSpecOfRequest(req);
+  const loc = podSpecOf(req.kind.kind, req.object);
   if (!loc) return [];
   const findings: Finding[] = [];
   const volumes = volumesOf(loc.spec);

@@ -7,10 +7,10 @@
 // Azure workload identity, SPIRE, Vault and GCP workload identity (both audience forms).
 
 import type { AdmissionRequest } from '../admission/review.js';
-import { globMatcher } from '../admission/glob.js';
+import { globMatcher } from '../k8s/glob.js';
 import { namespaceGlobsSchema, stringListSchema } from '../config/schema.js';
-import { podSpecOfRequest, POD_SPEC_RULES, tokenProjections } from './pod-spec.js';
-import type { Finding, Policy, PolicyContext } from './types.js';
+import { podSpecOf, POD_SPEC_RULES, tokenProjections } from '../k8s/pod-spec.js';
+import type { Finding, Policy, PolicyContext } from '../admission/policy.js';
 
 export const POLICY = 'projected-token-audience';
 
@@ -105,7 +105,7 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings> = {
   defaultSettings: { allowed: [...DEFAULT_ALLOWED_AUDIENCES], additionalAllowed: [], namespaces: [] },
 
   validate(req: AdmissionRequest, ctx: PolicyContext<AudienceSettings>): Finding[] {
-    const loc = podSpecOfRequest(req);
+    const loc = podSpecOf(req.kind.kind, req.object);
     if (!loc) return [];
     const findings: Finding[] = [];
     for (const p of tokenProjections(loc.spec)) {

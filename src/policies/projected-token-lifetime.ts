@@ -9,10 +9,10 @@
 // one year. The injected volume itself is never flagged; a user-written copy of it is warned about.
 
 import type { AdmissionRequest } from '../admission/review.js';
-import { globMatcher } from '../admission/glob.js';
+import { globMatcher } from '../k8s/glob.js';
 import { namespaceGlobsSchema } from '../config/schema.js';
-import { podSpecOfRequest, POD_SPEC_RULES, tokenProjections, type TokenProjection } from './pod-spec.js';
-import type { Finding, Policy, PolicyContext } from './types.js';
+import { podSpecOf, POD_SPEC_RULES, tokenProjections, type TokenProjection } from '../k8s/pod-spec.js';
+import type { Finding, Policy, PolicyContext } from '../admission/policy.js';
 
 export const POLICY = 'projected-token-lifetime';
 
@@ -215,7 +215,7 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings> = {
   },
 
   validate(req: AdmissionRequest, ctx: PolicyContext<LifetimeSettings>): Finding[] {
-    const loc = podSpecOfRequest(req);
+    const loc = podSpecOf(req.kind.kind, req.object);
     if (!loc) return [];
     const projections = tokenProjections(loc.spec);
     if (projections.length === 0) return [];

@@ -9,9 +9,9 @@
 //   not scheduled            -> allowed; those pods can never start once the claim is Terminating.
 // `gather` does the I/O (cache, else a bounded live LIST); `validate` is pure.
 
-import { objectName, type AdmissionRequest, type KubeObject } from '../admission/review.js';
-import type { PodSummary } from '../cluster/view.js';
-import type { Finding, Policy, PolicyContext } from './types.js';
+import { objectName, type AdmissionRequest } from '../admission/review.js';
+import type { Finding, PodSummary, Policy, PolicyContext } from '../admission/policy.js';
+import type { KubeObject } from '../k8s/object.js';
 
 export const BREAK_GLASS_ANNOTATION = 'tokenguard.io/allow-delete';
 const NAME = 'pvc-in-use';

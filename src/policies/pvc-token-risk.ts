@@ -10,10 +10,12 @@
 // Validating side: the mutating webhook fails open by design, so the validating webhook re-checks
 // and warns about a risk pod that arrives without the label.
 
-import type { AdmissionRequest, KubeObject } from '../admission/review.js';
-import { escapePointerToken, setMapEntries, type PatchOperation } from '../admission/patch.js';
-import { claimRefs, hasProjectedToken, tokenProjections } from './pod-spec.js';
-import type { Finding, Policy } from './types.js';
+import type { AdmissionRequest } from '../admission/review.js';
+import { setMapEntries, type PatchOperation } from '../admission/patch.js';
+import { escapePointerToken } from '../k8s/json-pointer.js';
+import { claimRefs, hasProjectedToken, tokenProjections } from '../k8s/pod-spec.js';
+import type { Finding, Policy } from '../admission/policy.js';
+import type { KubeObject } from '../k8s/object.js';
 
 export const POLICY = 'pvc-token-risk';
 export const RISK_LABEL = 'tokenguard.io/pvc-token-risk';

@@ -14,8 +14,7 @@
 // configures the control plane of another cluster, so this cluster's served issuer and mirror pods
 // say nothing about it. It is judged against its own previous version only.
 
-import { objectName, type AdmissionRequest, type KubeObject } from '../admission/review.js';
-import type { IssuerRisk } from '../cluster/view.js';
+import { objectName, type AdmissionRequest } from '../admission/review.js';
 import {
   kubeadmConfigMapIssuerFlags,
   kubeadmControlPlaneIssuerFlags,
@@ -23,8 +22,9 @@ import {
   parseArgv,
   issuerFlags,
   type IssuerFlags,
-} from './apiserver-flags.js';
-import type { Finding, Policy, PolicyContext } from './types.js';
+} from '../k8s/apiserver-flags.js';
+import type { Finding, IssuerRisk, Policy, PolicyContext } from '../admission/policy.js';
+import type { KubeObject } from '../k8s/object.js';
 
 export const POLICY = 'service-account-issuer';
 

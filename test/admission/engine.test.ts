@@ -8,7 +8,7 @@ import fastJsonPatch from 'fast-json-patch';
 import { Engine, MODE_LABEL } from '../../src/admission/engine.js';
 import type { AdmissionRequest } from '../../src/admission/review.js';
 import { resolveConfig } from '../../src/config/load.js';
-import type { AnyPolicy } from '../../src/policies/types.js';
+import type { AnyPolicy } from '../../src/admission/policy.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { ANYTHING, denyPolicy, fakeCluster, labelPolicy, PODS_CREATE, warnPolicy } from './test-policies.js';
 

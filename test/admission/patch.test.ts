@@ -3,7 +3,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fastJsonPatch from 'fast-json-patch';
-import { applyPatchCopyOnWrite, escapePointerToken, jsonEqual, patchChanges, pointer, setMapEntries, type PatchOperation } from '../../src/admission/patch.js';
+import { applyPatchCopyOnWrite, jsonEqual, patchChanges, setMapEntries, type PatchOperation } from '../../src/admission/patch.js';
+import { escapePointerToken, pointer } from '../../src/k8s/json-pointer.js';
 
 describe('JSON Pointer', () => {
   it('escapes ~ before / (RFC 6901), so `~1` in a key survives a round trip', () => {

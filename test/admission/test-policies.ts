@@ -4,7 +4,7 @@
 import { setMapEntries } from '../../src/admission/patch.js';
 import type { AdmissionRequest } from '../../src/admission/review.js';
 import type { ClusterView, CacheStatus } from '../../src/cluster/view.js';
-import type { AnyPolicy, Exemptions, Finding, MatchRule, Policy } from '../../src/policies/types.js';
+import type { AnyPolicy, Exemptions, Finding, MatchRule, Policy } from '../../src/admission/policy.js';
 
 export const PODS_CREATE: MatchRule = { groups: [''], versions: ['v1'], resources: ['pods'], operations: ['CREATE'] };
 export const ANYTHING: MatchRule = { groups: ['*'], resources: ['*'], operations: ['*' as never] };

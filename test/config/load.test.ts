@@ -10,7 +10,7 @@ import { ConfigError, loadConfig, resolveConfig } from '../../src/config/load.js
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { flagOverrides } from '../../src/cli/serve.js';
 import { projectedTokenLifetimePolicy } from '../../src/policies/projected-token-lifetime.js';
-import type { AnyPolicy } from '../../src/policies/types.js';
+import type { AnyPolicy } from '../../src/admission/policy.js';
 
 const POLICIES: AnyPolicy[] = [
   {

@@ -2,8 +2,8 @@
 // our own applier is never the judge of our own patches.
 
 import fastJsonPatch from 'fast-json-patch';
-import type { KubeObject } from '../../src/admission/review.js';
 import { RISK_ANNOTATION, RISK_LABEL } from '../../src/policies/pvc-token-risk.js';
+import type { KubeObject } from '../../src/k8s/object.js';
 
 /** `doc` with `ops` applied (a copy); every operation is validated against the document. */
 export function applyJsonPatch(doc: KubeObject, ops: unknown): KubeObject {

@@ -6,7 +6,7 @@ import { resolveConfig, type ConfigOverrides } from '../../src/config/load.js';
 import { callerAuthCAFile, type TokenguardConfig } from '../../src/config/schema.js';
 import type { ClusterView } from '../../src/cluster/view.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
-import type { AnyPolicy } from '../../src/policies/types.js';
+import type { AnyPolicy } from '../../src/admission/policy.js';
 import { silentLogger, type Logger } from '../../src/observability/log.js';
 import { CallerAuth, type KeySource } from '../../src/server/caller-auth.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { isNamespaced, resolveKind } from '../../src/admission/resources.js';
+import { isNamespaced, resolveKind } from '../../src/k8s/resources.js';
 import { VALIDATING_WEBHOOK } from '../../src/cli/check.js';
 import { CLUSTER_API_ACCESS } from '../../src/cluster/access.js';
 import { resolveConfig } from '../../src/config/load.js';

@@ -8,10 +8,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { applyJsonPatch, markedAtRisk } from '../helpers/json-patch.js';
-import type { KubeObject } from '../../src/admission/review.js';
 import { reviewByPrefix, reviewFiles } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { expectedManifests, manifest, manifestDocs, reviewFor, tokenPolicies } from './manifest-reviews.js';
+import type { KubeObject } from '../../src/k8s/object.js';
 
 type Mode = 'enforce' | 'warn';
 

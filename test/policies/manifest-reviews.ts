@@ -5,10 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import type { AdmissionRequest, KubeObject, Operation } from '../../src/admission/review.js';
+import type { AdmissionRequest } from '../../src/admission/review.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
-import type { AnyPolicy } from '../../src/policies/types.js';
+import type { AnyPolicy } from '../../src/admission/policy.js';
 import { FIXTURES } from '../helpers/fixtures.js';
+import type { KubeObject, Operation } from '../../src/k8s/object.js';
 
 export const MANIFESTS_DIR = join(FIXTURES, 'manifests');
 

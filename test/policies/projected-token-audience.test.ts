@@ -5,12 +5,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine } from '../../src/admission/engine.js';
-import type { KubeObject } from '../../src/admission/review.js';
 import { ConfigError, resolveConfig } from '../../src/config/load.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { projectedTokenAudiencePolicy, POLICY } from '../../src/policies/projected-token-audience.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { expectedManifests, manifest, requestFor } from './manifest-reviews.js';
+import type { KubeObject } from '../../src/k8s/object.js';
 
 function engine(settings: Record<string, unknown> = {}) {
   const policies = [projectedTokenAudiencePolicy];

@@ -6,11 +6,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { applyJsonPatch, markedAtRisk } from '../helpers/json-patch.js';
 import { Engine } from '../../src/admission/engine.js';
-import type { AdmissionRequest, KubeObject } from '../../src/admission/review.js';
+import type { AdmissionRequest } from '../../src/admission/review.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { pvcTokenRiskPolicy, POLICY, RISK_ANNOTATION, RISK_LABEL } from '../../src/policies/pvc-token-risk.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { expectedManifests, manifest, requestFor } from './manifest-reviews.js';
+import type { KubeObject } from '../../src/k8s/object.js';
 
 const engine = new Engine({
   config: resolveConfig({ mode: 'enforce' }, 'test', [pvcTokenRiskPolicy]),

@@ -7,13 +7,13 @@ import { Engine } from '../../src/admission/engine.js';
 import type { AdmissionRequest } from '../../src/admission/review.js';
 import { resolveConfig } from '../../src/config/load.js';
 import type { ApiserverPod, ClusterView, IssuerRisk } from '../../src/cluster/view.js';
-import { apiserverArgv } from '../../src/cluster/projection.js';
+import { apiserverArgv } from '../../src/k8s/apiserver-flags.js';
 import {
   ALLOW_REMOVAL_ANNOTATION,
   analyzeIssuerChange,
   serviceAccountIssuerPolicy,
 } from '../../src/policies/service-account-issuer.js';
-import type { Mode } from '../../src/policies/types.js';
+import type { Mode } from '../../src/admission/policy.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 
 const CAPTURED = 'https://kubernetes.default.svc';

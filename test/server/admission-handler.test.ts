@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fastJsonPatch from 'fast-json-patch';
-import type { AnyPolicy } from '../../src/policies/types.js';
+import type { AnyPolicy } from '../../src/admission/policy.js';
 import { createLogger } from '../../src/observability/log.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';

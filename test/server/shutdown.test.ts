@@ -7,7 +7,7 @@ import { Agent } from 'node:https';
 import { connect } from 'node:tls';
 import { Engine } from '../../src/admission/engine.js';
 import { resolveConfig } from '../../src/config/load.js';
-import type { AnyPolicy } from '../../src/policies/types.js';
+import type { AnyPolicy } from '../../src/admission/policy.js';
 import { createLogger } from '../../src/observability/log.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';

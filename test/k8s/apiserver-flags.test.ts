@@ -12,7 +12,7 @@ import {
   parseArgv,
   parseExtraArgs,
   shellWords,
-} from '../../src/policies/apiserver-flags.js';
+} from '../../src/k8s/apiserver-flags.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 
 describe('parseArgv', () => {

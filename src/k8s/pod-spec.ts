@@ -2,8 +2,7 @@
 // policies and by the cluster cache's pod projection, so "uses a claim" and "has a projected
 // token" mean the same thing everywhere.
 
-import type { AdmissionRequest, KubeObject } from '../admission/review.js';
-import type { MatchRule } from './types.js';
+import type { KubeObject, ResourceRule } from './object.js';
 
 export interface PodSpecLocation {
   /** Dotted path of the pod spec inside the object, e.g. `spec.template.spec`. */
@@ -26,14 +25,12 @@ const POD_SPEC_TOKENS: Record<string, string[]> = {
   CronJob: ['spec', 'jobTemplate', 'spec', 'template', 'spec'],
 };
 
-export const POD_SPEC_KINDS = Object.keys(POD_SPEC_TOKENS);
-
 /**
  * Webhook rules for everything that carries a pod spec: Pods on CREATE (their volumes cannot
  * change afterwards) and the pod templates of workloads on CREATE and UPDATE. The templates matter
  * most: a warning on a Pod that a ReplicaSet created reaches nobody.
  */
-export const POD_SPEC_RULES: readonly MatchRule[] = [
+export const POD_SPEC_RULES: readonly ResourceRule[] = [
   { groups: [''], versions: ['v1'], resources: ['pods'], operations: ['CREATE'] },
   { groups: [''], versions: ['v1'], resources: ['podtemplates', 'replicationcontrollers'], operations: ['CREATE', 'UPDATE'] },
   {
@@ -44,11 +41,6 @@ export const POD_SPEC_RULES: readonly MatchRule[] = [
   },
   { groups: ['batch'], versions: ['v1'], resources: ['jobs', 'cronjobs'], operations: ['CREATE', 'UPDATE'] },
 ];
-
-/** The pod spec of the object an admission request creates or updates. */
-export function podSpecOfRequest(req: AdmissionRequest): PodSpecLocation | undefined {
-  return podSpecOf(req.kind.kind, req.object);
-}
 
 /** The pod spec of a Pod or workload object, or undefined for other kinds or a missing spec. */
 export function podSpecOf(kind: string, object: KubeObject | null | undefined): PodSpecLocation | undefined {

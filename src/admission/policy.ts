@@ -6,8 +6,13 @@
 // at the edge before calling the pure functions with what was gathered.
 
 import type { ClusterView } from '../cluster/view.js';
-import type { AdmissionRequest, Operation } from '../admission/review.js';
-import type { PatchOperation } from '../admission/patch.js';
+import type { ResourceRule } from '../k8s/object.js';
+import type { PatchOperation } from './patch.js';
+import type { AdmissionRequest } from './review.js';
+
+// What policies may read about the cluster is the cluster layer's read-only view: part of the
+// contract, so a policy needs nothing from cluster/ itself.
+export type { ApiserverPod, CacheStatus, ClusterView, IssuerRisk, IssuerView, NodeSummary, OwnerRef, PodSummary } from '../cluster/view.js';
 
 export type Severity = 'deny' | 'warn';
 export type Mode = 'enforce' | 'warn' | 'off';
@@ -29,12 +34,7 @@ export interface Finding {
 }
 
 /** Which requests a policy wants; `*` matches anything. Mirrors a webhook rule. */
-export interface MatchRule {
-  groups: string[];
-  versions?: string[];
-  resources: string[];
-  subresources?: string[];
-  operations: Operation[];
+export interface MatchRule extends ResourceRule {
   /**
    * The only namespaces where this rule can find anything (e.g. `kube-system` for the
    * kube-apiserver mirror pods). Webhooks that serve none of them leave the rule out, so the API

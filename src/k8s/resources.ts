@@ -2,7 +2,7 @@
 // builds AdmissionRequests from manifests) and in the manifest tests (which rules are namespaced).
 // The API server knows this from discovery; without a cluster we need it written down, once.
 
-import type { GroupVersionKind, GroupVersionResource } from './review.js';
+import type { GroupVersionKind, GroupVersionResource } from './object.js';
 
 export interface KnownResource {
   group: string;

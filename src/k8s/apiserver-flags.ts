@@ -2,12 +2,11 @@
 // mirror pod's command line, kubeadm's `kubeadm-config` ConfigMap and a Cluster API
 // KubeadmControlPlane. Pure functions; bad input yields an `error` string, never a throw.
 //
-// Used by the service-account-issuer policy for the object under review and for the argv the
-// cluster cache keeps of every kube-apiserver mirror pod (ApiserverPod.argv).
+// Used by the service-account-issuer policy for the object under review, by the cluster cache for
+// the argv it keeps of every kube-apiserver mirror pod (ApiserverPod.argv), and by `token inspect`.
 
 import { parse as parseYaml } from 'yaml';
-import type { KubeObject } from '../admission/review.js';
-import { apiserverArgv, isApiserverMirrorPod } from '../cluster/projection.js';
+import type { KubeObject } from './object.js';
 
 /** One flag occurrence, in command-line order. `value` is undefined for a bare boolean flag. */
 export interface Flag {
@@ -151,6 +150,34 @@ export function issuerFlags(flags: readonly Flag[]): IssuerFlags {
 }
 
 // ---- where the flags live ----------------------------------------------------------------------
+
+/** A kube-apiserver mirror pod: kube-system, the mirror annotation, a kubeadm or kOps component label. */
+export function isApiserverMirrorPod(obj: KubeObject): boolean {
+  const meta = obj.metadata;
+  if (meta?.namespace !== 'kube-system' || !meta.annotations?.['kubernetes.io/config.mirror']) return false;
+  const labels = meta.labels ?? {};
+  return labels.component === 'kube-apiserver' || labels['k8s-app'] === 'kube-apiserver';
+}
+
+/**
+ * `command` then `args` of the kube-apiserver container: the one named `kube-apiserver` (kubeadm,
+ * kOps), else the one whose command or image is kube-apiserver, else the one that carries
+ * `--service-account-issuer`, else the first. The static pod may hold sidecars, listed first: an
+ * external token signer (`--service-account-signing-endpoint`, GA in 1.36), a log forwarder.
+ */
+export function apiserverArgv(obj: KubeObject): string[] {
+  const containers: KubeObject[] = Array.isArray(obj.spec?.containers) ? obj.spec.containers : [];
+  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string') : []);
+  const argv = (c: KubeObject | undefined) => [...strings(c?.command), ...strings(c?.args)];
+  const isApiserver = (c: KubeObject) =>
+    (typeof c?.command?.[0] === 'string' && /(^|\/)kube-apiserver$/.test(c.command[0])) ||
+    (typeof c?.image === 'string' && /(^|\/)kube-apiserver(:|@|$)/.test(c.image));
+  const setsIssuer = (c: KubeObject) => argv(c).some((w) => /^--?service-account-issuer(=|$)/.test(w));
+  return argv(
+    containers.find((x) => x?.name === 'kube-apiserver') ?? containers.find(isApiserver) ?? containers.find(setsIssuer) ?? containers[0],
+  );
+}
+
 
 /** kubeadm's issuer when extraArgs set none: `https://kubernetes.default.svc.<dnsDomain>`. */
 function kubeadmDefaultIssuer(clusterConfiguration: KubeObject): string {
