@@ -3,28 +3,14 @@
 // one decision. Policies are pure; the engine owns modes, exemptions, limits and failure handling.
 
 import type { ClusterView } from '../cluster/view.js';
-import { policySettings, type NamespaceOverride, type TokenguardConfig } from '../config/schema.js';
-import type { AnyPolicy, Exemptions, Finding, MatchRule, Mode, PolicyContext } from './policy.js';
+import { policySettings, type Exemptions, type Mode, type NamespaceOverride, type TokenguardConfig } from '../config/schema.js';
+import type { AnyPolicy, Decision, Finding, MatchRule, PolicyContext } from './policy.js';
 import { applyPatchCopyOnWrite, jsonEqual, patchChanges, type PatchOperation } from './patch.js';
 import type { AdmissionRequest } from './review.js';
-import { globMatcher } from '../k8s/glob.js';
+import { globMatcher, namespaceScope } from '../k8s/glob.js';
 
 /** Namespace label that overrides the configured mode for every policy in that namespace. */
 export const MODE_LABEL = 'tokenguard.io/mode';
-
-export interface Decision {
-  allowed: boolean;
-  /** Set when denied: the message kubectl prints after "denied the request:". */
-  denial?: { code: number; message: string };
-  warnings: string[];
-  auditAnnotations: Record<string, string>;
-  /** Mutating pipeline only; absent when nothing changes. */
-  patch?: PatchOperation[];
-  /** Every finding with the mode it was judged in, for the decision log and metrics. */
-  findings: (Finding & { mode: Exclude<Mode, 'off'> })[];
-  /** Names of the policies that produced a finding or a patch. */
-  fired: string[];
-}
 
 export interface EngineOptions {
   config: TokenguardConfig;
@@ -36,7 +22,7 @@ export interface EngineOptions {
 
 interface PreparedPolicy {
   policy: AnyPolicy;
-  settings: Record<string, unknown>;
+  settings: unknown;
   /** Undefined when the policy exempts nothing (most policies): no lookup per review. */
   exemptions?: { users: Set<string>; groups: Set<string>; namespace: (ns: string) => boolean };
   /** The context the policy is called with in each mode: built once, read-only, shared by every review. */
@@ -70,7 +56,8 @@ function isExempt(ex: PreparedPolicy['exemptions'], req: AdmissionRequest): bool
 export class Engine {
   private readonly prepared: PreparedPolicy[];
   private readonly globalExemptions: PreparedPolicy['exemptions'];
-  private readonly overrides: { matches: (ns: string) => boolean; entry: NamespaceOverride }[];
+  /** The namespaceOverrides entries that apply in a namespace, in order (the last one wins). */
+  private readonly overrides: (namespace: string | undefined) => NamespaceOverride[];
   private readonly lookup: PolicyContext['lookup'];
   /**
    * The policies whose rules match a (side, group, version, resource, subresource, operation):
@@ -83,7 +70,7 @@ export class Engine {
     const { config } = opts;
     this.lookup = { timeoutMs: config.cluster.lookupTimeoutMs, onFailure: config.cluster.onLookupFailure };
     this.globalExemptions = compileExemptions(config.exemptions);
-    this.overrides = config.namespaceOverrides.map((entry) => ({ matches: globMatcher(entry.namespaces), entry }));
+    this.overrides = namespaceScope(config.namespaceOverrides);
     this.prepared = opts.policies.map((policy) => {
       const exemptions = config.policies[policy.name]?.exemptions;
       const ex: Exemptions = {
@@ -91,14 +78,11 @@ export class Engine {
         groups: exemptions?.groups ?? policy.defaultExemptions?.groups ?? [],
         namespaces: exemptions?.namespaces ?? policy.defaultExemptions?.namespaces ?? [],
       };
-      const settings = policySettings(policy, config);
+      const configured = policySettings(policy, config);
+      const settings = policy.prepare ? policy.prepare(configured) : configured;
       const context = (mode: Exclude<Mode, 'off'>): PolicyContext => Object.freeze({ settings, mode, cluster: opts.cluster, lookup: this.lookup });
       return { policy, settings, exemptions: compileExemptions(ex), contexts: { enforce: context('enforce'), warn: context('warn') } };
     });
-  }
-
-  get cluster(): ClusterView | undefined {
-    return this.opts.cluster;
   }
 
   /**
@@ -118,13 +102,10 @@ export class Engine {
 
   private configuredMode(policy: string, namespace: string | undefined, labelled: Mode | undefined): Mode {
     if (labelled) return labelled;
-    if (namespace) {
-      for (let i = this.overrides.length - 1; i >= 0; i--) {
-        const { matches, entry } = this.overrides[i]!;
-        if (!matches(namespace)) continue;
-        const m = entry.policies?.[policy] ?? entry.mode;
-        if (m) return m;
-      }
+    const entries = this.overrides(namespace);
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const m = entries[i]!.policies?.[policy] ?? entries[i]!.mode;
+      if (m) return m;
     }
     return this.opts.config.policies[policy]?.mode ?? this.opts.config.mode;
   }

@@ -5,7 +5,9 @@
 // LIST when the cache is cold, say) happens in the optional `gather` step, which the engine runs
 // at the edge before calling the pure functions with what was gathered.
 
+import type { TObject } from '@sinclair/typebox';
 import type { ClusterView } from '../cluster/view.js';
+import type { Exemptions, Mode } from '../config/schema.js';
 import type { ResourceRule } from '../k8s/object.js';
 import type { PatchOperation } from './patch.js';
 import type { AdmissionRequest } from './review.js';
@@ -13,9 +15,10 @@ import type { AdmissionRequest } from './review.js';
 // What policies may read about the cluster is the cluster layer's read-only view: part of the
 // contract, so a policy needs nothing from cluster/ itself.
 export type { ApiserverPod, CacheStatus, ClusterView, IssuerRisk, IssuerView, NodeSummary, OwnerRef, PodSummary } from '../cluster/view.js';
+// The building blocks of a policy's settings schema, and the modes, are the configuration's.
+export { NamespaceGlobs, StringEnum, StringList, type Exemptions, type Mode } from '../config/schema.js';
 
 export type Severity = 'deny' | 'warn';
-export type Mode = 'enforce' | 'warn' | 'off';
 
 export interface Finding {
   /** Name of the policy that produced it (the engine fills it in when a policy leaves it out). */
@@ -45,9 +48,9 @@ export interface MatchRule extends ResourceRule {
   namespaces?: string[];
 }
 
-export interface PolicyContext<S = Record<string, unknown>> {
-  /** The policy's settings: its declared defaults merged with `policies.<name>` from config. */
-  settings: S;
+export interface PolicyContext<P = Record<string, unknown>> {
+  /** The policy's settings (its schema's defaults under `policies.<name>`), as its `prepare` step made them. */
+  settings: P;
   /** The effective mode for this request (never `off`: off policies are not called). */
   mode: Exclude<Mode, 'off'>;
   /** Read-only cluster state, absent when no cluster is configured (e.g. `tokenguard check`). */
@@ -59,42 +62,56 @@ export interface PolicyContext<S = Record<string, unknown>> {
   lookup?: { timeoutMs: number; onFailure: 'allow' | 'deny' };
 }
 
-export interface Policy<S = Record<string, unknown>, G = undefined> {
+/**
+ * A policy. `S` is its settings as configured (the `Static` of its `settings` schema), `P` what
+ * `prepare` makes of them (compiled globs, say; `S` itself without a prepare step), `G` what its
+ * `gather` step finds.
+ */
+export interface Policy<S = Record<string, unknown>, P = S, G = undefined> {
   name: string;
-  /** One sentence for `--help`, README and metrics help. */
+  /** One sentence for `--help`, the docs and metrics help. */
   description: string;
   match: MatchRule[];
   /**
-   * JSON Schema `properties` for the policy's own settings under `policies.<name>` in config
-   * (the engine adds `mode` and `exemptions`), and their defaults.
+   * The schema of the policy's own settings under `policies.<name>` in config (the engine adds
+   * `mode` and `exemptions`): a TypeBox object whose keys carry their defaults and descriptions.
    */
-  settingsSchema?: Record<string, object>;
-  defaultSettings?: S;
+  settings?: TObject;
   /**
    * What JSON Schema cannot say about the settings (a minimum above a maximum, say), checked at
    * start-up on the effective settings (defaults merged with config). Returns problems as
    * `<path>: <message>`, the path below `policies.<name>`.
    */
   checkSettings?: (settings: S) => string[];
+  /** Per-config state, computed once when the engine starts (not per review): what `ctx.settings` then holds. */
+  prepare?: (settings: S) => P;
   /** Exemptions the policy ships with (merged with configured ones), e.g. system controllers. */
   defaultExemptions?: Partial<Exemptions>;
   /** Needs live cluster state to be meaningful; `check` skips it without a cluster. */
   needsCluster?: boolean;
   /** Optional I/O step, run by the engine before `validate`; must never throw (return errors as data). */
-  gather?: (request: AdmissionRequest, ctx: PolicyContext<S>) => G | Promise<G>;
+  gather?: (request: AdmissionRequest, ctx: PolicyContext<P>) => G | Promise<G>;
   /** Validating side: findings for this request. */
-  validate?: (request: AdmissionRequest, ctx: PolicyContext<S>, gathered: G) => Finding[];
+  validate?: (request: AdmissionRequest, ctx: PolicyContext<P>, gathered: G) => Finding[];
   /** Mutating side: patch operations against `request.object`; must return [] when nothing changes. */
-  mutate?: (request: AdmissionRequest, ctx: PolicyContext<S>) => PatchOperation[];
-}
-
-export interface Exemptions {
-  users: string[];
-  groups: string[];
-  /** Exact names or globs (`*` and `?`). */
-  namespaces: string[];
+  mutate?: (request: AdmissionRequest, ctx: PolicyContext<P>) => PatchOperation[];
 }
 
 // Policies are declared with their own settings/gather types; the registry holds them erased.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyPolicy = Policy<any, any>;
+export type AnyPolicy = Policy<any, any, any>;
+
+/** The engine's answer to one review: what the response says, and why (for the log and metrics). */
+export interface Decision {
+  allowed: boolean;
+  /** Set when denied: the message kubectl prints after "denied the request:". */
+  denial?: { code: number; message: string };
+  warnings: string[];
+  auditAnnotations: Record<string, string>;
+  /** Mutating pipeline only; absent when nothing changes. */
+  patch?: PatchOperation[];
+  /** Every finding with the mode it was judged in, for the decision log and metrics. */
+  findings: (Finding & { mode: Exclude<Mode, 'off'> })[];
+  /** Names of the policies that produced a finding or a patch. */
+  fired: string[];
+}

@@ -1,10 +1,10 @@
 // AdmissionReview responses, in the style of controller-runtime's admission helpers:
 // small constructors, and one place that turns an engine decision into the wire format.
 
-import type { Decision } from './engine.js';
 import { limitWarnings } from './warnings.js';
 import { jsonString } from '../observability/log.js';
 import type { PatchOperation } from './patch.js';
+import type { Decision } from './policy.js';
 
 export interface AdmissionResponse {
   uid: string;

@@ -3,12 +3,13 @@
 // server would send, apply what the API server does before calling webhooks, then run the mutating
 // and the validating pipeline in the API server's order.
 
-import type { Decision, Engine } from '../admission/engine.js';
+import type { Engine } from '../admission/engine.js';
 import { applyPatchCopyOnWrite, type PatchOperation } from '../admission/patch.js';
 import { resolveKind } from '../k8s/resources.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { limitWarnings } from '../admission/warnings.js';
 import type { KubeObject } from '../k8s/object.js';
+import type { Decision } from '../admission/policy.js';
 
 /** The user offline requests are attributed to (so user exemptions never match by accident). */
 export const OFFLINE_USER = 'tokenguard:offline-check';

@@ -5,8 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { unescapePointerToken } from '../k8s/json-pointer.js';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { AnyPolicy } from '../admission/policy.js';
-import { buildConfigSchema, DEFAULT_CONFIG, policySettings, type TokenguardConfig } from './schema.js';
+import { acceptingDefaults, buildConfigSchema, DEFAULT_CONFIG, policySettings, type PolicySettingsSpec, type TokenguardConfig } from './schema.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -92,9 +91,9 @@ export function deepMerge<T>(base: T, over: unknown): T {
   return out as T;
 }
 
-export function validateConfig(raw: unknown, source: string, policies: readonly AnyPolicy[]): void {
+export function validateConfig(raw: unknown, source: string, policies: readonly PolicySettingsSpec[]): void {
   const ajv = new Ajv({ allErrors: true, strict: false });
-  const validate = ajv.compile(buildConfigSchema(policies));
+  const validate = ajv.compile(acceptingDefaults(buildConfigSchema(policies)) as object);
   if (!validate(raw)) {
     const names = policies.map((p) => p.name);
     const problems = [...new Set((validate.errors ?? []).map((e) => formatAjvError(e, names)).filter((p) => p !== undefined))];
@@ -109,7 +108,7 @@ export function validateConfig(raw: unknown, source: string, policies: readonly 
 export function resolveConfig(
   raw: unknown,
   source: string,
-  policies: readonly AnyPolicy[],
+  policies: readonly PolicySettingsSpec[],
   overrides: ConfigOverrides = {},
 ): TokenguardConfig {
   const fileConfig = raw ?? {};
@@ -118,7 +117,7 @@ export function resolveConfig(
   const config = deepMerge(deepMerge(DEFAULT_CONFIG, fileConfig), overrides);
   const problems = [
     ...callerAuthProblems(config),
-    ...policies.flatMap((p) => (p.checkSettings?.(policySettings(p, config)) ?? []).map((problem) => `policies.${p.name}.${problem}`)),
+    ...policies.flatMap((p) => (p.checkSettings?.(policySettings<never>(p, config)) ?? []).map((problem) => `policies.${p.name}.${problem}`)),
   ];
   if (problems.length > 0) throw new ConfigError(source, problems);
   return config;
@@ -126,7 +125,7 @@ export function resolveConfig(
 
 export function loadConfig(
   path: string | undefined,
-  policies: readonly AnyPolicy[],
+  policies: readonly PolicySettingsSpec[],
   overrides: ConfigOverrides = {},
 ): TokenguardConfig {
   if (!path) return resolveConfig(undefined, 'built-in defaults', policies, overrides);

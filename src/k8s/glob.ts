@@ -12,3 +12,14 @@ export function globMatcher(patterns: readonly string[]): (value: string) => boo
   if (globs.length === 0) return (v) => exact.has(v);
   return (v) => exact.has(v) || globs.some((re) => re.test(v));
 }
+
+/**
+ * The entries that apply in a namespace, in their order: the one way every per-namespace setting
+ * is scoped (namespace overrides of modes, lifetime bounds, audiences). Each entry's `namespaces`
+ * are exact names or globs, compiled once; callers fold the matching entries as their setting
+ * needs (the last one wins, later bounds override earlier ones, lists add up).
+ */
+export function namespaceScope<E extends { namespaces: readonly string[] }>(entries: readonly E[]): (namespace: string | undefined) => E[] {
+  const compiled = entries.map((entry) => ({ entry, matches: globMatcher(entry.namespaces) }));
+  return (namespace) => (namespace === undefined ? [] : compiled.filter((c) => c.matches(namespace)).map((c) => c.entry));
+}

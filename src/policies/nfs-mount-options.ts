@@ -9,6 +9,8 @@
 // StorageClasses of NFS provisioners (`mountOptions`, copied into the PVs they provision). Inline
 // `nfs` volumes in a pod spec have no place for mount options at all.
 
+import { Type, type Static } from '@sinclair/typebox';
+import { StringList } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { globMatcher } from '../k8s/glob.js';
 import { podSpecOf, POD_SPEC_RULES, volumeAt, volumesOf } from '../k8s/pod-spec.js';
@@ -20,9 +22,24 @@ export const POLICY = 'nfs-mount-options';
 /** The PV annotation kubelet reads before `spec.mountOptions` (comma-separated). */
 export const MOUNT_OPTIONS_ANNOTATION = 'volume.beta.kubernetes.io/mount-options';
 
-export interface NfsSettings {
-  /** StorageClass provisioners whose volumes are NFS mounts (exact or globs, compared in lower case). */
-  provisioners: string[];
+const Settings = Type.Object(
+  {
+    provisioners: StringList({
+      default: ['*nfs*'],
+      description: 'StorageClass provisioners whose volumes are NFS mounts (exact or globs, compared in lower case).',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type NfsSettings = Static<typeof Settings>;
+
+export interface PreparedNfs {
+  isNfsProvisioner(provisioner: unknown): boolean;
+}
+
+export function prepareNfs(settings: NfsSettings): PreparedNfs {
+  const matches = globMatcher(settings.provisioners.map((p) => p.toLowerCase()));
+  return { isNfsProvisioner: (provisioner) => typeof provisioner === 'string' && matches(provisioner.toLowerCase()) };
 }
 
 export interface NfsMountOptions {
@@ -102,20 +119,8 @@ function persistentVolumeFindings(pv: KubeObject): Finding[] {
   return judgeOptions(parseNfsMountOptions(listed), 'spec.mountOptions');
 }
 
-const provisionerCache = new WeakMap<NfsSettings, (provisioner: string) => boolean>();
-
-function isNfsProvisioner(settings: NfsSettings, provisioner: unknown): boolean {
-  if (typeof provisioner !== 'string') return false;
-  let matches = provisionerCache.get(settings);
-  if (!matches) {
-    matches = globMatcher((settings.provisioners ?? []).map((p) => p.toLowerCase()));
-    provisionerCache.set(settings, matches);
-  }
-  return matches(provisioner.toLowerCase());
-}
-
-function storageClassFindings(sc: KubeObject, settings: NfsSettings): Finding[] {
-  if (!isNfsProvisioner(settings, sc.provisioner)) return [];
+function storageClassFindings(sc: KubeObject, settings: PreparedNfs): Finding[] {
+  if (!settings.isNfsProvisioner(sc.provisioner)) return [];
   const note = ' The StorageClass mountOptions are copied into every PersistentVolume it provisions.';
   return judgeOptions(parseNfsMountOptions(Array.isArray(sc.mountOptions) ? sc.mountOptions : []), 'mountOptions', note);
 }
@@ -142,7 +147,7 @@ function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
   return findings;
 }
 
-export const nfsMountOptionsPolicy: Policy<NfsSettings> = {
+export const nfsMountOptionsPolicy: Policy<NfsSettings, PreparedNfs> = {
   name: POLICY,
   description: 'Warns about NFS volumes whose timeo/retrans/hard/soft behaviour is left to chance.',
   match: [
@@ -150,10 +155,10 @@ export const nfsMountOptionsPolicy: Policy<NfsSettings> = {
     { groups: ['storage.k8s.io'], versions: ['v1'], resources: ['storageclasses'], operations: ['CREATE', 'UPDATE'] },
     ...POD_SPEC_RULES,
   ],
-  settingsSchema: { provisioners: { type: 'array', items: { type: 'string', minLength: 1 } } },
-  defaultSettings: { provisioners: ['*nfs*'] },
+  settings: Settings,
+  prepare: prepareNfs,
 
-  validate(req: AdmissionRequest, ctx: PolicyContext<NfsSettings>): Finding[] {
+  validate(req: AdmissionRequest, ctx: PolicyContext<PreparedNfs>): Finding[] {
     const obj = req.object;
     if (!obj) return [];
     if (req.resource.resource === 'persistentvolumes') return persistentVolumeFindings(obj);

@@ -3,14 +3,14 @@
 // allowed. A token for an audience nobody validates is useless, and one for an audience nobody
 // told us about is a credential handed to an unknown party; both are worth stopping at admission.
 //
-// The default allow-list covers the real consumers of BRIEF section 2: Istio, Linkerd, AWS IRSA,
+// The default allow-list covers the real consumers of projected tokens: Istio, Linkerd, AWS IRSA,
 // Azure workload identity, SPIRE, Vault and GCP workload identity (both audience forms).
 
+import { Type, type Static } from '@sinclair/typebox';
+import { NamespaceGlobs, StringList, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
-import { globMatcher } from '../k8s/glob.js';
-import { namespaceGlobsSchema, stringListSchema } from '../config/schema.js';
+import { globMatcher, namespaceScope } from '../k8s/glob.js';
 import { podSpecOf, POD_SPEC_RULES, tokenProjections } from '../k8s/pod-spec.js';
-import type { Finding, Policy, PolicyContext } from '../admission/policy.js';
 
 export const POLICY = 'projected-token-audience';
 
@@ -25,86 +25,48 @@ export const DEFAULT_ALLOWED_AUDIENCES: readonly string[] = [
   'https://iam.googleapis.com/projects/*',
 ];
 
-export interface NamespaceAudiences {
-  /** Exact namespace names or globs. */
-  namespaces: string[];
-  /** Audiences allowed in addition, in those namespaces (exact values or globs). */
-  allowed: string[];
+const Settings = Type.Object(
+  {
+    allowed: StringList({ default: [...DEFAULT_ALLOWED_AUDIENCES], description: 'Audiences allowed everywhere (exact or globs); replaces the default list.' }),
+    additionalAllowed: StringList({ default: [], description: 'Added to `allowed`, so the defaults can be kept without copying them.' }),
+    namespaces: Type.Array(
+      Type.Object({ namespaces: NamespaceGlobs, allowed: StringList({ description: 'Audiences allowed in addition, in those namespaces.' }) }, { additionalProperties: false }),
+      { default: [], description: 'Audiences allowed in addition in some namespaces.' },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type AudienceSettings = Static<typeof Settings>;
+
+export interface PreparedAudiences {
+  /** Whether `audience` may be asked for in `namespace`. */
+  allowed(namespace: string | undefined, audience: string): boolean;
+  /** Everything allowed in `namespace`, for the message. */
+  allowedIn(namespace: string | undefined): string[];
 }
 
-export interface AudienceSettings {
-  /** Replaces the default list when set in config. */
-  allowed: string[];
-  /** Added to `allowed`, so the defaults can be kept without copying them. */
-  additionalAllowed: string[];
-  namespaces: NamespaceAudiences[];
-}
-
-interface CompiledAudiences {
-  everywhere: (audience: string) => boolean;
-  everywhereList: string[];
-  perNamespace: { matches: (ns: string) => boolean; allowed: (audience: string) => boolean; list: string[] }[];
-}
-
-// Settings objects live as long as the engine; compile their globs once, not per request.
-const compiledCache = new WeakMap<AudienceSettings, CompiledAudiences>();
-
-function compiled(settings: AudienceSettings): CompiledAudiences {
-  let out = compiledCache.get(settings);
-  if (!out) {
-    const everywhereList = [...(settings.allowed ?? []), ...(settings.additionalAllowed ?? [])];
-    out = {
-      everywhere: globMatcher(everywhereList),
-      everywhereList,
-      perNamespace: (settings.namespaces ?? []).map((e) => ({
-        matches: globMatcher(e.namespaces),
-        allowed: globMatcher(e.allowed),
-        list: e.allowed,
-      })),
-    };
-    compiledCache.set(settings, out);
-  }
-  return out;
-}
-
-export function audienceAllowed(settings: AudienceSettings, namespace: string | undefined, audience: string): boolean {
-  const c = compiled(settings);
-  if (c.everywhere(audience)) return true;
-  if (!namespace) return false;
-  return c.perNamespace.some((e) => e.matches(namespace) && e.allowed(audience));
-}
-
-function allowedHere(settings: AudienceSettings, namespace: string | undefined): string[] {
-  const c = compiled(settings);
-  const out = [...c.everywhereList];
-  if (namespace) for (const e of c.perNamespace) if (e.matches(namespace)) out.push(...e.list);
-  return out;
+export function prepareAudiences(settings: AudienceSettings): PreparedAudiences {
+  const everywhereList = [...settings.allowed, ...settings.additionalAllowed];
+  const everywhere = globMatcher(everywhereList);
+  const scope = namespaceScope(settings.namespaces.map((e) => ({ ...e, matches: globMatcher(e.allowed) })));
+  return {
+    allowed: (namespace, audience) => everywhere(audience) || scope(namespace).some((e) => e.matches(audience)),
+    allowedIn: (namespace) => [...everywhereList, ...scope(namespace).flatMap((e) => e.allowed)],
+  };
 }
 
 const FIX =
   'use the audience your token consumer validates, or allow it under policies.projected-token-audience ' +
   '(additionalAllowed, or namespaces for one namespace)';
 
-export const projectedTokenAudiencePolicy: Policy<AudienceSettings> = {
+export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudiences> = {
   name: POLICY,
   description: 'Projected service-account tokens must name an allowed audience (or none: the API server audiences).',
   match: [...POD_SPEC_RULES],
-  settingsSchema: {
-    allowed: stringListSchema,
-    additionalAllowed: stringListSchema,
-    namespaces: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['namespaces', 'allowed'],
-        properties: { namespaces: namespaceGlobsSchema, allowed: stringListSchema },
-      },
-    },
-  },
-  defaultSettings: { allowed: [...DEFAULT_ALLOWED_AUDIENCES], additionalAllowed: [], namespaces: [] },
+  settings: Settings,
+  prepare: prepareAudiences,
 
-  validate(req: AdmissionRequest, ctx: PolicyContext<AudienceSettings>): Finding[] {
+  validate(req: AdmissionRequest, ctx: PolicyContext<PreparedAudiences>): Finding[] {
     const loc = podSpecOf(req.kind.kind, req.object);
     if (!loc) return [];
     const findings: Finding[] = [];
@@ -123,13 +85,13 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings> = {
         });
         continue;
       }
-      if (audienceAllowed(ctx.settings, req.namespace, audience)) continue;
+      if (ctx.settings.allowed(req.namespace, audience)) continue;
       const shown = audience.length > 60 ? `${audience.slice(0, 59)}…` : audience;
       findings.push({
         policy: POLICY,
         severity: 'deny',
         message: `token audience ${JSON.stringify(shown)} is not allowed${volume}`,
-        detail: `Allowed here: ${allowedHere(ctx.settings, req.namespace).join(', ') || '(none)'}, or no audience (the API server's own).`,
+        detail: `Allowed here: ${ctx.settings.allowedIn(req.namespace).join(', ') || '(none)'}, or no audience (the API server's own).`,
         path,
         fix: FIX,
       });

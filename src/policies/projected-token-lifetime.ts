@@ -1,18 +1,18 @@
 // projected-token-lifetime: every `serviceAccountToken` projection in a Pod or pod template must
 // ask for a lifetime within configured bounds (default 600 to 86400 s, overridable per namespace).
 //
-// Facts (BRIEF section 2): the API rejects less than 600 s and more than 2^32 s; a missing value
+// Facts (API validation and kubelet): the API rejects less than 600 s and more than 2^32 s; a missing value
 // means 3600 s; kubelet refreshes a token at 80 % of its TTL or after 24 h, so lifetimes above a
 // day only lengthen how long a leaked token stays valid. A 3607 s token bound to the default
 // audiences is what the ServiceAccount plugin injects (`kube-api-access-*`); with
 // `--service-account-extend-token-expiration` (default on) the API server issues such tokens for
 // one year. The injected volume itself is never flagged; a user-written copy of it is warned about.
 
+import { Type, type Static } from '@sinclair/typebox';
+import { NamespaceGlobs, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
-import { globMatcher } from '../k8s/glob.js';
-import { namespaceGlobsSchema } from '../config/schema.js';
+import { namespaceScope } from '../k8s/glob.js';
 import { podSpecOf, POD_SPEC_RULES, tokenProjections, type TokenProjection } from '../k8s/pod-spec.js';
-import type { Finding, Policy, PolicyContext } from '../admission/policy.js';
 
 export const POLICY = 'projected-token-lifetime';
 
@@ -25,41 +25,28 @@ export const DEFAULT_EXPIRATION_SECONDS = 3600;
 /** The lifetime the API server extends to one year for tokens bound to its own audiences. */
 export const EXTENDED_EXPIRATION_SECONDS = 3607;
 
-export interface LifetimeBounds {
-  minSeconds?: number;
-  maxSeconds?: number;
-}
+const Seconds = (options: { default?: number; description?: string } = {}) =>
+  Type.Integer({ minimum: API_MIN_SECONDS, maximum: API_MAX_SECONDS, ...options });
 
-export interface NamespaceLifetimeBounds extends LifetimeBounds {
-  /** Exact namespace names or globs (`*`, `?`). */
-  namespaces: string[];
-}
-
-export interface LifetimeSettings {
-  minSeconds: number;
-  maxSeconds: number;
-  /** Later entries win for the bounds they set; bounds an entry leaves out fall through. */
-  namespaces: NamespaceLifetimeBounds[];
-}
-
-const seconds = { type: 'integer', minimum: API_MIN_SECONDS, maximum: API_MAX_SECONDS };
-
-interface CompiledBounds {
-  matches: (namespace: string) => boolean;
-  bounds: LifetimeBounds;
-}
-
-// Settings objects live as long as the engine; compile their globs once, not per request.
-const compiledCache = new WeakMap<LifetimeSettings, CompiledBounds[]>();
-
-function compiled(settings: LifetimeSettings): CompiledBounds[] {
-  let out = compiledCache.get(settings);
-  if (!out) {
-    out = (settings.namespaces ?? []).map((e) => ({ matches: globMatcher(e.namespaces), bounds: e }));
-    compiledCache.set(settings, out);
-  }
-  return out;
-}
+const Settings = Type.Object(
+  {
+    minSeconds: Seconds({ default: API_MIN_SECONDS, description: 'Shortest lifetime allowed.' }),
+    maxSeconds: Seconds({ default: 86400, description: 'Longest lifetime allowed.' }),
+    namespaces: Type.Array(
+      Type.Object(
+        {
+          namespaces: NamespaceGlobs,
+          minSeconds: Type.Optional(Seconds({ description: 'Shortest lifetime in these namespaces.' })),
+          maxSeconds: Type.Optional(Seconds({ description: 'Longest lifetime in these namespaces.' })),
+        },
+        { additionalProperties: false },
+      ),
+      { default: [], description: 'Bounds per namespace; later entries win for the bounds they set, bounds an entry leaves out fall through.' },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type LifetimeSettings = Static<typeof Settings>;
 
 interface EffectiveBounds {
   min: number;
@@ -70,27 +57,28 @@ interface EffectiveBounds {
   namespace?: string;
 }
 
-export function boundsFor(settings: LifetimeSettings, namespace: string | undefined): EffectiveBounds {
-  const out: EffectiveBounds = {
-    min: settings.minSeconds,
-    max: settings.maxSeconds,
-    minFromNamespace: false,
-    maxFromNamespace: false,
-    namespace,
+export interface PreparedLifetime {
+  /** The bounds in a namespace: the global ones, then each matching namespace entry's, in order. */
+  boundsIn(namespace: string | undefined): EffectiveBounds;
+}
+
+export function prepareBounds(settings: LifetimeSettings): PreparedLifetime {
+  const scope = namespaceScope(settings.namespaces);
+  const boundsIn = (namespace: string | undefined): EffectiveBounds => {
+    const out: EffectiveBounds = { min: settings.minSeconds, max: settings.maxSeconds, minFromNamespace: false, maxFromNamespace: false, namespace };
+    for (const entry of scope(namespace)) {
+      if (entry.minSeconds !== undefined) {
+        out.min = entry.minSeconds;
+        out.minFromNamespace = true;
+      }
+      if (entry.maxSeconds !== undefined) {
+        out.max = entry.maxSeconds;
+        out.maxFromNamespace = true;
+      }
+    }
+    return out;
   };
-  if (!namespace) return out;
-  for (const { matches, bounds } of compiled(settings)) {
-    if (!matches(namespace)) continue;
-    if (bounds.minSeconds !== undefined) {
-      out.min = bounds.minSeconds;
-      out.minFromNamespace = true;
-    }
-    if (bounds.maxSeconds !== undefined) {
-      out.max = bounds.maxSeconds;
-      out.maxFromNamespace = true;
-    }
-  }
-  return out;
+  return { boundsIn };
 }
 
 /** The common case, decided before any message is built: a whole number within every bound. */
@@ -177,28 +165,12 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
   return undefined;
 }
 
-export const projectedTokenLifetimePolicy: Policy<LifetimeSettings> = {
+export const projectedTokenLifetimePolicy: Policy<LifetimeSettings, PreparedLifetime> = {
   name: POLICY,
   description: 'Projected service-account tokens must ask for a lifetime within bounds (default 600 to 86400 s).',
   match: [...POD_SPEC_RULES],
-  settingsSchema: {
-    minSeconds: seconds,
-    maxSeconds: seconds,
-    namespaces: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['namespaces'],
-        properties: {
-          namespaces: namespaceGlobsSchema,
-          minSeconds: seconds,
-          maxSeconds: seconds,
-        },
-      },
-    },
-  },
-  defaultSettings: { minSeconds: API_MIN_SECONDS, maxSeconds: 86400, namespaces: [] },
+  settings: Settings,
+  prepare: prepareBounds,
 
   // A minimum above the maximum would flag every token; refuse it at start-up instead.
   checkSettings(s: LifetimeSettings): string[] {
@@ -214,12 +186,12 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings> = {
     return problems;
   },
 
-  validate(req: AdmissionRequest, ctx: PolicyContext<LifetimeSettings>): Finding[] {
+  validate(req: AdmissionRequest, ctx: PolicyContext<PreparedLifetime>): Finding[] {
     const loc = podSpecOf(req.kind.kind, req.object);
     if (!loc) return [];
     const projections = tokenProjections(loc.spec);
     if (projections.length === 0) return [];
-    const bounds = boundsFor(ctx.settings, req.namespace);
+    const bounds = ctx.settings.boundsIn(req.namespace);
     const findings: Finding[] = [];
     for (const p of projections) {
       if (p.injected || unremarkable(p, bounds)) continue;

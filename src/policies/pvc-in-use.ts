@@ -250,7 +250,7 @@ function breakGlassFinding(ref: string, pods: PodSummary[] | undefined): Finding
   };
 }
 
-export const pvcInUsePolicy: Policy<Record<string, never>, PvcLookup> = {
+export const pvcInUsePolicy: Policy<Record<string, never>, Record<string, never>, PvcLookup> = {
   name: NAME,
   description: 'Refuses or warns about deleting a PersistentVolumeClaim that pods still use (it would hang in Terminating).',
   match: [{ groups: [''], versions: ['v1'], resources: ['persistentvolumeclaims'], operations: ['DELETE'] }],

@@ -330,7 +330,7 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
   return out;
 }
 
-export const serviceAccountIssuerPolicy: Policy<Record<string, never>, IssuerAnalysis | Error | undefined> = {
+export const serviceAccountIssuerPolicy: Policy<Record<string, never>, Record<string, never>, IssuerAnalysis | Error | undefined> = {
   name: POLICY,
   description:
     'Warns or denies when kube-apiserver flags (mirror pods, kubeadm-config, KubeadmControlPlane) drop a trusted service-account issuer.',
@@ -339,7 +339,6 @@ export const serviceAccountIssuerPolicy: Policy<Record<string, never>, IssuerAna
     { groups: [''], resources: ['pods', 'configmaps'], operations: ['CREATE', 'UPDATE'], namespaces: ['kube-system'] },
     { groups: ['controlplane.cluster.x-k8s.io'], resources: ['kubeadmcontrolplanes'], operations: ['CREATE', 'UPDATE'] },
   ],
-  defaultSettings: {},
   // The only I/O: a mirror pod that drops a trusted issuer cannot be denied, so the warning is also
   // recorded as an Event that outlives the request (fire and forget, never on dry-run).
   gather: (req, ctx) => {

@@ -4,13 +4,14 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Decision, Engine } from '../admission/engine.js';
+import type { Engine } from '../admission/engine.js';
 import { DecodeError, decodeReview, objectName, type AdmissionRequest } from '../admission/review.js';
 import { fromDecision, reviewJson } from '../admission/response.js';
 import type { CallerAuth, Verdict } from './caller-auth.js';
 import { lingerBeforeClose } from './lingering-close.js';
 import { jsonString, type Logger } from '../observability/log.js';
 import { observeDecision, observeInvalid } from './admission-metrics.js';
+import type { Decision } from '../admission/policy.js';
 
 export type AdmissionRoute = 'validate' | 'mutate';
 

@@ -1,8 +1,8 @@
 // The admission metrics: counted on every review with plain numbers (observability/metrics.ts
 // says why), read by prom-client at scrape time.
 
-import type { Decision } from '../admission/engine.js';
 import { RouteLatencyHistogram, Tally } from '../observability/metrics.js';
+import type { Decision } from '../admission/policy.js';
 
 const requests = new Tally(['route', 'decision'] as const);
 export const admissionRequests = requests.counter(

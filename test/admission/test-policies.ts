@@ -53,7 +53,7 @@ export function labelPolicy(name: string, labels: Record<string, string>, annota
 }
 
 /** A validating policy whose gather step waits `ms` (a slow live lookup) before allowing. */
-export function slowPolicy(name: string, ms: number, onGather?: () => void): Policy<Record<string, unknown>, number> {
+export function slowPolicy(name: string, ms: number, onGather?: () => void): Policy<Record<string, unknown>, Record<string, unknown>, number> {
   return {
     name,
     description: `test policy ${name}: waits ${ms} ms in gather`,

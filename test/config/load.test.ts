@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Type } from '@sinclair/typebox';
 import { ConfigError, loadConfig, resolveConfig } from '../../src/config/load.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { flagOverrides } from '../../src/cli/serve.js';
@@ -17,8 +18,7 @@ const POLICIES: AnyPolicy[] = [
     name: 'token-lifetime',
     description: 'test policy with settings',
     match: [],
-    settingsSchema: { maxSeconds: { type: 'integer', minimum: 600 } },
-    defaultSettings: { maxSeconds: 86400 },
+    settings: Type.Object({ maxSeconds: Type.Integer({ minimum: 600, default: 86400 }) }, { additionalProperties: false }),
   },
   { name: 'pvc-guard', description: 'test policy', match: [] },
 ];
