@@ -300,7 +300,9 @@ function lessStalls(spans: number[], stalls: number[]): number[] {
 /** The q-quantile of ascending `sorted`. */
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 
-process.on('message', async (m: LoadRequest) => {
+process.on('message', (m: LoadRequest) => void answer(m));
+
+async function answer(m: LoadRequest): Promise<void> {
   const { times, errors, seconds, cpuMicros, workMicros, lessStalls, stallMs } = m.mode === 'closed' ? await closed(m) : await paced(m);
   times.sort((a, b) => a - b);
   lessStalls?.sort((a, b) => a - b);
@@ -320,4 +322,4 @@ process.on('message', async (m: LoadRequest) => {
     seconds,
   };
   process.send!({ kind: 'load-done', ...result });
-});
+}

@@ -101,7 +101,7 @@ const canPin = (() => {
 /** A server process on CPU 0, its output discarded. */
 function startOnCore0(args: string[]): ChildProcess {
   const [cmd, ...rest] = canPin ? ['taskset', '-c', '0', process.execPath, ...args] : [process.execPath, ...args];
-  return spawn(cmd!, rest, { stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawn(cmd, rest, { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 /** A helper child (load generator, yardstick, fake API server) on `cpu`, talking over IPC. */

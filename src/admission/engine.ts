@@ -8,6 +8,7 @@ import type { AnyPolicy, Decision, Finding, MatchRule, PolicyContext } from './p
 import { applyPatchCopyOnWrite, jsonEqual, patchChanges, type PatchOperation } from './patch.js';
 import type { AdmissionRequest } from './review.js';
 import { globMatcher, namespaceScope } from '../k8s/glob.js';
+import { errorMessage } from '../observability/errors.js';
 
 /** Namespace label that overrides the configured mode for every policy in that namespace. */
 export const MODE_LABEL = 'tokenguard.io/mode';
@@ -78,8 +79,8 @@ export class Engine {
         groups: exemptions?.groups ?? policy.defaultExemptions?.groups ?? [],
         namespaces: exemptions?.namespaces ?? policy.defaultExemptions?.namespaces ?? [],
       };
-      const configured = policySettings(policy, config);
-      const settings = policy.prepare ? policy.prepare(configured) : configured;
+      const configured = policySettings<unknown>(policy, config);
+      const settings: unknown = policy.prepare ? policy.prepare(configured) : configured;
       const context = (mode: Exclude<Mode, 'off'>): PolicyContext => Object.freeze({ settings, mode, cluster: opts.cluster, lookup: this.lookup });
       return { policy, settings, exemptions: compileExemptions(ex), contexts: { enforce: context('enforce'), warn: context('warn') } };
     });
@@ -235,7 +236,7 @@ export class Engine {
       return err instanceof Error ? err : new Error(String(err));
     };
     try {
-      const g = policy.gather!(req, ctx);
+      const g: unknown = policy.gather!(req, ctx);
       return g instanceof Promise ? g.catch(asError) : g;
     } catch (err) {
       return asError(err);
@@ -247,7 +248,7 @@ export class Engine {
     return {
       policy: name,
       severity: 'warn',
-      message: `tokenguard: policy ${name} could not run (${(err as Error)?.message ?? String(err)}); not checked`,
+      message: `tokenguard: policy ${name} could not run (${errorMessage(err)}); not checked`,
     };
   }
 }
@@ -269,8 +270,9 @@ function judged(f: Finding, policy: string, mode: Exclude<Mode, 'off'>): Decisio
 /** A policy's findings, checked before they reach the response: a bug there must not break the answer. */
 function checkFindings(out: unknown): asserts out is Finding[] {
   if (!Array.isArray(out)) throw new Error(`validate returned ${typeof out}, not a list of findings`);
-  for (const f of out) {
-    if (typeof f?.message !== 'string' || (f.severity !== 'deny' && f.severity !== 'warn')) {
+  for (const f of out as unknown[]) {
+    const { message, severity } = (f ?? {}) as Partial<Record<keyof Finding, unknown>>;
+    if (typeof message !== 'string' || (severity !== 'deny' && severity !== 'warn')) {
       throw new Error(`validate returned a malformed finding ${JSON.stringify(f)?.slice(0, 200)}`);
     }
   }

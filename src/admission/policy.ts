@@ -17,6 +17,7 @@ import type { AdmissionRequest } from './review.js';
 export type { ApiserverPod, CacheStatus, ClusterView, IssuerRisk, IssuerView, NodeSummary, OwnerRef, PodSummary } from '../cluster/view.js';
 // The building blocks of a policy's settings schema, and the modes, are the configuration's.
 export { NamespaceGlobs, StringEnum, StringList, type Exemptions, type Mode } from '../config/schema.js';
+export { errorMessage } from '../observability/errors.js';
 
 export type Severity = 'deny' | 'warn';
 

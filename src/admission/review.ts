@@ -107,7 +107,7 @@ export class DecodeError extends Error {
  */
 export function decodeReview(body: unknown): AdmissionReview {
   if (validateEnvelope(body)) {
-    const review = body as unknown as AdmissionReview;
+    const review = body;
     checkObjectsForOperation(review.request);
     return review;
   }

@@ -7,6 +7,7 @@ const ELLIPSIS = '…';
 
 export function truncateWarning(text: string, max = MAX_WARNING_CHARS): string {
   // Warnings travel in HTTP headers: one line, no control characters.
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   const oneLine = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   if (oneLine.length <= max) return oneLine; // UTF-16 units >= code points: short enough either way
   const chars = Array.from(oneLine);

@@ -20,6 +20,7 @@ import { openClusterSession, type ClusterSession } from './cluster-session.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 import { evaluateCreate, syntheticCreate } from './evaluate.js';
 import type { KubeObject } from '../k8s/object.js';
+import { errorMessage } from '../observability/errors.js';
 
 const HELP = `Usage: tokenguard audit [flags]
 
@@ -127,7 +128,7 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
   try {
     session = await openClusterSession(values.kubeconfig, config, syncTimeout, { keepPods: true });
   } catch (err) {
-    io.stderr(`tokenguard audit: cluster: ${(err as Error).message}\n`);
+    io.stderr(`tokenguard audit: cluster: ${errorMessage(err)}\n`);
     return 2;
   }
   try {
@@ -136,7 +137,7 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
     const s = report.summary;
     return s.terminatingClaimsInUse > 0 || s.denyFindings > 0 || s.apiserversRejectingServedIssuer > 0 ? 1 : 0;
   } catch (err) {
-    io.stderr(`tokenguard audit: ${(err as Error).message}\n`);
+    io.stderr(`tokenguard audit: ${errorMessage(err)}\n`);
     return 2;
   } finally {
     session.stop();
@@ -152,7 +153,7 @@ async function listAll(client: ApiClient, path: string, apiVersion: string): Pro
   do {
     const q = new URLSearchParams({ limit: String(PAGE) });
     if (cont) q.set('continue', cont);
-    const page = await client.getJson(`${path}?${q}`, { timeoutMs: 30_000 });
+    const page = await client.getJson(`${path}?${q.toString()}`, { timeoutMs: 30_000 });
     const kind = typeof page.kind === 'string' ? page.kind.replace(/List$/, '') : '';
     for (const item of Array.isArray(page.items) ? page.items : []) out.push({ apiVersion, kind, ...item });
     cont = page.metadata?.continue ?? '';
@@ -243,7 +244,7 @@ export async function audit(session: ClusterSession, config: TokenguardConfig): 
       const status = err instanceof ApiError ? err.statusCode : undefined;
       skippedResources.push({
         resource: name,
-        reason: status === 404 ? 'not served by this cluster' : status === 403 ? 'forbidden for these credentials' : (err as Error).message,
+        reason: status === 404 ? 'not served by this cluster' : status === 403 ? 'forbidden for these credentials' : errorMessage(err),
       });
     }
   }

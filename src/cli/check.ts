@@ -14,6 +14,7 @@ import { openClusterSession, type ClusterSession } from './cluster-session.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 import { evaluateCreate, syntheticCreate, type Evaluation } from './evaluate.js';
 import { readManifests, where, type InputProblem, type ManifestEntry } from './manifests.js';
+import { errorMessage } from '../observability/errors.js';
 
 /** The validating webhook's name in manifests/base/webhooks.yaml, as kubectl would quote it. */
 export const VALIDATING_WEBHOOK = 'validate.tokenguard.io';
@@ -43,9 +44,9 @@ Example:
 `;
 
 export interface CheckIO {
-  stdout(text: string): void;
-  stderr(text: string): void;
-  readStdin(): string;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  readStdin: () => string;
 }
 
 export interface ObjectResult {
@@ -125,7 +126,7 @@ export async function runCheck(args: string[], io: CheckIO): Promise<number> {
     try {
       session = await openClusterSession(values.kubeconfig, config, syncTimeout);
     } catch (err) {
-      io.stderr(`tokenguard check: cluster: ${(err as Error).message}\n`);
+      io.stderr(`tokenguard check: cluster: ${errorMessage(err)}\n`);
       return 2;
     }
   }

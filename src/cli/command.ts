@@ -1,6 +1,7 @@
 // The shape every subcommand has, and argument parsing shared by all of them.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { errorMessage } from '../observability/errors.js';
 
 export interface Command {
   /** One or more words: `serve`, `token inspect`. */
@@ -17,6 +18,6 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(ar
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(errorMessage(err));
   }
 }

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError, type Command } from './command.js';
+import { errorMessage, errorStack } from '../observability/errors.js';
 
 /**
  * The subcommands, each loaded only when it runs: `serve` must not carry the other commands'
@@ -77,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`tokenguard ${command.name}: ${err.message}\n(see tokenguard ${command.name} --help)\n`);
       return 2;
     }
-    process.stderr.write(`tokenguard ${command.name}: ${(err as Error).message ?? String(err)}\n`);
+    process.stderr.write(`tokenguard ${command.name}: ${errorMessage(err)}\n`);
     return 1;
   }
 }
@@ -90,7 +91,7 @@ if (invokedDirectly) {
       if (code !== -1) process.exitCode = code;
     },
     (err) => {
-      process.stderr.write(`tokenguard: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.stderr.write(`tokenguard: ${errorStack(err)}\n`);
       process.exitCode = 1;
     },
   );

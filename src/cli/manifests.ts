@@ -7,6 +7,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import type { KubeObject } from '../k8s/object.js';
+import { errorMessage, errorCode } from '../observability/errors.js';
 
 export interface ManifestEntry {
   /** As given on the command line (or found under a directory); `-` reads as `<stdin>`. */
@@ -46,7 +47,7 @@ export function expandPaths(paths: readonly string[]): { files: string[]; proble
     try {
       names = readdirSync(dir).sort();
     } catch (err) {
-      problems.push({ file: dir, reason: `cannot read directory: ${(err as Error).message}` });
+      problems.push({ file: dir, reason: `cannot read directory: ${errorMessage(err)}` });
       return;
     }
     for (const name of names) {
@@ -56,7 +57,7 @@ export function expandPaths(paths: readonly string[]): { files: string[]; proble
       try {
         isDir = statSync(path).isDirectory();
       } catch (err) {
-        problems.push({ file: path, reason: `cannot read: ${(err as Error).message}` });
+        problems.push({ file: path, reason: `cannot read: ${errorMessage(err)}` });
         continue;
       }
       if (isDir) walk(path);
@@ -72,7 +73,7 @@ export function expandPaths(paths: readonly string[]): { files: string[]; proble
       if (statSync(p).isDirectory()) walk(p);
       else files.push(p);
     } catch (err) {
-      problems.push({ file: p, reason: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : `cannot read: ${(err as Error).message}` });
+      problems.push({ file: p, reason: errorCode(err) === 'ENOENT' ? 'no such file or directory' : `cannot read: ${errorMessage(err)}` });
     }
   }
   return { files, problems };
@@ -151,7 +152,7 @@ export function readManifests(paths: readonly string[], readStdin: () => string)
     try {
       text = f === '-' ? readStdin() : readFileSync(f, 'utf8');
     } catch (err) {
-      problems.push({ file: name, reason: `cannot read: ${(err as Error).message}` });
+      problems.push({ file: name, reason: `cannot read: ${errorMessage(err)}` });
       continue;
     }
     const parsed = parseManifests(text, name);

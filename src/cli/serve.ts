@@ -13,6 +13,7 @@ import { BUILTIN_POLICIES } from '../policies/index.js';
 import { batchedStdout, createLogger, type Logger, type LogLevel } from '../observability/log.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { parseFlags, UsageError, type Command } from './command.js';
+import { errorStack } from '../observability/errors.js';
 
 const HELP = `Usage: tokenguard serve [flags]
 
@@ -119,7 +120,7 @@ export const serveCommand: Command = {
 
     const stop = (signal: string) => {
       logger.info('signal received', { signal });
-      running.shutdown().then(() => process.exit(0));
+      void running.shutdown().then(() => process.exit(0));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
@@ -139,7 +140,7 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     config,
     policies: BUILTIN_POLICIES,
     cluster: cluster.cache,
-    onPolicyError: (policy, err) => logger.error('policy failed', { policy, error: String((err as Error)?.stack ?? err) }),
+    onPolicyError: (policy, err) => logger.error('policy failed', { policy, error: errorStack(err) }),
   });
   const auth = config.server.callerAuth;
   // Loaded only when on: token verification brings jose.

@@ -142,7 +142,7 @@ export class ClusterCache implements ClusterView {
         if (left <= 0) throw new Error(`live LIST of pods in ${namespace} took longer than ${timeoutMs} ms`);
         const q = new URLSearchParams({ limit: '500' });
         if (cont) q.set('continue', cont);
-        const page = await this.client.getJson(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?${q}`, { timeoutMs: left });
+        const page = await this.client.getJson(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?${q.toString()}`, { timeoutMs: left });
         for (const obj of Array.isArray(page.items) ? page.items : []) {
           const pod = projectPod(obj, this.interner);
           if (pod?.claims.includes(claim)) found.push(pod);

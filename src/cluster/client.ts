@@ -69,7 +69,7 @@ export class ApiClient {
    */
   async getBody(path: string, bounds: RequestBounds = {}): Promise<Buffer> {
     const opts: RequestOptions & { headers: Record<string, string> } = { headers: {} };
-    await this.kc.applyToHTTPSOptions(opts as never);
+    await this.kc.applyToHTTPSOptions(opts);
     opts.agent = this.reusableAgent(opts.agent);
     const url = new URL(this.server + path);
     const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
@@ -124,7 +124,7 @@ export class ApiClient {
   private reusableAgent(agent: RequestOptions['agent']): RequestOptions['agent'] {
     if (!(agent instanceof HttpsAgent) || agent.constructor !== HttpsAgent) return agent;
     const tls = (agent as HttpsAgent & { options: Record<string, unknown> }).options;
-    const material = ['ca', 'cert', 'key', 'pfx', 'rejectUnauthorized', 'servername'].map((k) => String(tls[k] ?? '')).join('\0');
+    const material = ['ca', 'cert', 'key', 'pfx', 'rejectUnauthorized', 'servername'].map((k) => JSON.stringify(tls[k] ?? '')).join('\0');
     if (this.keepAlive?.material !== material) {
       this.keepAlive?.agent.destroy();
       this.keepAlive = { material, agent: new HttpsAgent({ ...tls, keepAlive: true, maxSockets: 4 }) };

@@ -101,7 +101,7 @@ export function describeApiError(err: unknown): string {
   if (typeof e?.code === 'number') {
     let message: string | undefined;
     try {
-      const body = typeof e.body === 'string' ? JSON.parse(e.body) : e.body;
+      const body: unknown = typeof e.body === 'string' ? JSON.parse(e.body) : e.body;
       message = (body as { message?: string })?.message;
     } catch {
       message = typeof e.body === 'string' ? e.body.slice(0, 200) : undefined;

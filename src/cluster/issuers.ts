@@ -18,6 +18,7 @@ import type { EventRecorder } from './events.js';
 import { parseKeySet } from './token-check.js';
 import type { IssuerRisk, IssuerView } from './view.js';
 import { Periodic } from './periodic.js';
+import { errorMessage } from '../observability/errors.js';
 
 export const DISCOVERY_PATH = '/.well-known/openid-configuration';
 export const JWKS_PATH = '/openid/v1/jwks';
@@ -43,7 +44,7 @@ export async function readDiscovery(client: Pick<ApiClient, 'getJson'>, timeoutM
   try {
     keys = parseKeySet(await client.getJson(JWKS_PATH, { timeoutMs, accept: JWKS_ACCEPT }));
   } catch (err) {
-    throw new Error(`${JWKS_PATH}: ${(err as Error).message}`);
+    throw new Error(`${JWKS_PATH}: ${errorMessage(err)}`, { cause: err });
   }
   return { issuer: doc.issuer, jwksUri: typeof doc.jwks_uri === 'string' ? doc.jwks_uri : undefined, keys };
 }
@@ -133,7 +134,7 @@ export class IssuerMonitor implements IssuerView {
       discovery = await readDiscovery(this.opts.client, this.opts.timeoutMs ?? 5000);
     } catch (err) {
       discoveryFailures.inc();
-      const message = (err as Error).message ?? String(err);
+      const message = errorMessage(err);
       // Keep the last good values: a failed read says nothing about what the API server serves.
       if (this.error !== message) this.opts.logger.warn('issuer discovery failed', { error: message, lastIssuer: this.servedIssuer });
       this.error = message;

@@ -5,6 +5,7 @@
 
 import { KubeConfig } from '@kubernetes/client-node';
 import { locateKubeConfig, type KubeConfigLocation, type KubeConfigLookup } from './kubeconfig-location.js';
+import { errorMessage } from '../observability/errors.js';
 
 export { SERVICE_ACCOUNT_DIR, type KubeConfigLookup } from './kubeconfig-location.js';
 
@@ -25,7 +26,7 @@ function fromFiles(files: string[], source: string): KubeConfigSource {
       kc.mergeConfig(more, true);
     }
   } catch (err) {
-    throw new Error(`cannot load kubeconfig from ${source}: ${(err as Error).message}`);
+    throw new Error(`cannot load kubeconfig from ${source}: ${errorMessage(err)}`, { cause: err });
   }
   return withServer(kc, source);
 }

@@ -44,7 +44,7 @@ export class Interner {
  * `pod-template-hash` label when present). StatefulSet, DaemonSet and Job owners are direct.
  */
 export function topOwner(meta: KubeObject | undefined, interner?: Interner): OwnerRef | undefined {
-  const refs: KubeObject[] = Array.isArray(meta?.ownerReferences) ? meta!.ownerReferences : [];
+  const refs: KubeObject[] = Array.isArray(meta?.ownerReferences) ? meta.ownerReferences : [];
   const ref = refs.find((r) => r?.controller === true) ?? refs[0];
   if (!ref || typeof ref.kind !== 'string' || typeof ref.name !== 'string') return undefined;
   let kind: string = ref.kind;

@@ -7,6 +7,7 @@
 import { objectKey, type KubeObject } from '../k8s/object.js';
 import { ApiError, isExpired, type ApiClient } from './client.js';
 import { peekContinue, withoutManagedFields } from './list-body.js';
+import { errorMessage } from '../observability/errors.js';
 
 /** Hard upper bound on the wait between two attempts, whatever the configuration says. */
 export const MAX_BACKOFF_MS = 30_000;
@@ -119,7 +120,7 @@ export class Reflector<T> {
         } catch (err) {
           if (this.stopped) return;
           const retryInMs = this.nextBackoffMs();
-          this.lastError = (err as Error).message;
+          this.lastError = errorMessage(err);
           this.opts.onEvent?.({ kind: 'list-failed', resource: this.resource, error: this.lastError, retryInMs });
           await this.sleep(retryInMs);
           continue;
@@ -164,7 +165,7 @@ export class Reflector<T> {
     const fetchPage = (cont: string): Promise<Buffer> => {
       const q = new URLSearchParams({ limit: String(pageSize) });
       if (cont) q.set('continue', cont);
-      const page = this.opts.client.getBody(`${this.opts.path}?${q}`, { timeoutMs: LIST_PAGE_TIMEOUT_MS, signal: abort.signal });
+      const page = this.opts.client.getBody(`${this.opts.path}?${q.toString()}`, { timeoutMs: LIST_PAGE_TIMEOUT_MS, signal: abort.signal });
       // Its failure is seen when it is awaited; until then (or when abandoned) it must not count as unhandled.
       page.catch(() => {});
       return page;

@@ -6,6 +6,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { unescapePointerToken } from '../k8s/json-pointer.js';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { acceptingDefaults, buildConfigSchema, DEFAULT_CONFIG, policySettings, type PolicySettingsSpec, type TokenguardConfig } from './schema.js';
+import { errorMessage } from '../observability/errors.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -24,7 +25,7 @@ export function readConfigFile(path: string): unknown {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
+    throw new ConfigError(path, [`cannot read file: ${errorMessage(err)}`]);
   }
   try {
     // YAML 1.2 is a superset of JSON, so one parser serves both.

@@ -211,7 +211,9 @@ export function kubeadmConfigMapIssuerFlags(configMap: KubeObject | null | undef
   try {
     parsed = parseYaml(text);
   } catch (err) {
-    return { error: `data.ClusterConfiguration is not valid YAML: ${(err as Error).message.split('\n')[0]}` };
+    // The yaml package throws its own Error subclasses; anything else would be a bug worth seeing as is.
+    const message = err instanceof Error ? err.message : String(err);
+    return { error: `data.ClusterConfiguration is not valid YAML: ${message.split('\n')[0]}` };
   }
   return clusterConfigurationIssuerFlags(parsed);
 }

@@ -61,7 +61,7 @@ export function podSpecOf(kind: string, object: KubeObject | null | undefined): 
  */
 export function volumeAt(volumes: unknown[], i: number): KubeObject | undefined {
   const v = volumes[i];
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as KubeObject) : undefined;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v) : undefined;
 }
 
 export function volumesOf(spec: KubeObject): unknown[] {

@@ -10,7 +10,7 @@
 // `gather` does the I/O (cache, else a bounded live LIST); `validate` is pure.
 
 import { objectName, type AdmissionRequest } from '../admission/review.js';
-import type { Finding, PodSummary, Policy, PolicyContext } from '../admission/policy.js';
+import { errorMessage, type Finding, type PodSummary, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { KubeObject } from '../k8s/object.js';
 
 export const BREAK_GLASS_ANNOTATION = 'tokenguard.io/allow-delete';
@@ -122,7 +122,7 @@ export async function gatherPodsUsingClaim(req: AdmissionRequest, ctx: PolicyCon
     const pods = await cluster.listPodsUsingClaimLive(namespace, name, ctx.lookup?.timeoutMs ?? 2000);
     return { source: 'live', pods };
   } catch (err) {
-    const why = (err as Error)?.message ?? String(err);
+    const why = errorMessage(err);
     return { source: 'failed', reason: `${status.reason ?? 'cluster cache unavailable'}; live lookup failed: ${why}` };
   }
 }

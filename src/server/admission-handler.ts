@@ -12,6 +12,7 @@ import { lingerBeforeClose } from './lingering-close.js';
 import { jsonString, type Logger } from '../observability/log.js';
 import { observeDecision, observeInvalid } from './admission-metrics.js';
 import type { Decision } from '../admission/policy.js';
+import { errorMessage, errorStack } from '../observability/errors.js';
 
 export type AdmissionRoute = 'validate' | 'mutate';
 
@@ -131,7 +132,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
           (v) => (v.result !== 'ok' && auth!.mode === 'enforce' ? refuse(v) : review(v)),
           (err) => {
             // Verification itself broke (a bug): an unauthenticated caller is not let through on it.
-            logger.error('caller authentication failed unexpectedly', { error: String((err as Error)?.stack ?? err) });
+            logger.error('caller authentication failed unexpectedly', { error: errorStack(err) });
             const v: Verdict = { method: 'bearer_token', result: 'invalid_signature', reason: 'the token could not be verified' };
             if (auth!.mode === 'enforce') refuse(v);
             else review(v);
@@ -147,14 +148,14 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
       try {
         body = JSON.parse(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8'));
       } catch (err) {
-        return fail(400, `body is not valid JSON: ${(err as Error).message}`);
+        return fail(400, `body is not valid JSON: ${errorMessage(err)}`);
       }
       let request: AdmissionRequest;
       try {
         request = decodeReview(body).request;
       } catch (err) {
         if (caller) auth!.record(caller, route, req);
-        return fail(err instanceof DecodeError ? err.status : 400, (err as Error).message);
+        return fail(err instanceof DecodeError ? err.status : 400, errorMessage(err));
       }
       if (caller) {
         // An APIService-bound token may only ask about its own group and version.
@@ -174,7 +175,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
       // The engine contains policy failures itself; getting here is a bug. Fail open, loudly, and
       // never let it escape: an exception here would take the process down for every request.
       const failOpen = (err: unknown) => {
-        logger.error('engine failed', { uid: request.uid, error: String((err as Error)?.stack ?? err) });
+        logger.error('engine failed', { uid: request.uid, error: errorStack(err) });
         if (res.headersSent) return;
         answer({
           allowed: true,

@@ -41,7 +41,7 @@ type OutcomeMode = 'enforce' | 'warn' | 'n/a';
 const outcomeKeys = new Map<string, Map<string, string>>();
 function outcomeKey(route: Route, policy: string, outcome: Outcome, mode: OutcomeMode): string {
   let keys = outcomeKeys.get(policy);
-  if (keys === undefined) outcomeKeys.set(policy, (keys = new Map()));
+  if (keys === undefined) outcomeKeys.set(policy, (keys = new Map<string, string>()));
   // The three enum values select one of a few constant strings: no string is built per review.
   const slot = OUTCOME_SLOTS[route][outcome][mode];
   let key = keys.get(slot);

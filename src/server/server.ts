@@ -39,7 +39,7 @@ export interface RunningServer {
   port: number;
   url: string;
   /** Unready, stop accepting, let in-flight requests finish (bounded by the grace period), close. */
-  shutdown(): Promise<void>;
+  shutdown: () => Promise<void>;
 }
 
 export interface RequestListenerOptions {

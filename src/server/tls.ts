@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Server } from 'node:https';
 import type { Logger } from '../observability/log.js';
+import { errorMessage } from '../observability/errors.js';
 
 export interface TlsFiles {
   certFile: string;
@@ -25,7 +26,7 @@ export function loadTls(files: TlsFiles): LoadedTls {
     try {
       return readFileSync(path);
     } catch (err) {
-      throw new Error(`cannot read TLS ${what} ${path}: ${(err as Error).message}`);
+      throw new Error(`cannot read TLS ${what} ${path}: ${errorMessage(err)}`, { cause: err });
     }
   };
   const cert = read('certificate', files.certFile);
@@ -36,7 +37,7 @@ export function loadTls(files: TlsFiles): LoadedTls {
   try {
     createSecureContext(options); // validates that key and certificate belong together
   } catch (err) {
-    throw new Error(`TLS certificate ${files.certFile} and key ${files.keyFile} do not form a usable pair: ${(err as Error).message}`);
+    throw new Error(`TLS certificate ${files.certFile} and key ${files.keyFile} do not form a usable pair: ${errorMessage(err)}`, { cause: err });
   }
   return { options, fingerprint: cert.toString('base64') + key.toString('base64') + (ca?.toString('base64') ?? '') };
 }
@@ -51,7 +52,7 @@ export function watchTls(server: Server, files: TlsFiles, initial: LoadedTls, in
       next = loadTls(files);
     } catch (err) {
       // Mid-rotation the pair can be briefly inconsistent: keep serving the old one and retry.
-      const msg = (err as Error).message;
+      const msg = errorMessage(err);
       if (msg !== lastError) logger.warn('TLS reload skipped, keeping the current certificate', { error: msg });
       lastError = msg;
       return;

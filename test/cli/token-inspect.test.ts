@@ -63,15 +63,15 @@ describe('token inspect against a cluster', () => {
     const r = await inspect([...kubeconfig, t]);
     assert.equal(r.code, 0, r.out + r.err);
     assert.match(r.out, /^Token .*\/valid\n/);
-    assert.match(r.out, /  issuer          https:\/\/kubernetes\.default\.svc\n/);
-    assert.match(r.out, /  subject         system:serviceaccount:shop:default\n/);
-    assert.match(r.out, /  issued at       2026-11-24T11:50:00Z  \(10 min ago\)\n/);
-    assert.match(r.out, /  expires         2026-11-24T12:50:00Z  \(in 50 min\)\n/);
-    assert.match(r.out, /  bound to pod    web-0 \(uid /);
+    assert.match(r.out, / {2}issuer {10}https:\/\/kubernetes\.default\.svc\n/);
+    assert.match(r.out, / {2}subject {9}system:serviceaccount:shop:default\n/);
+    assert.match(r.out, / {2}issued at {7}2026-11-24T11:50:00Z {2}\(10 min ago\)\n/);
+    assert.match(r.out, / {2}expires {9}2026-11-24T12:50:00Z {2}\(in 50 min\)\n/);
+    assert.match(r.out, / {2}bound to pod {4}web-0 \(uid /);
     assert.match(r.out, new RegExp(`Cluster ${fake.url.replace(/[.]/g, '\\.')} \\(--kubeconfig `));
-    assert.match(r.out, /  served issuer   https:\/\/kubernetes\.default\.svc\n/);
-    assert.match(r.out, /  keys            key-1\n/);
-    assert.match(r.out, /  signature       verified against the cluster's JWKS \(key key-1\)\n/);
+    assert.match(r.out, / {2}served issuer {3}https:\/\/kubernetes\.default\.svc\n/);
+    assert.match(r.out, / {2}keys {12}key-1\n/);
+    assert.match(r.out, / {2}signature {7}verified against the cluster's JWKS \(key key-1\)\n/);
     assert.match(r.out, /\nVerdict: VALID\n$/);
   });
 
@@ -79,7 +79,7 @@ describe('token inspect against a cluster', () => {
     const t = tokenFile('expired', await signToken(key, { issuer: SERVED, audience: SERVED, iat: NOW_S - 7200, lifetimeSeconds: 3600 }));
     const r = await inspect([...kubeconfig, t]);
     assert.equal(r.code, 1);
-    assert.match(r.out, /Verdict: INVALID\n  x expired 1 h ago\n$/);
+    assert.match(r.out, /Verdict: INVALID\n {2}x expired 1 h ago\n$/);
   });
 
   it('not yet valid beyond the leeway: exit 1, says incident C plainly', async () => {
@@ -101,7 +101,7 @@ describe('token inspect against a cluster', () => {
     try {
       const ok = await inspect([...kubeconfig, t]);
       assert.equal(ok.code, 0, ok.out);
-      assert.match(ok.out, /  also accepted   https:\/\/api\.internal\.prod\.example\.com, https:\/\/master\.prod\.example\.com\n/);
+      assert.match(ok.out, / {2}also accepted {3}https:\/\/api\.internal\.prod\.example\.com, https:\/\/master\.prod\.example\.com\n/);
     } finally {
       fake.remove('pods', 'kube-system', 'kube-apiserver-ip-172-20-40-10.ec2.internal');
     }
@@ -116,7 +116,7 @@ describe('token inspect against a cluster', () => {
     const k = await inspect([...kubeconfig, tokenFile('wrong-key', await signToken(other, { issuer: SERVED, audience: SERVED, iat: NOW_S }))]);
     assert.equal(k.code, 1);
     assert.match(k.out, /x the signature does not verify with the published key/);
-    assert.match(k.out, /  signature       does NOT verify against the cluster's JWKS\n/);
+    assert.match(k.out, / {2}signature {7}does NOT verify against the cluster's JWKS\n/);
     const unknown = await makeSigningKey('elsewhere');
     const u = await inspect([...kubeconfig, tokenFile('unknown-key', await signToken(unknown, { issuer: SERVED, audience: SERVED, iat: NOW_S }))]);
     assert.match(u.out, /x signed by a key the cluster does not publish \(kid "elsewhere"\)/);
@@ -150,7 +150,7 @@ describe('token inspect against a cluster', () => {
     const t = tokenFile('down', await signToken(key, { issuer: SERVED, audience: SERVED, iat: NOW_S }));
     const r = await inspect(['--kubeconfig', down.kubeconfigPath, t]);
     assert.equal(r.code, 2);
-    assert.match(r.out, /issuer          https:\/\/kubernetes\.default\.svc/);
+    assert.match(r.out, /issuer {10}https:\/\/kubernetes\.default\.svc/);
     assert.match(r.err, /^tokenguard token inspect: cannot verify against the cluster: GET \/\.well-known\/openid-configuration: /);
   });
 });
@@ -186,7 +186,7 @@ describe('token inspect offline', () => {
       tokenFile('stale', await signToken(key, { issuer: SERVED, audience: SERVED, iat: NOW_S - 7200, lifetimeSeconds: 31536000, warnafter: NOW_S - 3600 })),
     ]);
     assert.equal(stale.code, 0);
-    assert.match(stale.out, /  warn after      2026-11-24T11:00:00Z  \(1 h ago\)\n/);
+    assert.match(stale.out, / {2}warn after {6}2026-11-24T11:00:00Z {2}\(1 h ago\)\n/);
     assert.match(stale.out, /! past its warnafter time by 1 h/);
   });
 
@@ -194,8 +194,8 @@ describe('token inspect offline', () => {
     const file = join(CLUSTER_STATE_DIR, 'token-istio-ca.jwt');
     const then = await inspect(['--at', '2026-11-23T21:50:00Z', file]);
     assert.equal(then.code, 0);
-    assert.match(then.out, /  audiences       istio-ca\n/);
-    assert.match(then.out, /  lifetime        10 min\n/);
+    assert.match(then.out, / {2}audiences {7}istio-ca\n/);
+    assert.match(then.out, / {2}lifetime {8}10 min\n/);
     const later = await inspect([file]);
     assert.equal(later.code, 1);
     assert.match(later.out, /x expired 14(\.\d)? h ago/);
@@ -205,7 +205,7 @@ describe('token inspect offline', () => {
     for (const garbage of ['', 'hello', 'a.b.c', '\u0000\u0001binary', 'eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.c2ln']) {
       const r = await inspect(['-'], { stdin: garbage });
       assert.equal(r.code, 1, JSON.stringify(garbage));
-      assert.match(r.out, /Verdict: INVALID\n  x (the token is empty|not a JWT: )/);
+      assert.match(r.out, /Verdict: INVALID\n {2}x (the token is empty|not a JWT: )/);
       assert.doesNotMatch(r.out + r.err, /\bat .*\.js:\d+/);
     }
   });

@@ -234,7 +234,7 @@ test('backoff grows, is jittered, and never exceeds 30 s whatever is configured'
   kc.loadFromString('apiVersion: v1\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
   const r = new Reflector({ resource: 'pods', path: '/api/v1/pods', client: new ApiClient(kc), project: (o) => o, maxBackoffMs: 10 * 60_000 });
   const delays = Array.from({ length: 40 }, () => r.nextBackoffMs());
-  assert.ok(delays.every((d) => d > 0 && d <= MAX_BACKOFF_MS), `all delays within (0, 30 s]: ${delays}`);
+  assert.ok(delays.every((d) => d > 0 && d <= MAX_BACKOFF_MS), `all delays within (0, 30 s]: ${delays.join(', ')}`);
   assert.ok(delays[0]! <= 500 && delays.at(-1)! >= MAX_BACKOFF_MS / 2, 'starts small, ends near the cap');
   assert.equal(MAX_BACKOFF_MS, 30_000);
 });

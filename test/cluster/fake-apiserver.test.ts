@@ -46,7 +46,7 @@ test('LIST paginates with limit and continue, and an expired continue token is a
   const first = await api.listPodForAllNamespaces({ limit: 5 });
   assert.equal(first.items.length, 5);
   assert.ok(first.metadata?._continue);
-  const second = await api.listPodForAllNamespaces({ limit: 100, _continue: first.metadata!._continue });
+  const second = await api.listPodForAllNamespaces({ limit: 100, _continue: first.metadata._continue });
   assert.equal(first.items.length + second.items.length, clusterState('pods.json').items.length);
   assert.equal(second.metadata?._continue, undefined);
 

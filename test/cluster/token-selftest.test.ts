@@ -156,7 +156,7 @@ describe('TokenSelfTest against the fake API server', () => {
       const unpublished = await makeSigningKey('never-published');
       oidc.keys = [unpublished, ...original];
       const jwks = oidc.jwks;
-      oidc.jwks = () => ({ keys: original.map((k) => k.jwk) }) as never;
+      oidc.jwks = () => ({ keys: original.map((k) => k.jwk) });
       try {
         const r = await t.run();
         assert.equal(r.ok, false);
@@ -217,7 +217,7 @@ describe('token checks (shared with token inspect)', () => {
     other = await makeSigningKey('k1'); // same kid, different key: the signature cannot verify
   });
   const verify = (token: string, audience?: string) =>
-    verifyToken(token, { keys: { keys: [key.jwk as never] }, acceptedIssuers: [SERVED], audience, now });
+    verifyToken(token, { keys: { keys: [key.jwk] }, acceptedIssuers: [SERVED], audience, now });
 
   it('valid', async () => {
     const v = await verify(await signToken(key, { issuer: SERVED, audience: 'api', iat: nowS - 10 }), 'api');

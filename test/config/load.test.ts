@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { ConfigError, loadConfig, resolveConfig } from '../../src/config/load.js';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { flagOverrides } from '../../src/cli/serve.js';
 import { projectedTokenLifetimePolicy } from '../../src/policies/projected-token-lifetime.js';

@@ -33,10 +33,6 @@ function tokenguardCli(args: string[]): Promise<KubectlResult> {
 
 const yaml = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
 
-function namespace(name: string, mode?: string): object {
-  return { apiVersion: 'v1', kind: 'Namespace', metadata: { name, ...(mode ? { labels: { 'tokenguard.io/mode': mode } } : {}) } };
-}
-
 function claim(ns: string, name: string): object {
   return {
     apiVersion: 'v1',
@@ -289,7 +285,7 @@ export function webhookScenarios(assets: Assets): void {
       const cm = reviewByPrefix('046').request.object;
       const extraArgs = issuers.map((i) => `    service-account-issuer: ${i}`).join('\n');
       // The captured v1beta3 ClusterConfiguration, with a map extraArgs that can hold one issuer only.
-      cm.data.ClusterConfiguration = cm.data.ClusterConfiguration.replace(/    service-account-issuer: .*/, extraArgs);
+      cm.data.ClusterConfiguration = cm.data.ClusterConfiguration.replace(/ {4}service-account-issuer: .*/, extraArgs);
       return JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kubeadm-config', namespace: 'kube-system' }, data: cm.data });
     };
 
@@ -317,7 +313,7 @@ export function webhookScenarios(assets: Assets): void {
     const kubeadmConfigV1beta4 = (issuers: string[]) => {
       const cm = reviewByPrefix('047').request.object;
       const extraArgs = issuers.map((i) => `  - name: service-account-issuer\n    value: ${i}`).join('\n');
-      cm.data.ClusterConfiguration = cm.data.ClusterConfiguration.replace(/  - name: service-account-issuer\n    value: .*/, extraArgs);
+      cm.data.ClusterConfiguration = cm.data.ClusterConfiguration.replace(/ {2}- name: service-account-issuer\n {4}value: .*/, extraArgs);
       assert.match(cm.data.ClusterConfiguration, /^apiVersion: kubeadm\.k8s\.io\/v1beta4$/m);
       return JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kubeadm-config', namespace: 'kube-system' }, data: cm.data });
     };
@@ -441,8 +437,8 @@ export function webhookScenarios(assets: Assets): void {
       writeFileSync(file, token);
       const r = await tokenguardCli(['token', 'inspect', '--kubeconfig', e.cp.kubeconfig, file]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.match(r.stdout, /  served issuer   https:\/\/kubernetes\.default\.svc\n/);
-      assert.match(r.stdout, /  signature       verified against the cluster's JWKS \(key \S+\)\n/);
+      assert.match(r.stdout, / {2}served issuer {3}https:\/\/kubernetes\.default\.svc\n/);
+      assert.match(r.stdout, / {2}signature {7}verified against the cluster's JWKS \(key \S+\)\n/);
       assert.match(r.stdout, /\nVerdict: VALID\n$/);
 
       // Change one character of the signature: the key set no longer verifies it.
@@ -451,8 +447,8 @@ export function webhookScenarios(assets: Assets): void {
       writeFileSync(file, `${header}.${claims}.${flipped}`);
       const t = await tokenguardCli(['token', 'inspect', '--kubeconfig', e.cp.kubeconfig, file]);
       assert.equal(t.code, 1, t.stdout + t.stderr);
-      assert.match(t.stdout, /  signature       does NOT verify against the cluster's JWKS\n/);
-      assert.match(t.stdout, /Verdict: INVALID\n  x the signature does not verify with the published key\n/);
+      assert.match(t.stdout, / {2}signature {7}does NOT verify against the cluster's JWKS\n/);
+      assert.match(t.stdout, /Verdict: INVALID\n {2}x the signature does not verify with the published key\n/);
     });
 
     it('audit prints the served issuer and the claim left Terminating in use', async () => {

@@ -105,7 +105,7 @@ export async function serveOidc(fake: FakeApiServer, issuer = 'https://kubernete
     tokenRequestForbidden: false,
     tokenRequests: [],
     events: [],
-    jwks: () => ({ keys: oidc.keys.map((k) => k.jwk) }) as JSONWebKeySet,
+    jwks: () => ({ keys: oidc.keys.map((k) => k.jwk) }),
   };
   // Custom routes bypass the fake's authentication: check the bearer token like the real server.
   const authorized = (req: IncomingMessage, res: ServerResponse) => {

@@ -110,7 +110,7 @@ export class TokenguardProcess {
   /** Resolves once /readyz answers 200 (every cluster cache synced); rejects if the process exits. */
   async untilReady(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let last = '';
+    let last: string;
     for (;;) {
       if (this.child.exitCode !== null) throw new Error(`tokenguard exited ${this.child.exitCode}:\n${this.stderr}\n${this.logTail()}`);
       const r = await this.call('GET', '/readyz').catch((err: Error) => ({ status: 0, text: err.message }));

@@ -11,7 +11,6 @@ import { applyJsonPatch, markedAtRisk } from '../helpers/json-patch.js';
 import { reviewByPrefix, reviewFiles } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { expectedManifests, manifest, manifestDocs, reviewFor, tokenPolicies } from './manifest-reviews.js';
-import type { KubeObject } from '../../src/k8s/object.js';
 
 type Mode = 'enforce' | 'warn';
 
@@ -170,7 +169,7 @@ describe('captured reviews: the README table, for the token and NFS policies', (
       }
 
       it('a risk pod that went through /mutate passes /validate without the re-check warning', async () => {
-        for (const [mutatePrefix, validatePrefix] of [['003', '004'], ['030', '031'], ['066', '067']]) {
+        for (const [mutatePrefix, validatePrefix] of [['003', '004'], ['030', '031'], ['066', '067']] as const) {
           const mutated = await servers[mode].post('/mutate', reviewByPrefix(mutatePrefix));
           const review = reviewByPrefix(validatePrefix);
           review.request.object = applyJsonPatch(review.request.object, decodePatch(mutated.json.response)!);

@@ -55,7 +55,7 @@ function parseExposition(text: string): Map<string, Family> {
     const labels: Record<string, string> = {};
     for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, '$1');
     // Histogram and summary samples belong to the family without their suffix.
-    const base = [...families.keys()].find((n) => m![1] === n || (/^(_bucket|_sum|_count)$/.test(m![1]!.slice(n.length)) && m![1]!.startsWith(n)));
+    const base = [...families.keys()].find((n) => m[1] === n || (/^(_bucket|_sum|_count)$/.test(m[1]!.slice(n.length)) && m[1]!.startsWith(n)));
     family(base ?? m[1]!).samples.push({ name: m[1]!, labels, value: Number(m[3]) });
   }
   return families;
@@ -196,8 +196,8 @@ describe('GET /metrics', () => {
 
   it('reports the cluster caches per resource', () => {
     const objects = after_.get('tokenguard_cache_objects')!;
-    for (const [resource, file] of [['pods', 'pods.json'], ['nodes', 'nodes.json'], ['namespaces', 'namespaces.json']]) {
-      assert.equal(sum(objects, { resource }), clusterState(file!).items.length, `${resource} cached`);
+    for (const [resource, file] of [['pods', 'pods.json'], ['nodes', 'nodes.json'], ['namespaces', 'namespaces.json']] as const) {
+      assert.equal(sum(objects, { resource }), clusterState(file).items.length, `${resource} cached`);
       assert.equal(sum(after_.get('tokenguard_cache_synced'), { resource }), 1, `${resource} synced`);
       assert.equal(sum(after_.get('tokenguard_cache_stale_seconds'), { resource }), 0, `${resource} watch up`);
     }
