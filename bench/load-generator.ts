@@ -11,7 +11,7 @@
 // agent and streams cost about ten times more per request). Each run reports the generator's own
 // CPU time per request beside the figures, so it is plain when the generator, not the server, is
 // the bottleneck (autocannon, a Node program too, spent more CPU per request than the server it
-// measured: issue 13).
+// measured).
 //
 // Two loads:
 // - closed (saturated): `connections` keep-alive connections, each sending its next request as

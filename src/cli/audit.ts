@@ -1,11 +1,11 @@
 // `tokenguard audit`: what is wrong in a live cluster right now, with the same code the webhook
 // runs. Four questions:
-// 1. Which claims are Terminating while scheduled pods still use them (incident A in progress),
+// 1. Which claims are Terminating while scheduled pods still use them (the outage in progress),
 //    and on which kubelets has token refresh stopped (kubernetes#130442)?
-// 2. Which pods mount a claim and a projected token (the pods incident A would hit)?
+// 2. Which pods mount a claim and a projected token (the pods such a deletion would hit)?
 // 3. Which existing objects would the registered policies flag if they were created today?
 // 4. Which issuer does the API server serve, and which issuers do the kube-apiserver mirror pods
-//    accept (incident B)?
+//    accept (an issuer dropped without keeping the old one: kops#16488)?
 
 import { Engine } from '../admission/engine.js';
 import { ApiError, type ApiClient } from '../cluster/client.js';
@@ -329,7 +329,7 @@ export function renderTables(r: AuditReport): string {
   const section = (title: string, body: string) => out.push(`== ${title}`, body);
 
   section(
-    'Claims Terminating while scheduled pods use them (incident A, now)',
+    'Claims Terminating while scheduled pods use them (token refresh at risk: kubernetes#130442)',
     r.terminatingClaims.length === 0
       ? 'None.\n'
       : table(

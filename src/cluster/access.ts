@@ -1,5 +1,5 @@
 // Every Kubernetes API call the cluster cache and the PVC guard make, declared once: the RBAC
-// manifest (deploy/) must grant exactly these, and a test checks it does.
+// manifest (manifests/base/rbac.yaml) must grant exactly these, and a test checks it does.
 
 export interface ApiAccess {
   /** API group, '' for the core group. */

@@ -2,7 +2,8 @@
 // set at /openid/v1/jwks, read through the cluster client (its TLS and credentials; every
 // ServiceAccount may read both through `system:service-account-issuer-discovery`), re-read on an
 // interval and on demand. A change of the served issuer or of the key set is logged, counted and
-// recorded as an Event: it is the moment incident B starts, if the old issuer is not kept.
+// recorded as an Event: it is the moment every existing token fails, if the old issuer is not
+// kept (kops#16488).
 //
 // The key set is read from the API server's own /openid/v1/jwks, not from the document's
 // `jwks_uri`: that is the externally published address (often the API server's public name, or a

@@ -2,7 +2,7 @@
 // Reflector plays). The loop: LIST in pages, replace the store, WATCH from the list's
 // resourceVersion with bookmarks, apply events; on 410 Expired (HTTP or an ERROR event) relist;
 // on any other failure retry with a capped, jittered backoff that never exceeds 30 s
-// (incident E: a guard that backs off for minutes is blind exactly when it is needed).
+// (spiffe/spire#5859: a guard that backs off for minutes is blind exactly when it is needed).
 
 import { objectKey, type KubeObject } from '../k8s/object.js';
 import { ApiError, isExpired, type ApiClient } from './client.js';

@@ -1,5 +1,5 @@
 // What policies may read about the cluster. Read-only and synchronous (backed by in-memory caches),
-// except `listPodsLive`, which is only for a policy's `gather` step (I/O at the edge).
+// except `listPodsUsingClaimLive`, which is only for a policy's `gather` step (I/O at the edge).
 
 export interface OwnerRef {
   kind: string;

@@ -1,4 +1,4 @@
-// nfs-mount-options (incident D, warn only): NFS behaviour across server trouble and kubelet
+// nfs-mount-options (warn only; kubernetes#130521, #60645): NFS behaviour across server trouble and kubelet
 // restarts is decided by mount options that are easy to leave to chance. Warn when `timeo` and
 // `retrans` are not set explicitly (client defaults differ by protocol and version), and say in one
 // line what `soft` trades (I/O errors instead of hangs, at the risk of partial writes) against the

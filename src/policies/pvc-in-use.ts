@@ -2,7 +2,7 @@
 //
 // Deleting such a claim does not fail: it hangs in Terminating behind the
 // `kubernetes.io/pvc-protection` finalizer, and on kubelets affected by kubernetes#130442 the
-// pods' projected service-account tokens stop refreshing until it is gone (incident A). The
+// pods' projected service-account tokens stop refreshing until it is gone. The
 // pods are classified as the upstream pvc-protection controller counts them:
 //   scheduled, not terminal  -> the claim would hang: deny in enforce, warn in warn;
 //   scheduled, terminal      -> allowed; the claim stays Terminating until those pod objects go;

@@ -1,4 +1,4 @@
-// pvc-token-risk: mark the Pods that incident A can hit. When a PVC is deleted while a running pod
+// pvc-token-risk: mark the Pods that an in-use PVC deletion can hit. When a PVC is deleted while a running pod
 // still mounts it, affected kubelets (before 1.33.0, 1.32.4, 1.31.8, 1.30.12) stop refreshing all
 // of that pod's projected volumes, so its service-account token expires and mesh mTLS and API
 // calls fail. A pod is at risk when it has a projected `serviceAccountToken` (the injected

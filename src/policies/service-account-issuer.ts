@@ -1,5 +1,5 @@
 // service-account-issuer: catch a kube-apiserver issuer change that would reject every existing
-// service-account token (incident B: kOps 1.25 -> 1.26 replaced `master.<cluster>` by
+// service-account token (kops#16488: kOps 1.25 -> 1.26 replaced `master.<cluster>` by
 // `api.internal.<cluster>` and Calico's install-cni got `Unauthorized`).
 //
 // kube-apiserver accepts `--service-account-issuer` several times: the first signs new tokens,

@@ -135,7 +135,7 @@ export function webhookScenarios(assets: Assets): void {
       const real = await e.kubectl(['delete', 'pvc', 'data', '-n', WARN, '--wait=false']);
       assert.equal(real.code, 0, real.stderr);
       assert.deepEqual(warnings(real), expected);
-      // Incident A itself: kubernetes.io/pvc-protection keeps the claim while the pods run.
+      // The outage itself: kubernetes.io/pvc-protection keeps the claim while the pods run.
       const pvc = JSON.parse((await must(['get', 'pvc', 'data', '-n', WARN, '-o', 'json'])).stdout);
       assert.ok(pvc.metadata.deletionTimestamp, 'Terminating');
       assert.deepEqual(pvc.metadata.finalizers, ['kubernetes.io/pvc-protection']);

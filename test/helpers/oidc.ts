@@ -58,7 +58,7 @@ export interface OidcServer {
   issuer: string;
   /** Keys published in the JWKS; the first signs TokenRequest answers. */
   keys: SigningKey[];
-  /** Seconds the fake API server's clock is ahead of the real one (incident C). */
+  /** Seconds the fake API server's clock is ahead of the real one (clock skew beyond the 60 s leeway). */
   clockAheadSeconds: number;
   /** Issuer the TokenRequest tokens carry (default: `issuer`). */
   tokenIssuer?: string;
