@@ -27,7 +27,7 @@ interface PreparedPolicy {
   /** Undefined when the policy exempts nothing (most policies): no lookup per review. */
   exemptions?: { users: Set<string>; groups: Set<string>; namespace: (ns: string) => boolean };
   /** The context the policy is called with in each mode: built once, read-only, shared by every review. */
-  contexts: Record<Exclude<Mode, 'off'>, PolicyContext>;
+  contexts: Record<Exclude<Mode, 'off'>, PolicyContext<unknown>>;
 }
 
 function ruleMatches(rule: MatchRule, req: AdmissionRequest): boolean {
@@ -81,7 +81,7 @@ export class Engine {
       };
       const configured = policySettings<unknown>(policy, config);
       const settings: unknown = policy.prepare ? policy.prepare(configured) : configured;
-      const context = (mode: Exclude<Mode, 'off'>): PolicyContext => Object.freeze({ settings, mode, cluster: opts.cluster, lookup: this.lookup });
+      const context = (mode: Exclude<Mode, 'off'>): PolicyContext<unknown> => Object.freeze({ settings, mode, cluster: opts.cluster, lookup: this.lookup });
       return { policy, settings, exemptions: compileExemptions(ex), contexts: { enforce: context('enforce'), warn: context('warn') } };
     });
   }
@@ -135,7 +135,7 @@ export class Engine {
   }
 
   private applicable(req: AdmissionRequest, side: 'validate' | 'mutate') {
-    const out: { p: PreparedPolicy; ctx: PolicyContext }[] = [];
+    const out: { p: PreparedPolicy; ctx: PolicyContext<unknown> }[] = [];
     const candidates = this.matching(req, side);
     if (candidates.length === 0 || isExempt(this.globalExemptions, req)) return out;
     const labelled = req.namespace ? this.namespaceMode(req.namespace) : undefined;
@@ -230,7 +230,7 @@ export class Engine {
   }
 
   /** A policy's gather result, or a promise of it; a throw (a bug: errors are data) becomes an Error. */
-  private safeGather(policy: AnyPolicy, req: AdmissionRequest, ctx: PolicyContext): unknown {
+  private safeGather(policy: AnyPolicy, req: AdmissionRequest, ctx: PolicyContext<unknown>): unknown {
     const asError = (err: unknown) => {
       this.opts.onPolicyError?.(policy.name, err);
       return err instanceof Error ? err : new Error(String(err));
