@@ -22,7 +22,7 @@ import type { TLSSocket } from 'node:tls';
 import { compactVerify, createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet } from 'jose';
 import type { AdmissionRequest } from '../admission/review.js';
 import type { CallerAuthConfig } from '../config/schema.js';
-import { API_SERVER_LEEWAY_SECONDS } from '../cluster/token-check.js';
+import { API_SERVER_LEEWAY_SECONDS } from '../cluster/token-verify.js';
 import type { Logger } from '../observability/log.js';
 import { Tally } from '../observability/metrics.js';
 
