@@ -348,7 +348,7 @@ export function webhookClaimsProblem(t: TokenClaims): TokenProblem | undefined {
     return fatal('wrong-attestation', `bound to ${WEBHOOK_KINDS[t.webhook.kind]} ${t.webhook.name} without an admissionReviewAPIGroups attestation`);
   }
   if (t.exp === undefined || t.iat === undefined || t.exp - t.iat > MAX_WEBHOOK_TOKEN_SECONDS) {
-    const life = t.exp === undefined || t.iat === undefined ? 'without exp and iat' : `for ${human(t.exp - t.iat)}`;
+    const life = t.exp === undefined || t.iat === undefined ? 'without exp and iat' : `for ${t.exp - t.iat} s`;
     return fatal('lifetime-too-long', `bound to a webhook configuration and valid ${life}: kube-apiserver mints these for at most ${MAX_WEBHOOK_TOKEN_SECONDS} s`);
   }
   return undefined;

@@ -33,7 +33,7 @@ export interface CallerAuthConfig {
     service: { name: string; namespace: string; port: number };
     /** Accepted token subjects. */
     subjects: string[];
-    /** tokenguard's own webhook configurations (a KEP-6060 token bound to another is refused). */
+    /** Names of tokenguard's own Validating/MutatingWebhookConfigurations: a KEP-6060 token bound to another is refused. */
     webhookConfigurations: string[];
   };
 }
@@ -217,7 +217,8 @@ export const DEFAULT_CONFIG: TokenguardConfig = {
         service: { name: 'tokenguard', namespace: 'tokenguard', port: 443 },
         // The ServiceAccount KEP-6060 has kube-apiserver request webhook tokens for.
         subjects: ['system:serviceaccount:kube-system:webhook-auth'],
-        // manifests/base/webhooks.yaml
+        // manifests/base/webhooks.yaml: the ValidatingWebhookConfiguration and the
+        // MutatingWebhookConfiguration are both named tokenguard (a test checks it).
         webhookConfigurations: ['tokenguard'],
       },
     },
