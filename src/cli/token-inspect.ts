@@ -20,6 +20,7 @@ import {
   humanDuration,
   TokenFormatError,
   verifyToken,
+  WEBHOOK_KINDS,
   type DecodedToken,
   type TokenCause,
   type ObjectRef,
@@ -33,7 +34,9 @@ const HELP = `Usage: tokenguard token inspect [flags] <FILE | DIR | ->
 
 Decode a service-account token (a JWT) and say whether kube-apiserver would accept it: times
 against the local clock (with kube-apiserver's fixed 60 s leeway), and, with cluster access, the
-signature against the cluster's JWKS and the issuer against the ones the API server accepts.
+signature against the cluster's JWKS and the issuer against the ones the API server accepts. Shows
+what the token is bound to (pod, node, secret, or a KEP-6060 webhook configuration and the API
+group it attests) and its id (jti).
 
 Input:
   FILE                 a token file
@@ -191,6 +194,7 @@ export function formatReport(r: InspectReport): string {
     row('audiences', c.aud.join(', '));
     row('key id', r.header?.kid);
     row('algorithm', r.header?.alg);
+    row('jti', c.jti);
     const t = r.times ?? {};
     const when = (e: { iso: string; relative: string } | undefined) => (e ? `${e.iso}  (${e.relative})` : undefined);
     row('issued at', when(t.issuedAt));
@@ -204,6 +208,8 @@ export function formatReport(r: InspectReport): string {
     row('bound to pod', ref(c.pod));
     row('bound to node', ref(c.node));
     row('bound to secret', ref(c.secret));
+    if (c.webhook) row('webhook binding', `${WEBHOOK_KINDS[c.webhook.kind]} ${ref(c.webhook)}`);
+    if (c.admissionReviewAPIGroup !== undefined) row('attestation', `admissionReviewAPIGroups ${JSON.stringify(c.admissionReviewAPIGroup)}`);
     lines.push('');
   }
   if (r.cluster) {

@@ -137,6 +137,53 @@ describe('token inspect against a cluster', () => {
     assert.equal(j.times.issuedAt.relative, 'in 5 min');
   });
 
+  it('a pod-bound token as 1.32+ mints it: its jti and the node the pod runs on, in text and JSON', async () => {
+    const k8s = {
+      namespace: 'shop',
+      serviceaccount: { name: 'default', uid: '00000000-0000-0000-0000-000000000001' },
+      pod: { name: 'web-0', uid: '00000000-0000-0000-0000-000000000002' },
+      node: { name: 'node-a', uid: '00000000-0000-0000-0000-000000000003' },
+    };
+    const jti = '7b0c2f6e-5d7a-4d3e-9f1c-2a8e6b4d9c01';
+    const t = tokenFile('jti', await signToken(key, { issuer: SERVED, audience: SERVED, iat: NOW_S - 60, namespace: 'shop', serviceAccount: 'default', extra: { jti, 'kubernetes.io': k8s } }));
+    const r = await inspect([...kubeconfig, t]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, new RegExp(`\n  jti             ${jti}\n`));
+    assert.match(r.out, /\n  bound to pod    web-0 \(uid 00000000-0000-0000-0000-000000000002\)\n  bound to node   node-a \(uid 00000000-0000-0000-0000-000000000003\)\n/);
+    const j = JSON.parse((await inspect([...kubeconfig, '--json', t])).out);
+    assert.equal(j.token.jti, jti);
+    assert.deepEqual(j.token.node, { name: 'node-a', uid: '00000000-0000-0000-0000-000000000003' });
+    assert.deepEqual(j.token.pod, { name: 'web-0', uid: '00000000-0000-0000-0000-000000000002' });
+    assert.equal(j.claims.jti, jti, 'the claims as signed, too');
+    // A token of 1.26 has neither: no row, no key.
+    const old = await inspect([...kubeconfig, '--json', tokenFile('v126', await signToken(key, { issuer: SERVED, audience: SERVED, iat: NOW_S }))]);
+    assert.equal(JSON.parse(old.out).token.jti, undefined);
+    assert.doesNotMatch((await inspect([...kubeconfig, tokenFile('v126', await signToken(key, { issuer: SERVED, audience: SERVED, iat: NOW_S }))])).out, /\n  jti |bound to node/);
+  });
+
+  it('a KEP-6060 token: its webhook binding and attestation; longer than 600 s or malformed it is INVALID', async () => {
+    const k8s = (binding: Record<string, unknown>) => ({
+      namespace: 'kube-system',
+      serviceaccount: { name: 'webhook-auth', uid: '00000000-0000-0000-0000-000000000001' },
+      ...binding,
+    });
+    const bound = { validatingwebhookconfiguration: { name: 'tokenguard', uid: 'c0ffee00-0000-4000-8000-000000000001' }, attestations: { admissionReviewAPIGroups: ['*'] } };
+    const sign = (lifetimeSeconds: number, binding: Record<string, unknown>) =>
+      signToken(key, { issuer: SERVED, audience: 'https://tokenguard.tokenguard.svc:443/validate', iat: NOW_S - 60, lifetimeSeconds, namespace: 'kube-system', serviceAccount: 'webhook-auth', extra: { 'kubernetes.io': k8s(binding) } });
+    const ok = await inspect([...kubeconfig, tokenFile('bound', await sign(600, bound))]);
+    assert.equal(ok.code, 0, ok.out);
+    assert.match(ok.out, /\n  webhook binding ValidatingWebhookConfiguration tokenguard \(uid c0ffee00-0000-4000-8000-000000000001\)\n  attestation     admissionReviewAPIGroups "\*"\n/);
+    const j = JSON.parse((await inspect([...kubeconfig, '--json', tokenFile('bound', await sign(600, bound))])).out);
+    assert.deepEqual(j.token.webhook, { kind: 'validating', name: 'tokenguard', uid: 'c0ffee00-0000-4000-8000-000000000001' });
+    assert.equal(j.token.admissionReviewAPIGroup, '*');
+    const long = await inspect([...kubeconfig, tokenFile('bound-long', await sign(3600, bound))]);
+    assert.equal(long.code, 1);
+    assert.match(long.out, /x bound to a webhook configuration and valid for 3600 s: kube-apiserver mints these for at most 600 s\n/);
+    const malformed = await inspect(['--no-cluster', tokenFile('bound-bad', await sign(600, { mutatingwebhookconfiguration: { name: 'tokenguard' }, attestations: { admissionReviewAPIGroups: ['*'] } }))]);
+    assert.equal(malformed.code, 1);
+    assert.match(malformed.out, /x kubernetes\.io\.mutatingwebhookconfiguration is not \{name, uid\}\n/);
+  });
+
   it('KUBECONFIG from the environment is used when --kubeconfig is not given', async () => {
     const t = tokenFile('env', await signToken(key, { issuer: SERVED, audience: SERVED, iat: NOW_S }));
     const r = await inspect([t], { env: { KUBECONFIG: fake.kubeconfigPath } });

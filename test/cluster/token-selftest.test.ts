@@ -12,7 +12,7 @@ import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { SERVICE_ACCOUNT_DIR } from '../../src/cluster/kubeconfig.js';
-import { timeProblems, verifyToken } from '../../src/cluster/token-verify.js';
+import { readClaims, timeProblems, verifyToken } from '../../src/cluster/token-verify.js';
 import {
   acceptedIssuers,
   clockSkew,
@@ -252,6 +252,14 @@ describe('token checks (shared with token inspect)', () => {
       assert.equal(m.valid, false);
       assert.equal(m.problems[0]!.code, 'malformed', garbage);
     }
+  });
+  it('claims of the wrong type are read as absent (KEP-6060 ones named as malformed), never a crash', () => {
+    assert.deepEqual(readClaims({ iss: 7, aud: 5, exp: 'soon', jti: {}, 'kubernetes.io': [] }), { iss: undefined, sub: undefined, aud: [], exp: undefined, nbf: undefined, iat: undefined, jti: undefined });
+    const odd = readClaims({ aud: ['a', 1], 'kubernetes.io': { node: { uid: 'x' }, pod: 'web-0', attestations: { admissionReviewAPIGroups: '*' } } });
+    assert.deepEqual([odd.aud, odd.node, odd.pod, odd.admissionReviewAPIGroup], [['a'], undefined, undefined, undefined]);
+    assert.match(odd.malformed!, /admissionReviewAPIGroups is not a one-element list of strings/);
+    const bound = readClaims({ 'kubernetes.io': { mutatingWebhookConfiguration: { name: 'tg', uid: 'u' }, attestations: { admissionReviewAPIGroups: ['apps'] } } });
+    assert.deepEqual([bound.webhook, bound.admissionReviewAPIGroup, bound.malformed], [{ kind: 'mutating', name: 'tg', uid: 'u' }, 'apps', undefined]);
   });
   it('soon to expire (past 80 % of the lifetime) and past warnafter are notes, not failures', () => {
     const soon = timeProblems({ aud: [], iat: nowS - 3000, exp: nowS + 600 }, nowS);
