@@ -31,7 +31,7 @@ export default tseslint.config(
       'src/k8s/**',
       'src/policies/**',
       'src/admission/{patch,review}.ts',
-      'src/cluster/{cache,client,issuers,projection,reflector}.ts',
+      'src/cluster/{cache,client,issuers,projection,reflector,webhook-configurations}.ts',
       'src/cli/{audit,check,evaluate,manifests,token-inspect}.ts',
     ],
     rules: { ...off(unsafeAny), '@typescript-eslint/no-explicit-any': 'off' },

@@ -24,7 +24,7 @@ export const LAYERS: Record<string, readonly string[]> = {
   policies: ['admission', 'k8s'],
   admission: ['cluster', 'config', 'k8s', 'observability'],
   cluster: ['config', 'k8s', 'observability'],
-  config: ['k8s'],
+  config: ['k8s', 'observability'],
   k8s: [],
   observability: [],
 };

@@ -143,12 +143,32 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     onPolicyError: (policy, err) => logger.error('policy failed', { policy, error: errorStack(err) }),
   });
   const auth = config.server.callerAuth;
+  // The live webhook configurations a KEP-6060 token's binding is checked against: watched only
+  // with caller authentication on and a cluster.
+  const webhookConfigurations =
+    auth.mode !== 'off' && cluster.cache
+      ? new (await import('../cluster/webhook-configurations.js')).WebhookConfigurations({
+          client: cluster.cache.client,
+          staleAfterSeconds: config.cluster.staleAfterSeconds,
+          logger,
+        })
+      : undefined;
+  webhookConfigurations?.start();
   // Loaded only when on: token verification brings jose.
-  const callerAuth = auth.mode === 'off' ? undefined : new (await import('../server/caller-auth.js')).CallerAuth(auth, issuerServices?.monitor, logger);
+  const callerAuth =
+    auth.mode === 'off'
+      ? undefined
+      : new (await import('../server/caller-auth.js')).CallerAuth(auth, { keys: issuerServices?.monitor, webhookConfigurations, logger });
   if (callerAuth && !issuerServices) {
     logger.warn('caller authentication without a cluster: bearer tokens cannot be verified (no key set); only client certificates can pass', {
       mode: auth.mode,
     });
+  }
+  // In this order: the cluster connection closes the client the others use.
+  function stopCluster(): void {
+    webhookConfigurations?.stop();
+    issuerServices?.stop();
+    cluster.stop();
   }
   const running = await startServer({
     address: config.server.address,
@@ -162,16 +182,11 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     engine: () => engine,
     callerAuth,
   }).catch((err) => {
-    issuerServices?.stop();
-    cluster.stop();
+    stopCluster();
     throw err;
   });
   running.readiness.set('config', () => ({ ok: true }));
   running.readiness.set('cluster', cluster.readiness);
   const shutdown = running.shutdown;
-  const stopCluster = () => {
-    issuerServices?.stop();
-    cluster.stop();
-  };
   return { ...running, shutdown: () => shutdown().finally(stopCluster) };
 }

@@ -1,8 +1,10 @@
 // `tokenguard token inspect`: decode a service-account token and say whether kube-apiserver would
-// accept it, and if not why, in the words of the incidents: B (its issuer is no longer accepted)
-// and C (a clock is off by more than the fixed 60 s leeway). Offline it judges the times against
-// the local clock; with cluster access it also verifies the signature against the cluster's JWKS
-// and the issuer against the served one (and any extra issuers the kube-apiserver pods accept).
+// accept it, and if not why, naming the known outages: an issuer no longer accepted (the kOps 1.26
+// outage, kops#16488) and clock skew beyond the fixed 60 s leeway. Offline it judges the times
+// against the local clock; with cluster access it also verifies the signature against the
+// cluster's JWKS and the issuer against the served one (and any extra issuers the kube-apiserver
+// pods accept). The checks are src/cluster/token-verify.ts's, shared with the token self-test and
+// caller authentication.
 
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,15 +14,19 @@ import { readDiscovery } from '../cluster/issuers.js';
 import { findKubeConfig } from '../cluster/kubeconfig.js';
 import { apiserverArgv, isApiserverMirrorPod } from '../k8s/apiserver-flags.js';
 import {
+  CAUSES,
+  claimsProblems,
   decodeToken,
   humanDuration,
-  timeProblems,
   TokenFormatError,
   verifyToken,
+  WEBHOOK_KINDS,
   type DecodedToken,
-  type Incident,
+  type TokenCause,
+  type ObjectRef,
+  type TokenClaims,
   type TokenProblem,
-} from '../cluster/token-check.js';
+} from '../cluster/token-verify.js';
 import { acceptedIssuers } from '../cluster/token-selftest.js';
 import { parseFlags, UsageError, type Command } from './command.js';
 
@@ -28,7 +34,9 @@ const HELP = `Usage: tokenguard token inspect [flags] <FILE | DIR | ->
 
 Decode a service-account token (a JWT) and say whether kube-apiserver would accept it: times
 against the local clock (with kube-apiserver's fixed 60 s leeway), and, with cluster access, the
-signature against the cluster's JWKS and the issuer against the ones the API server accepts.
+signature against the cluster's JWKS and the issuer against the ones the API server accepts. Shows
+what the token is bound to (pod, node, secret, or a KEP-6060 webhook configuration and the API
+group it attests) and its id (jti).
 
 Input:
   FILE                 a token file
@@ -112,11 +120,15 @@ export interface InspectReport {
   /** Whether the signature and issuer were checked against a cluster. */
   verified: boolean;
   header?: DecodedToken['header'];
-  claims?: DecodedToken['claims'];
+  /** The claims exactly as in the token. */
+  claims?: DecodedToken['payload'];
+  /** The same, read as kube-apiserver reads them (what the text output shows). */
+  token?: TokenClaims;
   times?: Record<string, { unix: number; iso: string; relative: string } | undefined>;
   cluster?: Omit<ClusterFacts, 'keys'> & { keyIds: string[] };
   problems: TokenProblem[];
-  incidents: Incident[];
+  /** The known outages the fatal problems are. */
+  causes: TokenCause[];
 }
 
 function timeEntry(unix: unknown, now: Date) {
@@ -133,21 +145,11 @@ export async function inspectToken(source: string, text: string, now: Date, clus
   } catch (err) {
     if (!(err instanceof TokenFormatError)) throw err;
     const problems: TokenProblem[] = [{ code: 'malformed', fatal: true, message: err.message }];
-    return { source, valid: false, verified: false, problems, incidents: [] };
+    return { source, valid: false, verified: false, problems, causes: [] };
   }
-  let problems: TokenProblem[];
-  if (cluster) {
-    problems = (await verifyToken(text, { keys: cluster.keys, acceptedIssuers: cluster.acceptedIssuers, audience, now })).problems;
-  } else {
-    problems = timeProblems(decoded.claims, now);
-    if (audience !== undefined) {
-      const aud = decoded.claims.aud;
-      const auds = Array.isArray(aud) ? aud : typeof aud === 'string' ? [aud] : [];
-      if (!auds.includes(audience)) {
-        problems.unshift({ code: 'wrong-audience', fatal: true, message: `audiences ${JSON.stringify(auds)} do not include ${JSON.stringify(audience)}` });
-      }
-    }
-  }
+  const problems = cluster
+    ? (await verifyToken(text, { keys: cluster.keys, acceptedIssuers: cluster.acceptedIssuers, audience, now })).problems
+    : claimsProblems(decoded.claims, { acceptedIssuers: [], audience, now });
   const c = decoded.claims;
   const { keys, ...facts } = cluster ?? ({} as Partial<ClusterFacts>);
   return {
@@ -155,58 +157,61 @@ export async function inspectToken(source: string, text: string, now: Date, clus
     valid: !problems.some((p) => p.fatal),
     verified: !!cluster,
     header: decoded.header,
-    claims: c,
+    claims: decoded.payload,
+    token: c,
     times: {
       issuedAt: timeEntry(c.iat, now),
       notBefore: timeEntry(c.nbf, now),
       expiresAt: timeEntry(c.exp, now),
-      warnAfter: timeEntry(c['kubernetes.io']?.warnafter, now),
+      warnAfter: timeEntry(c.warnafter, now),
     },
     ...(cluster ? { cluster: { ...(facts as Omit<ClusterFacts, 'keys'>), keyIds: (keys?.keys ?? []).map((k) => k.kid ?? '(no kid)') } } : {}),
     problems,
-    incidents: [...new Set(problems.filter((p) => p.fatal && p.incident).map((p) => p.incident!))],
+    causes: [...new Set(problems.flatMap((p) => (p.fatal && p.cause ? [p.cause] : [])))],
   };
 }
 
-const INCIDENT_TEXT: Record<Incident, string> = {
-  B:
-    'Incident B (issuer change): kube-apiserver no longer accepts the issuer this token was signed with, so it is ' +
-    'rejected ("Unauthorized") however fresh. Keep the old issuer as an additional --service-account-issuer until ' +
-    'every token it signed has expired.',
-  C:
-    'Incident C (clock skew): the clock of the node or API server that judges this token is off by more than the fixed ' +
-    '60 s leeway, so the token is rejected ("service account token is not valid yet"). Fix time sync (chrony/NTP).',
+/** What each known outage means for the token, and what to do. */
+const CAUSE_ADVICE: Record<TokenCause, string> = {
+  'issuer-change':
+    'kube-apiserver no longer accepts the issuer this token was signed with, so it is rejected ("Unauthorized") ' +
+    'however fresh. Keep the old issuer as an additional --service-account-issuer until every token it signed has expired.',
+  'clock-skew':
+    'the clock of the node or API server that judges this token is off by more than the fixed 60 s leeway, so the ' +
+    'token is rejected ("service account token is not valid yet"). Fix time sync (chrony/NTP).',
 };
+const capitalized = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
 export function formatReport(r: InspectReport): string {
   const lines: string[] = [`Token ${r.source}`];
   const row = (k: string, v: string | undefined) => {
     if (v !== undefined && v !== '') lines.push(`  ${k.padEnd(16)}${v}`);
   };
-  if (r.claims) {
-    const c = r.claims;
-    const k8s = c['kubernetes.io'];
-    const aud = Array.isArray(c.aud) ? c.aud.join(', ') : c.aud;
+  if (r.token) {
+    const c = r.token;
     row('issuer', c.iss);
     row('subject', c.sub);
-    row('audiences', aud);
+    row('audiences', c.aud.join(', '));
     row('key id', r.header?.kid);
     row('algorithm', r.header?.alg);
+    row('jti', c.jti);
     const t = r.times ?? {};
     const when = (e: { iso: string; relative: string } | undefined) => (e ? `${e.iso}  (${e.relative})` : undefined);
     row('issued at', when(t.issuedAt));
     row('not before', when(t.notBefore));
     row('expires', when(t.expiresAt));
-    if (typeof c.iat === 'number' && typeof c.exp === 'number') row('lifetime', humanDuration(c.exp - c.iat));
+    if (c.iat !== undefined && c.exp !== undefined) row('lifetime', humanDuration(c.exp - c.iat));
     row('warn after', when(t.warnAfter));
-    row('namespace', k8s?.namespace);
-    const ref = (o: { name?: string; uid?: string } | undefined) => (o?.name ? `${o.name}${o.uid ? ` (uid ${o.uid})` : ''}` : undefined);
-    row('serviceaccount', ref(k8s?.serviceaccount));
-    row('bound to pod', ref(k8s?.pod));
-    row('bound to node', ref(k8s?.node));
-    row('bound to secret', ref(k8s?.secret));
+    row('namespace', c.namespace);
+    const ref = (o: ObjectRef | undefined) => (o ? `${o.name}${o.uid ? ` (uid ${o.uid})` : ''}` : undefined);
+    row('serviceaccount', ref(c.serviceAccount));
+    row('bound to pod', ref(c.pod));
+    row('bound to node', ref(c.node));
+    row('bound to secret', ref(c.secret));
+    if (c.webhook) row('webhook binding', `${WEBHOOK_KINDS[c.webhook.kind]} ${ref(c.webhook)}`);
+    if (c.admissionReviewAPIGroup !== undefined) row('attestation', `admissionReviewAPIGroups ${JSON.stringify(c.admissionReviewAPIGroup)}`);
+    lines.push('');
   }
-  if (r.claims) lines.push('');
   if (r.cluster) {
     lines.push(`Cluster ${r.cluster.server} (${r.cluster.source})`);
     row('served issuer', r.cluster.servedIssuer);
@@ -224,7 +229,7 @@ export function formatReport(r: InspectReport): string {
   lines.push('');
   lines.push(`Verdict: ${r.valid ? (r.verified ? 'VALID' : 'VALID as far as the times go') : 'INVALID'}`);
   for (const p of r.problems) lines.push(`  ${p.fatal ? 'x' : '!'} ${p.message}`);
-  for (const i of r.incidents) lines.push('', INCIDENT_TEXT[i]);
+  for (const cause of r.causes) lines.push('', `${capitalized(CAUSES[cause])}: ${CAUSE_ADVICE[cause]}`);
   return lines.join('\n') + '\n';
 }
 

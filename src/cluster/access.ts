@@ -1,5 +1,6 @@
-// Every Kubernetes API call the cluster cache and the PVC guard make, declared once: the RBAC
-// manifest (manifests/base/rbac.yaml) must grant exactly these, and a test checks it does.
+// Every cluster-wide Kubernetes API call tokenguard makes (the cluster cache, the PVC guard, caller
+// authentication), declared once: the RBAC manifest (manifests/base/rbac.yaml) must grant exactly
+// these, and a test checks it does.
 
 export interface ApiAccess {
   /** API group, '' for the core group. */
@@ -19,4 +20,16 @@ export const CLUSTER_API_ACCESS: readonly ApiAccess[] = [
   },
   { group: '', resource: 'nodes', verbs: ['list', 'watch'], why: 'kubelet versions (kubernetes#130442 token refresh bug)' },
   { group: '', resource: 'namespaces', verbs: ['list', 'watch'], why: 'the tokenguard.io/mode namespace label' },
+  {
+    group: 'admissionregistration.k8s.io',
+    resource: 'validatingwebhookconfigurations',
+    verbs: ['list', 'watch'],
+    why: 'caller authentication: the live uid a KEP-6060 token bound to a ValidatingWebhookConfiguration must match',
+  },
+  {
+    group: 'admissionregistration.k8s.io',
+    resource: 'mutatingwebhookconfigurations',
+    verbs: ['list', 'watch'],
+    why: 'caller authentication: the live uid a KEP-6060 token bound to a MutatingWebhookConfiguration must match',
+  },
 ];

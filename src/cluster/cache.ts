@@ -4,7 +4,7 @@
 
 import type { Logger } from '../observability/log.js';
 import { ApiClient } from './client.js';
-import { liveLookups, trackReflector, watchRestarts } from './metrics.js';
+import { liveLookups, observeReflectorEvent, trackReflector } from './metrics.js';
 import { Interner, projectNamespace, projectNode, projectPod, type CachedPod } from './projection.js';
 import { Reflector, type ReflectorEvent, type ReflectorOptions } from './reflector.js';
 import type { ApiserverPod, CacheStatus, ClusterView, IssuerView, NodeSummary, PodSummary } from './view.js';
@@ -212,19 +212,6 @@ export class ClusterCache implements ClusterView {
   }
 
   private onReflectorEvent(e: ReflectorEvent): void {
-    const log = this.opts.logger;
-    switch (e.kind) {
-      case 'synced':
-        log?.info('cluster cache synced', { resource: e.resource, objects: e.objects, ms: e.ms, source: this.opts.source });
-        return;
-      case 'list-failed':
-        log?.warn('cluster LIST failed; retrying', { resource: e.resource, error: e.error, retryInMs: e.retryInMs });
-        return;
-      case 'watch-restart':
-        watchRestarts.inc({ resource: e.resource, reason: e.reason });
-        if (e.reason === 'closed') log?.debug('watch closed by the server; reconnecting', { resource: e.resource });
-        else log?.warn('watch ended; reconnecting', { resource: e.resource, reason: e.reason, error: e.error, retryInMs: e.retryInMs });
-        return;
-    }
+    observeReflectorEvent(e, this.opts.logger, this.opts.source);
   }
 }

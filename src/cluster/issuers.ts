@@ -2,8 +2,8 @@
 // set at /openid/v1/jwks, read through the cluster client (its TLS and credentials; every
 // ServiceAccount may read both through `system:service-account-issuer-discovery`), re-read on an
 // interval and on demand. A change of the served issuer or of the key set is logged, counted and
-// recorded as an Event: it is the moment every existing token fails, if the old issuer is not
-// kept (kops#16488).
+// recorded as an Event: unless the old issuer is kept, its tokens fail from that moment on (the
+// kOps 1.26 outage, kops#16488).
 //
 // The key set is read from the API server's own /openid/v1/jwks, not from the document's
 // `jwks_uri`: that is the externally published address (often the API server's public name, or a
@@ -16,7 +16,7 @@ import type { Logger } from '../observability/log.js';
 import { registry } from '../observability/metrics.js';
 import type { ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
-import { parseKeySet } from './token-check.js';
+import { parseKeySet } from './token-verify.js';
 import type { IssuerRisk, IssuerView } from './view.js';
 import { Periodic } from './periodic.js';
 import { errorMessage } from '../observability/errors.js';

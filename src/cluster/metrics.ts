@@ -1,8 +1,9 @@
 // Metrics of the cluster caches, read from the live caches at scrape time.
 
 import { Counter, Gauge } from 'prom-client';
+import type { Logger } from '../observability/log.js';
 import { registry } from '../observability/metrics.js';
-import type { Reflector } from './reflector.js';
+import type { Reflector, ReflectorEvent } from './reflector.js';
 
 const live = new Set<Reflector<unknown>>();
 
@@ -63,3 +64,20 @@ export const liveLookups = new Counter({
   labelNames: ['outcome'] as const,
   registers: [registry],
 });
+
+/** A cache's reflector event, logged (a sync, a failed LIST, a watch that ended) and counted. */
+export function observeReflectorEvent(e: ReflectorEvent, log: Logger | undefined, source?: string): void {
+  switch (e.kind) {
+    case 'synced':
+      log?.info('cluster cache synced', { resource: e.resource, objects: e.objects, ms: e.ms, source });
+      return;
+    case 'list-failed':
+      log?.warn('cluster LIST failed; retrying', { resource: e.resource, error: e.error, retryInMs: e.retryInMs });
+      return;
+    case 'watch-restart':
+      watchRestarts.inc({ resource: e.resource, reason: e.reason });
+      if (e.reason === 'closed') log?.debug('watch closed by the server; reconnecting', { resource: e.resource });
+      else log?.warn('watch ended; reconnecting', { resource: e.resource, reason: e.reason, error: e.error, retryInMs: e.retryInMs });
+      return;
+  }
+}

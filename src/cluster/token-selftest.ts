@@ -1,9 +1,9 @@
 // The token self-test: periodically ask the API server for a short-lived token of tokenguard's own
 // ServiceAccount (TokenRequest), verify it the way kube-apiserver would (signature against the
 // served JWKS, issuer among the accepted ones, audience, times with the 60 s leeway), and measure
-// the skew between the API server's clock (the token's `iat`) and ours. It catches incident B (the
-// signing issuer is not accepted) and incident C (a clock off by more than the leeway) before
-// workloads do.
+// the skew between the API server's clock (the token's `iat`) and ours. It catches an issuer the
+// API server no longer accepts (the kOps 1.26 outage, kops#16488) and clock skew beyond the 60 s
+// leeway before workloads do.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { registry } from '../observability/metrics.js';
 import { describeApiError, type EventRecorder } from './events.js';
 import type { IssuerMonitor } from './issuers.js';
 import { SERVICE_ACCOUNT_DIR } from './kubeconfig.js';
-import { decodeToken, verifyToken, type TokenProblem } from './token-check.js';
+import { CAUSES, decodeToken, verifyToken, type TokenProblem } from './token-verify.js';
 import type { ClusterView } from './view.js';
 import { Periodic } from './periodic.js';
 
@@ -128,13 +128,13 @@ export class TokenSelfTest {
     const { logger, events, maxClockSkewSeconds } = this.opts;
     if (!result.ok) {
       const why = result.error ?? result.problems.filter((p) => p.fatal).map((p) => p.message).join('; ');
-      const incidents = [...new Set(result.problems.filter((p) => p.fatal && p.incident).map((p) => p.incident))];
-      logger.error('token self-test failed', { error: why, incidents });
+      const causes = [...new Set(result.problems.flatMap((p) => (p.fatal && p.cause ? [p.cause] : [])))];
+      logger.error('token self-test failed', { error: why, causes });
       await events?.record({
         type: 'Warning',
         reason: 'TokenSelfTestFailed',
         message: `A fresh token of ${this.who()} does not pass verification: ${why}` +
-          (incidents.length ? ` (incident ${incidents.join(', ')} in the tokenguard docs)` : ''),
+          (causes.length ? ` (${causes.map((c) => CAUSES[c]).join('; ')})` : ''),
       });
     } else {
       logger.debug('token self-test passed', { skewSeconds: result.skewSeconds });
@@ -189,7 +189,7 @@ export class TokenSelfTest {
       audience: SELF_TEST_AUDIENCE,
       now: t1,
     });
-    const iat = verdict.decoded?.claims.iat;
+    const iat = verdict.claims?.iat;
     let skewSeconds: number | undefined;
     if (typeof iat === 'number') {
       // iat is the API server's time, truncated to the second, somewhere between t0 and t1.

@@ -74,11 +74,12 @@ const CallerAuthSchema = Type.Object(
         service: Service,
         // The ServiceAccount whose token kube-apiserver's webhook kubeconfig carries.
         subjects: StringList({ minItems: 1, default: ['system:serviceaccount:kube-system:webhook-auth'], description: 'Accepted token subjects.' }),
-        // manifests/base/webhooks.yaml
+        // manifests/base/webhooks.yaml: the ValidatingWebhookConfiguration and the
+        // MutatingWebhookConfiguration are both named tokenguard (a test checks it).
         webhookConfigurations: StringList({
           minItems: 1,
           default: ['tokenguard'],
-          description: "tokenguard's own webhook configurations (a KEP-6060 token bound to another is refused).",
+          description: "Names of tokenguard's own Validating/MutatingWebhookConfigurations: a KEP-6060 token bound to another is refused.",
         }),
       },
       { additionalProperties: false, default: {} },

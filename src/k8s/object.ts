@@ -2,7 +2,7 @@
 // Kubernetes through. Nothing here imports anything of the project.
 
 /** A Kubernetes object as JSON; readers check the shapes of the fields they use. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export type KubeObject = Record<string, any>;
 
 export type Operation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';

@@ -158,10 +158,10 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions) {
         return fail(err instanceof DecodeError ? err.status : 400, errorMessage(err));
       }
       if (caller) {
-        // An APIService-bound token may only ask about its own group and version.
-        const scoped = caller.apiService ? auth!.checkScope(caller, request) : caller;
-        if (scoped.result !== 'ok' && auth!.mode === 'enforce') return refuse(scoped);
-        auth!.record(scoped, route, req);
+        // A KEP-6060 token may only ask about the API group it attests.
+        const attested = caller.bound ? auth!.checkAttestation(caller, request) : caller;
+        if (attested.result !== 'ok' && auth!.mode === 'enforce') return refuse(attested);
+        auth!.record(attested, route, req);
       }
       const engine = opts.engine();
       const answer = (decision: Decision) => {

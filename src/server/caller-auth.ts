@@ -2,32 +2,67 @@
 // learn which PVCs are in use, which issuers the cluster trusts, which audiences are allowed, and
 // make tokenguard record Events. kube-apiserver can prove it is the caller in two ways:
 // - a client certificate, from the kubeconfig given to `--admission-control-config-file`;
-// - a bearer token: from that kubeconfig today (`kubectl create token webhook-auth ...`), and under
-//   KEP-6060 a short-lived service-account token kube-apiserver mints for each webhook, whose
-//   audience is the webhook's URL and whose private claims bind it to the calling
-//   Validating/MutatingWebhookConfiguration (or, for aggregated API servers, an APIService).
-// A request passes with either. Tokens are verified as kube-apiserver verifies them (signature
-// against the cluster's own key set, issuer, audience, subject, times with the fixed 60 s leeway)
-// and then checked against the route they arrive on.
+// - a bearer token: from that kubeconfig (`kubectl create token webhook-auth ...`, every version),
+//   or, with KEP-6060 (alpha in v1.37, feature gate APIServerWebhookAuthenticationToken), a token
+//   of at most 600 s kube-apiserver requests for each webhook: its audience is the webhook's URL,
+//   it is bound to the calling Validating/MutatingWebhookConfiguration (name and uid), and it
+//   attests the API group it may ask about (`admissionReviewAPIGroups`, a group or `*`).
+// A request passes with either. The token checks are src/cluster/token-verify.ts's (signature
+// against the cluster's own key set, issuer, audience, subject, times with the fixed 60 s leeway,
+// the KEP-6060 claims); this file is the HTTP side: headers and TLS, the caches, which route and
+// which configuration a bound token may be used for, counting and rate-limited logging. A bound
+// token must be bound to one of tokenguard's own configurations, of the route's kind (validating
+// on /validate, mutating on /mutate), with the uid of the live object while the cluster can be
+// watched (names only otherwise, and said so), and its attestation must cover the reviewed
+// resource's group (checked once the review is decoded: `checkAttestation`).
 //
 // The hot path: kube-apiserver sends the same token many times, so a token whose signature
 // verified is cached (keyed by its SHA-256, never the token itself, until it expires; bounded),
 // and a cached check is a string comparison (the same token again on the same connection) or a
-// hash, and a few comparisons. Key-set changes drop the tokens signed with
-// removed keys; an unknown key id re-reads the key set (at most once a second).
+// hash, a few comparisons and, for a bound token, a map lookup of the live uid. Key-set changes
+// drop the tokens signed with removed keys; an unknown key id re-reads the key set (at most once
+// a second).
 
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { compactVerify, createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet } from 'jose';
+import type { JSONWebKeySet } from 'jose';
 import type { AdmissionRequest } from '../admission/review.js';
 import type { CallerAuthConfig } from '../config/schema.js';
-import { API_SERVER_LEEWAY_SECONDS } from '../cluster/token-check.js';
+import {
+  API_SERVER_LEEWAY_SECONDS,
+  attestationProblem,
+  audienceProblem,
+  bindingProblem,
+  fatalTimeProblem,
+  issuerProblem,
+  subjectProblem,
+  verifySignature,
+  WEBHOOK_KINDS,
+  webhookClaimsProblem,
+  type TokenCheck,
+  type TokenClaims,
+  type TokenProblem,
+  type WebhookKind,
+} from '../cluster/token-verify.js';
+import type { LiveUid, WebhookConfigurationView } from '../cluster/webhook-configurations.js';
 import type { Logger } from '../observability/log.js';
 import { Tally } from '../observability/metrics.js';
 
 export type AuthMethod = 'client_certificate' | 'bearer_token' | 'none';
-export type AuthResult = 'ok' | 'missing' | 'invalid_signature' | 'wrong_audience' | 'wrong_subject' | 'expired' | 'scope_mismatch' | 'unknown_issuer';
+export type AuthResult =
+  | 'ok'
+  | 'missing'
+  | 'invalid_signature'
+  | 'unknown_issuer'
+  | 'expired'
+  | 'wrong_audience'
+  | 'wrong_subject'
+  | 'lifetime_too_long'
+  | 'wrong_binding'
+  | 'wrong_route'
+  | 'stale_uid'
+  | 'wrong_attestation';
 export type AuthRoute = 'validate' | 'mutate';
 
 export interface Verdict {
@@ -35,8 +70,8 @@ export interface Verdict {
   result: AuthResult;
   /** Why, in one line (never the token). */
   reason: string;
-  /** An APIService-bound token may only ask about this group/version (checked once the review is decoded). */
-  apiService?: { name: string; group: string; version: string };
+  /** A KEP-6060 token's claims: its attestation is checked once the review is decoded. */
+  bound?: TokenClaims;
 }
 
 /** What the token checks need of issuer discovery (cluster/issuers.ts's IssuerMonitor). */
@@ -49,7 +84,17 @@ export interface KeySource {
   onKeysChanged(listener: (removedKeyIds: string[]) => void): void;
 }
 
+export interface CallerAuthOptions {
+  /** The cluster's key set (none: no bearer token can be verified). */
+  keys?: KeySource;
+  /** The live webhook configurations (none: a bound token's uid is not checked, only its name). */
+  webhookConfigurations?: WebhookConfigurationView;
+  logger: Logger;
+  now?: () => number;
+}
+
 const ROUTE_PATHS: Record<AuthRoute, string> = { validate: '/validate', mutate: '/mutate' };
+const ROUTE_KINDS: Record<AuthRoute, WebhookKind> = { validate: 'validating', mutate: 'mutating' };
 /** A JWT of kube-apiserver is about 1 KiB; anything far longer is not one. */
 const MAX_TOKEN_CHARS = 16 * 1024;
 const MAX_CACHED_TOKENS = 10_000;
@@ -61,7 +106,28 @@ export const KEY_REFRESH_MS = 1000;
 /** One warning per failing caller (address and result) per this long. */
 const LOG_EVERY_MS = 60_000;
 const MAX_LOGGED_CALLERS = 1024;
-const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'];
+
+/** The `result` of each token problem (the notes never fail a token). */
+const RESULTS: Record<TokenProblem['code'], AuthResult> = {
+  malformed: 'invalid_signature',
+  'unknown-key': 'invalid_signature',
+  'bad-signature': 'invalid_signature',
+  'issuer-not-accepted': 'unknown_issuer',
+  'wrong-audience': 'wrong_audience',
+  'wrong-subject': 'wrong_subject',
+  expired: 'expired',
+  'not-yet-valid': 'expired',
+  'issued-in-future': 'expired',
+  'within-leeway': 'ok',
+  'expiring-soon': 'ok',
+  'past-warnafter': 'ok',
+  'lifetime-too-long': 'lifetime_too_long',
+  'bad-binding': 'wrong_binding',
+  'wrong-binding': 'wrong_binding',
+  'wrong-route': 'wrong_route',
+  'stale-uid': 'stale_uid',
+  'wrong-attestation': 'wrong_attestation',
+};
 
 /** The audiences tokenguard's Service URL implies for a route: with and without the path (and :443). */
 export function derivedAudiences(service: CallerAuthConfig['bearerToken']['service'], route: AuthRoute): string[] {
@@ -70,27 +136,17 @@ export function derivedAudiences(service: CallerAuthConfig['bearerToken']['servi
   return hosts.flatMap((h) => [h, h + ROUTE_PATHS[route]]);
 }
 
-/** `v1.apps` -> apps/v1; `v1` (or `v1.`) -> the core group, v1. */
-export function apiServiceScope(name: string): { name: string; group: string; version: string } {
-  const dot = name.indexOf('.');
-  return dot === -1 ? { name, group: '', version: name } : { name, group: name.slice(dot + 1), version: name.slice(0, dot) };
-}
-
-/** The claims of a token whose signature verified: what each request is then judged on. */
+/** A token whose signature verified: its claims, judged again on each request. */
 interface VerifiedToken {
   kid: string;
-  iss?: string;
-  aud: string[];
-  sub?: string;
-  exp?: number;
-  nbf?: number;
-  iat?: number;
-  webhook?: { kind: 'validating' | 'mutating'; name: string };
-  apiService?: { name: string; group: string; version: string };
+  claims: TokenClaims;
+  /** The verdict when every check passes, made once. */
+  ok: Verdict;
 }
 
 const OK_CERTIFICATE: Verdict = { method: 'client_certificate', result: 'ok', reason: 'client certificate signed by the configured CA' };
 const OK_TOKEN: Verdict = { method: 'bearer_token', result: 'ok', reason: 'bearer token verified' };
+const NO_CLUSTER: LiveUid = { unknown: 'no cluster to watch webhook configurations in' };
 const MISSING: Verdict = { method: 'none', result: 'missing', reason: 'no client certificate and no bearer token' };
 /** The tally key of the verdict on almost every review, built once. */
 const OK_TOKEN_KEY = 'bearer_token\0ok';
@@ -101,26 +157,35 @@ export const callerAuthTotal = tally.counter(
   'Callers of /validate and /mutate checked (callerAuth audit or enforce), by method and result.',
 );
 
+const failed = (p: TokenProblem): Verdict => ({ method: 'bearer_token', result: RESULTS[p.code], reason: p.message });
+
 export class CallerAuth {
   readonly mode: 'audit' | 'enforce';
   private readonly audiences: Record<AuthRoute, Set<string>>;
   private readonly subjects: Set<string>;
   private readonly ownWebhooks: Set<string>;
+  private readonly keySource?: KeySource;
+  private readonly webhookConfigurations?: WebhookConfigurationView;
+  private readonly logger: Logger;
+  private readonly now: () => number;
   private readonly tokens = new Map<string, VerifiedToken>();
   /** The last bearer token of each connection and its cache key, gone with the connection. */
   private readonly lastOnConnection = new WeakMap<object, { token: string; key: string }>();
-  private jwks?: { keys: JSONWebKeySet; lookup: ReturnType<typeof createLocalJWKSet> };
+  /** The served issuer as a list, rebuilt only when it changes. */
+  private served: { issuer?: string; list: readonly string[] } = { list: [] };
   private lastKeyRefresh = -Infinity;
   private readonly logged = new Map<string, number>();
 
   constructor(
     private readonly config: CallerAuthConfig,
-    private readonly keySource: KeySource | undefined,
-    private readonly logger: Logger,
-    private readonly now: () => number = Date.now,
+    opts: CallerAuthOptions,
   ) {
     if (config.mode === 'off') throw new Error('CallerAuth is for audit or enforce');
     this.mode = config.mode;
+    this.keySource = opts.keys;
+    this.webhookConfigurations = opts.webhookConfigurations;
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
     const t = config.bearerToken;
     this.audiences = {
       validate: new Set([...derivedAudiences(t.service, 'validate'), ...t.audiences]),
@@ -128,7 +193,7 @@ export class CallerAuth {
     };
     this.subjects = new Set(t.subjects);
     this.ownWebhooks = new Set(t.webhookConfigurations);
-    keySource?.onKeysChanged((removed) => {
+    this.keySource?.onKeysChanged((removed) => {
       if (removed.length === 0) return;
       const gone = new Set(removed);
       for (const [key, token] of this.tokens) if (gone.has(token.kid)) this.tokens.delete(key);
@@ -169,33 +234,38 @@ export class CallerAuth {
     const cached = this.tokens.get(key);
     if (cached) {
       // Kept until it expires: an expired token is judged (and refused) once more, then forgotten.
-      if (cached.exp !== undefined && this.now() / 1000 > cached.exp + API_SERVER_LEEWAY_SECONDS) this.tokens.delete(key);
+      const exp = cached.claims.exp;
+      if (exp !== undefined && this.now() / 1000 > exp + API_SERVER_LEEWAY_SECONDS) this.tokens.delete(key);
       return this.judge(cached, route);
     }
     return this.verify(token, key).then((v) => ('result' in v ? v : this.judge(v, route)));
   }
 
-  /** An APIService-bound token may only ask about its own group and version. */
-  checkScope(verdict: Verdict, request: AdmissionRequest): Verdict {
-    const scope = verdict.apiService;
-    if (!scope || (request.kind.group === scope.group && request.kind.version === scope.version)) return verdict;
-    const kind = `${request.kind.group ? request.kind.group + '/' : ''}${request.kind.version}`;
-    return { method: 'bearer_token', result: 'scope_mismatch', reason: `a token bound to APIService ${scope.name} asks about ${kind}` };
+  /** A KEP-6060 token may only ask about the API group it attests (`*`: any). */
+  checkAttestation(verdict: Verdict, request: AdmissionRequest): Verdict {
+    const problem = verdict.bound && attestationProblem(verdict.bound, request.resource.group);
+    return problem ? failed(problem) : verdict;
   }
 
   /** Count the verdict, and log a failing caller at most once a minute (address and reason, never the token). */
   record(verdict: Verdict, route: AuthRoute, req: IncomingMessage): void {
-    tally.add(verdict === OK_TOKEN ? OK_TOKEN_KEY : `${verdict.method}\0${verdict.result}`);
-    if (verdict.result === 'ok') return;
+    const ok = verdict.result === 'ok';
+    tally.add(ok && verdict.method === 'bearer_token' ? OK_TOKEN_KEY : `${verdict.method}\0${verdict.result}`);
+    if (ok) return;
     const address = req.socket.remoteAddress ?? 'unknown';
-    const key = `${address}\0${verdict.result}`;
+    if (!this.due(`${address}\0${verdict.result}`)) return;
+    this.logger.warn('caller not authenticated', { address, route, method: verdict.method, result: verdict.result, reason: verdict.reason, mode: this.mode });
+  }
+
+  /** Whether the line of this key may be logged now (at most once a minute per key, bounded). */
+  private due(key: string): boolean {
     const now = this.now();
     const last = this.logged.get(key);
-    if (last !== undefined && now - last < LOG_EVERY_MS) return;
+    if (last !== undefined && now - last < LOG_EVERY_MS) return false;
     this.logged.delete(key);
     this.logged.set(key, now);
     if (this.logged.size > MAX_LOGGED_CALLERS) this.logged.delete(this.logged.keys().next().value!);
-    this.logger.warn('caller not authenticated', { address, route, method: verdict.method, result: verdict.result, reason: verdict.reason, mode: this.mode });
+    return true;
   }
 
   private withoutToken(socket: TLSSocket): Verdict {
@@ -205,93 +275,72 @@ export class CallerAuth {
     return MISSING;
   }
 
-  private keyLookup(keys: JSONWebKeySet): ReturnType<typeof createLocalJWKSet> {
-    if (this.jwks?.keys !== keys) this.jwks = { keys, lookup: createLocalJWKSet(keys) };
-    return this.jwks.lookup;
+  /** Re-read the key set, unless it was read less than KEY_REFRESH_MS ago. */
+  private async refreshKeys(): Promise<boolean> {
+    if (!this.keySource || this.now() - this.lastKeyRefresh < KEY_REFRESH_MS) return false;
+    this.lastKeyRefresh = this.now();
+    await this.keySource.refresh();
+    return true;
   }
 
   /** Verify the signature (re-reading the key set once for an unknown key id); cache the claims. */
   private async verify(token: string, cacheKey: string): Promise<VerifiedToken | Verdict> {
-    const bad = (reason: string): Verdict => ({ method: 'bearer_token', result: 'invalid_signature', reason });
-    let kid: string;
-    try {
-      kid = String(decodeProtectedHeader(token).kid ?? '');
-    } catch (err) {
-      return bad(`the bearer token is not a JWT: ${(err as Error).message}`);
-    }
+    if (!this.keySource?.keys) await this.refreshKeys();
     let keys = this.keySource?.keys;
-    const published = () => keys?.keys.some((k) => k.kid === kid) ?? false;
-    if (this.keySource && !published() && this.now() - this.lastKeyRefresh >= KEY_REFRESH_MS) {
-      this.lastKeyRefresh = this.now();
-      await this.keySource.refresh();
-      keys = this.keySource.keys;
-    }
     if (!keys) return { method: 'bearer_token', result: 'unknown_issuer', reason: "the cluster's key set is unknown (no cluster access, or issuer discovery failed)" };
-    let payload: Uint8Array;
-    try {
-      ({ payload } = await compactVerify(token, this.keyLookup(keys), { algorithms: ALGORITHMS }));
-    } catch (err) {
-      if (err instanceof errors.JWKSNoMatchingKey) return bad(`signed by a key the cluster does not publish (kid ${JSON.stringify(kid)})`);
-      if (err instanceof errors.JWSSignatureVerificationFailed) return bad("the signature does not verify with the cluster's key");
-      return bad(`the signature cannot be verified: ${(err as Error).message}`);
+    let check: TokenCheck = await verifySignature(token, keys);
+    // A key id we do not know may be a key added since the last read.
+    if (check.problems[0]?.code === 'unknown-key' && (await this.refreshKeys())) {
+      keys = this.keySource?.keys;
+      if (keys) check = await verifySignature(token, keys);
     }
-    let claims: Record<string, any>;
-    try {
-      claims = JSON.parse(new TextDecoder().decode(payload));
-    } catch {
-      return bad('the token claims are not JSON');
-    }
-    if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return bad('the token claims are not a JSON object');
-    const verified = toVerified(kid, claims);
+    if (!check.valid || !check.claims) return failed(check.problems[0]!);
+    const claims = check.claims;
+    const w = claims.webhook;
+    const verified: VerifiedToken = {
+      kid: String(check.header?.kid ?? ''),
+      claims,
+      ok: w ? { ...OK_TOKEN, reason: `bearer token verified, bound to ${WEBHOOK_KINDS[w.kind]} ${w.name}`, bound: claims } : OK_TOKEN,
+    };
     if (this.tokens.size >= MAX_CACHED_TOKENS) this.tokens.delete(this.tokens.keys().next().value!);
     this.tokens.set(cacheKey, verified);
     return verified;
   }
 
-  /** The claims checks, per request: issuer, times, audience, subject, and the route's scope. */
-  private judge(t: VerifiedToken, route: AuthRoute): Verdict {
-    const fail = (result: AuthResult, reason: string): Verdict => ({ method: 'bearer_token', result, reason });
+  /** The accepted issuers: the configured ones, else the served one. */
+  private issuers(): readonly string[] {
     const configured = this.config.bearerToken.issuers;
-    const served = this.keySource?.servedIssuer;
-    const issuers = configured.length ? configured : served ? [served] : [];
-    if (issuers.length === 0) return fail('unknown_issuer', 'the served issuer is unknown (no cluster access, or issuer discovery failed)');
-    if (t.iss === undefined || !issuers.includes(t.iss)) return fail('unknown_issuer', `issuer ${JSON.stringify(t.iss ?? null)} is not accepted (${issuers.join(', ')})`);
-    const now = Math.floor(this.now() / 1000);
-    const leeway = API_SERVER_LEEWAY_SECONDS;
-    if (t.exp !== undefined && now > t.exp + leeway) return fail('expired', `expired ${now - t.exp} s ago`);
-    if (t.nbf !== undefined && t.nbf > now + leeway) return fail('expired', `not valid for another ${t.nbf - now} s (nbf)`);
-    if (t.iat !== undefined && t.iat > now + leeway) return fail('expired', `issued ${t.iat - now} s in the future (iat)`);
-    const accepted = this.audiences[route];
-    if (!t.aud.some((a) => accepted.has(a))) {
-      return fail('wrong_audience', `audiences ${JSON.stringify(t.aud)} include none of ${[...accepted].join(', ')}`);
-    }
-    if (t.sub === undefined || !this.subjects.has(t.sub)) return fail('wrong_subject', `subject ${JSON.stringify(t.sub ?? null)} is not one of ${[...this.subjects].join(', ')}`);
-    if (t.webhook) {
-      const expected = route === 'validate' ? 'validating' : 'mutating';
-      if (t.webhook.kind !== expected) return fail('scope_mismatch', `a token bound to a ${t.webhook.kind} webhook configuration on /${route}`);
-      if (!this.ownWebhooks.has(t.webhook.name)) return fail('scope_mismatch', `bound to webhook configuration ${JSON.stringify(t.webhook.name)}, not tokenguard's (${[...this.ownWebhooks].join(', ')})`);
-    }
-    return t.apiService ? { ...OK_TOKEN, apiService: t.apiService } : OK_TOKEN;
+    if (configured.length) return configured;
+    const issuer = this.keySource?.servedIssuer;
+    if (issuer !== this.served.issuer) this.served = { issuer, list: issuer ? [issuer] : [] };
+    return this.served.list;
   }
-}
 
-function toVerified(kid: string, claims: Record<string, any>): VerifiedToken {
-  const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
-  const k8s = claims['kubernetes.io'] ?? {};
-  const named = (v: any) => (v && typeof v.name === 'string' ? v.name : undefined);
-  const validating = named(k8s.validatingWebhookConfiguration);
-  const mutating = named(k8s.mutatingWebhookConfiguration);
-  const apiService = named(k8s.apiService);
-  const aud = Array.isArray(claims.aud) ? claims.aud.filter((a: unknown) => typeof a === 'string') : typeof claims.aud === 'string' ? [claims.aud] : [];
-  return {
-    kid,
-    iss: typeof claims.iss === 'string' ? claims.iss : undefined,
-    aud,
-    sub: typeof claims.sub === 'string' ? claims.sub : undefined,
-    exp: num(claims.exp),
-    nbf: num(claims.nbf),
-    iat: num(claims.iat),
-    ...(validating !== undefined ? { webhook: { kind: 'validating' as const, name: validating } } : mutating !== undefined ? { webhook: { kind: 'mutating' as const, name: mutating } } : {}),
-    ...(apiService !== undefined ? { apiService: apiServiceScope(apiService) } : {}),
-  };
+  /** The claims checks, per request: issuer, times, a bound token's binding, audience, subject. */
+  private judge(t: VerifiedToken, route: AuthRoute): Verdict {
+    const c = t.claims;
+    const issuers = this.issuers();
+    if (issuers.length === 0) return { method: 'bearer_token', result: 'unknown_issuer', reason: 'the served issuer is unknown (no cluster access, or issuer discovery failed)' };
+    const problem = issuerProblem(c.iss, issuers) ?? fatalTimeProblem(c, Math.floor(this.now() / 1000)) ?? webhookClaimsProblem(c);
+    if (problem) return failed(problem);
+    // A bound token on the wrong route also has the wrong audience; the binding says more.
+    const ok = c.webhook ? this.judgeBinding(t, c.webhook, route) : t.ok;
+    if (ok.result !== 'ok') return ok;
+    const who = audienceProblem(c.aud, this.audiences[route]) ?? subjectProblem(c.sub, this.subjects);
+    return who ? failed(who) : ok;
+  }
+
+  /** A bound token: the route's kind, one of tokenguard's configurations, as it exists now. */
+  private judgeBinding(t: VerifiedToken, w: NonNullable<TokenClaims['webhook']>, route: AuthRoute): Verdict {
+    // (`null` is an answer: no such configuration now.)
+    const live: LiveUid = this.webhookConfigurations ? this.webhookConfigurations.liveUid(w.kind, w.name) : NO_CLUSTER;
+    const known = typeof live !== 'object' || live === null;
+    const problem = bindingProblem(t.claims, { kind: ROUTE_KINDS[route], names: this.ownWebhooks, liveUid: known ? live : undefined });
+    if (problem) return failed(problem);
+    if (known) return t.ok;
+    // The API server cannot be watched: the name has been checked, the uid cannot be.
+    const why = `the uid of ${WEBHOOK_KINDS[w.kind]} ${w.name} is not checked, names only: ${live.unknown}`;
+    if (this.due('\0uid-unchecked')) this.logger.warn('caller authentication checks webhook configuration names only', { reason: why, mode: this.mode });
+    return { ...t.ok, reason: `${t.ok.reason}; ${why}` };
+  }
 }

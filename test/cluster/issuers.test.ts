@@ -10,7 +10,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
 import { discoveryFailures, IssuerMonitor, issuerChanges, JWKS_ACCEPT, JWKS_PATH, jwksChanges } from '../../src/cluster/issuers.js';
-import { parseKeySet, verifyToken } from '../../src/cluster/token-check.js';
+import { parseKeySet, verifyToken } from '../../src/cluster/token-verify.js';
 import { createLogger, type Logger } from '../../src/observability/log.js';
 import { until } from '../helpers/eventually.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';

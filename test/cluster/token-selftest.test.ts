@@ -12,7 +12,7 @@ import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { SERVICE_ACCOUNT_DIR } from '../../src/cluster/kubeconfig.js';
-import { timeProblems, verifyToken } from '../../src/cluster/token-check.js';
+import { readClaims, timeProblems, verifyToken } from '../../src/cluster/token-verify.js';
 import {
   acceptedIssuers,
   clockSkew,
@@ -88,20 +88,20 @@ describe('TokenSelfTest against the fake API server', () => {
     assert.equal(monitor.servedIssuer, SERVED, 'keys were missing, so discovery was read on demand');
   });
 
-  it('incident B: tokens signed with an issuer nobody accepts fail, with an Event naming it', async () => {
+  it('an issuer nobody accepts (the kOps 1.26 outage): the self-test fails, with an Event naming it', async () => {
     const t = selfTest();
     oidc.tokenIssuer = 'https://api.internal.prod.example.com';
     try {
       const r = await t.run();
       assert.equal(r.ok, false);
       const p = r.problems.find((x) => x.code === 'issuer-not-accepted')!;
-      assert.equal(p.incident, 'B');
+      assert.equal(p.cause, 'issuer-change');
       assert.match(p.message, /issuer "https:\/\/api\.internal\.prod\.example\.com" is not accepted/);
       assert.equal(await gauge(selfTestSuccess), 0);
-      assert.ok(lines.some((l) => l.msg === 'token self-test failed' && l.incidents.includes('B')));
+      assert.ok(lines.some((l) => l.msg === 'token self-test failed' && l.causes.includes('issuer-change')));
       const e = oidc.events.at(-1);
       assert.equal(e.reason, 'TokenSelfTestFailed');
-      assert.match(e.message, /ServiceAccount tokenguard\/tokenguard does not pass verification: .*\(incident B in the tokenguard docs\)/);
+      assert.match(e.message, /ServiceAccount tokenguard\/tokenguard does not pass verification: .*\(issuer no longer accepted \(kOps 1\.26 outage, kops#16488\)\)$/);
       // Accepted by a kube-apiserver mirror pod as an additional issuer: passes.
       const withMirror = selfTest({
         mirrorPods: [{ namespace: 'kube-system', name: 'kube-apiserver-a', nodeName: 'a', argv: [`--service-account-issuer=${SERVED}`, '--service-account-issuer', 'https://api.internal.prod.example.com'] }],
@@ -112,7 +112,7 @@ describe('TokenSelfTest against the fake API server', () => {
     }
   });
 
-  it('incident C: the API server clock 2 min ahead: not valid yet, skew measured, two Events', async () => {
+  it('clock skew: the API server clock 2 min ahead: not valid yet, skew measured, two Events', async () => {
     const t = selfTest();
     oidc.clockAheadSeconds = 120;
     try {
@@ -120,7 +120,7 @@ describe('TokenSelfTest against the fake API server', () => {
       assert.equal(r.ok, false);
       assert.ok(r.skewSeconds! >= 119 && r.skewSeconds! <= 121, `skew ${r.skewSeconds}`);
       assert.equal(r.problems.find((p) => p.fatal)!.code, 'not-yet-valid');
-      assert.equal(r.problems.find((p) => p.fatal)!.incident, 'C');
+      assert.equal(r.problems.find((p) => p.fatal)!.cause, 'clock-skew');
       assert.equal(await gauge(clockSkew), r.skewSeconds);
       const reasons = oidc.events.slice(-2).map((e) => e.reason).sort();
       assert.deepEqual(reasons, ['ClockSkew', 'TokenSelfTestFailed']);
@@ -155,7 +155,7 @@ describe('TokenSelfTest against the fake API server', () => {
       // Signs with a key that is not published at all.
       const unpublished = await makeSigningKey('never-published');
       oidc.keys = [unpublished, ...original];
-      const jwks = oidc.jwks;
+      const jwks = oidc.jwks.bind(oidc);
       oidc.jwks = () => ({ keys: original.map((k) => k.jwk) });
       try {
         const r = await t.run();
@@ -230,18 +230,18 @@ describe('token checks (shared with token inspect)', () => {
     const j = await verify(await signToken(key, { issuer: SERVED, audience: 'api', iat: nowS - 3630, lifetimeSeconds: 3600 }));
     assert.deepEqual([j.valid, j.problems.map((p) => p.code)], [true, ['within-leeway']]);
   });
-  it('not yet valid: beyond the leeway is incident C, within it a note', async () => {
+  it('not yet valid: beyond the leeway it is clock skew, within it a note', async () => {
     const f = await verify(await signToken(key, { issuer: SERVED, audience: 'api', iat: nowS + 120 }));
     assert.equal(f.valid, false);
-    assert.deepEqual(f.problems.map((p) => [p.code, p.incident]), [['not-yet-valid', 'C']]);
+    assert.deepEqual(f.problems.map((p) => [p.code, p.cause]), [['not-yet-valid', 'clock-skew']]);
     assert.match(f.problems[0]!.message, /not valid yet: nbf is 2 min ahead of the local clock, beyond the fixed 60 s leeway \(clock skew\)/);
     const w = await verify(await signToken(key, { issuer: SERVED, audience: 'api', iat: nowS + 30 }));
     assert.equal(w.valid, true);
     assert.match(w.problems[0]!.message, /nbf is 30 s ahead of the local clock: accepted only thanks to the fixed 60 s leeway/);
   });
-  it('wrong issuer is incident B; wrong audience; wrong key; malformed', async () => {
+  it('a wrong issuer is an issuer change; wrong audience; wrong key; malformed', async () => {
     const i = await verify(await signToken(key, { issuer: 'https://master.prod.example.com', audience: 'api', iat: nowS }));
-    assert.deepEqual(i.problems.map((p) => [p.code, p.incident]), [['issuer-not-accepted', 'B']]);
+    assert.deepEqual(i.problems.map((p) => [p.code, p.cause]), [['issuer-not-accepted', 'issuer-change']]);
     const a = await verify(await signToken(key, { issuer: SERVED, audience: ['istio-ca'], iat: nowS }), 'api');
     assert.deepEqual(a.problems.map((p) => p.code), ['wrong-audience']);
     assert.match(a.problems[0]!.message, /audiences \["istio-ca"\] do not include "api"/);
@@ -253,10 +253,18 @@ describe('token checks (shared with token inspect)', () => {
       assert.equal(m.problems[0]!.code, 'malformed', garbage);
     }
   });
+  it('claims of the wrong type are read as absent (KEP-6060 ones named as malformed), never a crash', () => {
+    assert.deepEqual(readClaims({ iss: 7, aud: 5, exp: 'soon', jti: {}, 'kubernetes.io': [] }), { iss: undefined, sub: undefined, aud: [], exp: undefined, nbf: undefined, iat: undefined, jti: undefined });
+    const odd = readClaims({ aud: ['a', 1], 'kubernetes.io': { node: { uid: 'x' }, pod: 'web-0', attestations: { admissionReviewAPIGroups: '*' } } });
+    assert.deepEqual([odd.aud, odd.node, odd.pod, odd.admissionReviewAPIGroup], [['a'], undefined, undefined, undefined]);
+    assert.match(odd.malformed!, /admissionReviewAPIGroups is not a one-element list of strings/);
+    const bound = readClaims({ 'kubernetes.io': { mutatingWebhookConfiguration: { name: 'tg', uid: 'u' }, attestations: { admissionReviewAPIGroups: ['apps'] } } });
+    assert.deepEqual([bound.webhook, bound.admissionReviewAPIGroup, bound.malformed], [{ kind: 'mutating', name: 'tg', uid: 'u' }, 'apps', undefined]);
+  });
   it('soon to expire (past 80 % of the lifetime) and past warnafter are notes, not failures', () => {
-    const soon = timeProblems({ iat: nowS - 3000, exp: nowS + 600 }, now);
+    const soon = timeProblems({ aud: [], iat: nowS - 3000, exp: nowS + 600 }, nowS);
     assert.deepEqual(soon.map((p) => [p.code, p.fatal]), [['expiring-soon', false]]);
-    const stale = timeProblems({ iat: nowS - 7200, exp: nowS + 86400 * 300, 'kubernetes.io': { warnafter: nowS - 3600 } }, now);
+    const stale = timeProblems({ aud: [], iat: nowS - 7200, exp: nowS + 86400 * 300, warnafter: nowS - 3600 }, nowS);
     assert.deepEqual(stale.map((p) => p.code), ['past-warnafter']);
     assert.match(stale[0]!.message, /past its warnafter time by 1 h/);
   });

@@ -71,6 +71,8 @@ const RESOURCES: Record<string, { kind: string; groupVersion: string; clusterSco
   jobs: { kind: 'Job', groupVersion: 'batch/v1' },
   cronjobs: { kind: 'CronJob', groupVersion: 'batch/v1' },
   storageclasses: { kind: 'StorageClass', groupVersion: 'storage.k8s.io/v1', clusterScoped: true },
+  validatingwebhookconfigurations: { kind: 'ValidatingWebhookConfiguration', groupVersion: 'admissionregistration.k8s.io/v1', clusterScoped: true },
+  mutatingwebhookconfigurations: { kind: 'MutatingWebhookConfiguration', groupVersion: 'admissionregistration.k8s.io/v1', clusterScoped: true },
 };
 const SERVED_GROUP_VERSIONS = new Set(Object.values(RESOURCES).map((r) => r.groupVersion));
 

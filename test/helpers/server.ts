@@ -5,6 +5,7 @@ import { Engine } from '../../src/admission/engine.js';
 import { resolveConfig, type ConfigOverrides } from '../../src/config/load.js';
 import { callerAuthCAFile, type TokenguardConfig } from '../../src/config/schema.js';
 import type { ClusterView } from '../../src/cluster/view.js';
+import type { WebhookConfigurationView } from '../../src/cluster/webhook-configurations.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import type { AnyPolicy } from '../../src/admission/policy.js';
 import { silentLogger, type Logger } from '../../src/observability/log.js';
@@ -44,6 +45,8 @@ export interface TestServerOptions {
   logger?: Logger;
   /** The key set bearer tokens are verified against (with `server.callerAuth` on). */
   keySource?: KeySource;
+  /** The live webhook configurations KEP-6060 tokens are checked against (with `server.callerAuth` on). */
+  webhookConfigurations?: WebhookConfigurationView;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -51,7 +54,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const policies = opts.policies ?? BUILTIN_POLICIES;
   const config = resolveConfig(opts.config, 'test config', policies, opts.overrides);
   const engine = new Engine({ config, policies, cluster: opts.cluster });
-  const callerAuth = config.server.callerAuth.mode === 'off' ? undefined : new CallerAuth(config.server.callerAuth, opts.keySource, opts.logger ?? silentLogger);
+  const callerAuth = config.server.callerAuth.mode === 'off' ? undefined : new CallerAuth(config.server.callerAuth, { keys: opts.keySource, webhookConfigurations: opts.webhookConfigurations, logger: opts.logger ?? silentLogger });
   const running = await startServer({
     address: '127.0.0.1',
     port: 0,
