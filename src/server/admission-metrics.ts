@@ -2,6 +2,7 @@
 // says why), read by prom-client at scrape time.
 
 import { RouteLatencyHistogram, Tally } from '../observability/metrics.js';
+import { ROUTES, type AdmissionRoute } from '../admission/routes.js';
 import type { Decision } from '../admission/policy.js';
 
 const requests = new Tally(['route', 'decision'] as const);
@@ -28,18 +29,16 @@ export const admissionDuration = new RouteLatencyHistogram(
   [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
 );
 
-type Route = 'validate' | 'mutate';
 /** The tally keys of every review, built once. */
-const REQUEST_KEYS: Record<Route, Record<'allowed' | 'denied' | 'invalid', string>> = {
-  validate: { allowed: 'validate\0allowed', denied: 'validate\0denied', invalid: 'validate\0invalid' },
-  mutate: { allowed: 'mutate\0allowed', denied: 'mutate\0denied', invalid: 'mutate\0invalid' },
-};
+const REQUEST_KEYS = Object.fromEntries(
+  ROUTES.map((r) => [r, { allowed: `${r}\0allowed`, denied: `${r}\0denied`, invalid: `${r}\0invalid` }]),
+) as Record<AdmissionRoute, Record<'allowed' | 'denied' | 'invalid', string>>;
 
 type Outcome = 'denied' | 'warned' | 'patched';
 type OutcomeMode = 'enforce' | 'warn' | 'n/a';
 /** Per policy, the tally key of each (route, outcome, mode), built the first time it is counted. */
 const outcomeKeys = new Map<string, Map<string, string>>();
-function outcomeKey(route: Route, policy: string, outcome: Outcome, mode: OutcomeMode): string {
+function outcomeKey(route: AdmissionRoute, policy: string, outcome: Outcome, mode: OutcomeMode): string {
   let keys = outcomeKeys.get(policy);
   if (keys === undefined) outcomeKeys.set(policy, (keys = new Map<string, string>()));
   // The three enum values select one of a few constant strings: no string is built per review.
@@ -49,13 +48,13 @@ function outcomeKey(route: Route, policy: string, outcome: Outcome, mode: Outcom
   return key;
 }
 const OUTCOME_SLOTS = Object.fromEntries(
-  (['validate', 'mutate'] as const).map((r) => [
+  ROUTES.map((r) => [
     r,
     Object.fromEntries((['denied', 'warned', 'patched'] as const).map((o) => [o, Object.fromEntries((['enforce', 'warn', 'n/a'] as const).map((m) => [m, `${r}/${o}/${m}`]))])),
   ]),
-) as Record<Route, Record<Outcome, Record<OutcomeMode, string>>>;
+) as Record<AdmissionRoute, Record<Outcome, Record<OutcomeMode, string>>>;
 
-export function observeDecision(route: Route, d: Decision, warningCount: number, seconds: number): void {
+export function observeDecision(route: AdmissionRoute, d: Decision, warningCount: number, seconds: number): void {
   requests.add(REQUEST_KEYS[route][d.allowed ? 'allowed' : 'denied']);
   admissionDuration.observe(route, seconds);
   if (warningCount > 0) warnings.add(route, warningCount);
@@ -65,6 +64,6 @@ export function observeDecision(route: Route, d: Decision, warningCount: number,
   if (d.patch) for (const p of d.fired) policyOutcomes.add(outcomeKey(route, p, 'patched', 'n/a'));
 }
 
-export function observeInvalid(route: Route): void {
+export function observeInvalid(route: AdmissionRoute): void {
   requests.add(REQUEST_KEYS[route].invalid);
 }

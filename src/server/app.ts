@@ -3,6 +3,10 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Readiness } from '../observability/readiness.js';
 import { registry } from '../observability/metrics.js';
+import { ADMISSION_ROUTES, ROUTES } from '../admission/routes.js';
+
+const ADMISSION_PATHS = ROUTES.map((r) => ADMISSION_ROUTES[r].path);
+const ROUTE_LIST = [...ADMISSION_PATHS.map((p) => `POST ${p}`), 'GET /healthz', 'GET /readyz', 'GET /metrics'].join(', ');
 
 export function createApp(readiness: Readiness): Express {
   const app = express();
@@ -27,16 +31,16 @@ export function createApp(readiness: Readiness): Express {
     }
   });
 
-  // POSTs to the admission routes never get here (see admission-handler.ts): any other method does.
+  // POSTs to the admission routes never get here (see admission-pipeline.ts): any other method does.
   // (A POST lands here only for a variant such as `/validate/`: that is an unknown route.)
-  app.all(['/validate', '/mutate'], (req, res, next) => {
+  app.all(ADMISSION_PATHS, (req, res, next) => {
     if (req.method === 'POST') return next();
     res.set('allow', 'POST');
     res.status(405).json({ error: { code: 405, message: `method ${req.method} not allowed on ${req.path}: use POST with an AdmissionReview` } });
   });
 
   app.use((req, res) => {
-    res.status(404).json({ error: { code: 404, message: `no route ${req.method} ${req.path}; routes: POST /validate, POST /mutate, GET /healthz, GET /readyz, GET /metrics` } });
+    res.status(404).json({ error: { code: 404, message: `no route ${req.method} ${req.path}; routes: ${ROUTE_LIST}` } });
   });
 
   app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {

@@ -43,11 +43,11 @@ import {
   type TokenCheck,
   type TokenClaims,
   type TokenProblem,
-  type WebhookKind,
 } from '../cluster/token-verify.js';
 import type { LiveUid, WebhookConfigurationView } from '../cluster/webhook-configurations.js';
 import type { Logger } from '../observability/log.js';
 import { Tally } from '../observability/metrics.js';
+import { ADMISSION_ROUTES, type AdmissionRoute } from '../admission/routes.js';
 
 export type AuthMethod = 'client_certificate' | 'bearer_token' | 'none';
 export type AuthResult =
@@ -63,7 +63,6 @@ export type AuthResult =
   | 'wrong_route'
   | 'stale_uid'
   | 'wrong_attestation';
-export type AuthRoute = 'validate' | 'mutate';
 
 export interface Verdict {
   method: AuthMethod;
@@ -93,8 +92,6 @@ export interface CallerAuthOptions {
   now?: () => number;
 }
 
-const ROUTE_PATHS: Record<AuthRoute, string> = { validate: '/validate', mutate: '/mutate' };
-const ROUTE_KINDS: Record<AuthRoute, WebhookKind> = { validate: 'validating', mutate: 'mutating' };
 /** A JWT of kube-apiserver is about 1 KiB; anything far longer is not one. */
 const MAX_TOKEN_CHARS = 16 * 1024;
 const MAX_CACHED_TOKENS = 10_000;
@@ -130,10 +127,10 @@ const RESULTS: Record<TokenProblem['code'], AuthResult> = {
 };
 
 /** The audiences tokenguard's Service URL implies for a route: with and without the path (and :443). */
-export function derivedAudiences(service: CallerAuthConfig['bearerToken']['service'], route: AuthRoute): string[] {
+export function derivedAudiences(service: CallerAuthConfig['bearerToken']['service'], route: AdmissionRoute): string[] {
   const host = `${service.name}.${service.namespace}.svc`;
   const hosts = service.port === 443 ? [`https://${host}`, `https://${host}:443`] : [`https://${host}:${service.port}`];
-  return hosts.flatMap((h) => [h, h + ROUTE_PATHS[route]]);
+  return hosts.flatMap((h) => [h, h + ADMISSION_ROUTES[route].path]);
 }
 
 /** A token whose signature verified: its claims, judged again on each request. */
@@ -161,7 +158,7 @@ const failed = (p: TokenProblem): Verdict => ({ method: 'bearer_token', result: 
 
 export class CallerAuth {
   readonly mode: 'audit' | 'enforce';
-  private readonly audiences: Record<AuthRoute, Set<string>>;
+  private readonly audiences: Record<AdmissionRoute, Set<string>>;
   private readonly subjects: Set<string>;
   private readonly ownWebhooks: Set<string>;
   private readonly keySource?: KeySource;
@@ -209,7 +206,7 @@ export class CallerAuth {
    * The verdict on the caller of `req`, from its headers and TLS session alone (the body is not
    * needed): at once from the cache, or a promise when a token's signature must be verified.
    */
-  authenticate(route: AuthRoute, req: IncomingMessage): Verdict | Promise<Verdict> {
+  authenticate(route: AdmissionRoute, req: IncomingMessage): Verdict | Promise<Verdict> {
     const socket = req.socket as TLSSocket;
     if (this.config.clientCertificate && socket.authorized) return OK_CERTIFICATE;
     const header = req.headers.authorization;
@@ -248,7 +245,7 @@ export class CallerAuth {
   }
 
   /** Count the verdict, and log a failing caller at most once a minute (address and reason, never the token). */
-  record(verdict: Verdict, route: AuthRoute, req: IncomingMessage): void {
+  record(verdict: Verdict, route: AdmissionRoute, req: IncomingMessage): void {
     const ok = verdict.result === 'ok';
     tally.add(ok && verdict.method === 'bearer_token' ? OK_TOKEN_KEY : `${verdict.method}\0${verdict.result}`);
     if (ok) return;
@@ -317,7 +314,7 @@ export class CallerAuth {
   }
 
   /** The claims checks, per request: issuer, times, a bound token's binding, audience, subject. */
-  private judge(t: VerifiedToken, route: AuthRoute): Verdict {
+  private judge(t: VerifiedToken, route: AdmissionRoute): Verdict {
     const c = t.claims;
     const issuers = this.issuers();
     if (issuers.length === 0) return { method: 'bearer_token', result: 'unknown_issuer', reason: 'the served issuer is unknown (no cluster access, or issuer discovery failed)' };
@@ -331,11 +328,11 @@ export class CallerAuth {
   }
 
   /** A bound token: the route's kind, one of tokenguard's configurations, as it exists now. */
-  private judgeBinding(t: VerifiedToken, w: NonNullable<TokenClaims['webhook']>, route: AuthRoute): Verdict {
+  private judgeBinding(t: VerifiedToken, w: NonNullable<TokenClaims['webhook']>, route: AdmissionRoute): Verdict {
     // (`null` is an answer: no such configuration now.)
     const live: LiveUid = this.webhookConfigurations ? this.webhookConfigurations.liveUid(w.kind, w.name) : NO_CLUSTER;
     const known = typeof live !== 'object' || live === null;
-    const problem = bindingProblem(t.claims, { kind: ROUTE_KINDS[route], names: this.ownWebhooks, liveUid: known ? live : undefined });
+    const problem = bindingProblem(t.claims, { kind: ADMISSION_ROUTES[route].webhook, names: this.ownWebhooks, liveUid: known ? live : undefined });
     if (problem) return failed(problem);
     if (known) return t.ok;
     // The API server cannot be watched: the name has been checked, the uid cannot be.

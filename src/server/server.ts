@@ -5,7 +5,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Engine } from '../admission/engine.js';
-import { admissionRoute, createAdmissionHandler, expectsContinue } from './admission-handler.js';
+import { admissionRoute } from '../admission/routes.js';
+import { createAdmissionPipeline, expectsContinue } from './admission-pipeline.js';
 import { createApp } from './app.js';
 import type { Logger } from '../observability/log.js';
 import { Readiness } from '../observability/readiness.js';
@@ -57,13 +58,13 @@ export interface RequestListenerOptions {
 /** The whole request routing, without the listener: the hot path first, express for the rest. */
 export function createRequestListener(opts: RequestListenerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const app = createApp(opts.readiness);
-  const handleAdmission = createAdmissionHandler(opts);
+  const admit = createAdmissionPipeline(opts);
   return (req, res) => {
     opts.track?.(req, res);
     if (opts.shuttingDown?.()) res.setHeader('connection', 'close');
     const route = admissionRoute(req.method, req.url);
     // The admission handler sends `100 Continue` itself, once the headers pass its checks.
-    if (route) handleAdmission(route, req, res);
+    if (route) admit(route, req, res);
     else {
       if (expectsContinue(req)) res.writeContinue();
       app(req, res);

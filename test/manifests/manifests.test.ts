@@ -17,7 +17,7 @@ import { VALIDATING_WEBHOOK } from '../../src/cli/check.js';
 import { CLUSTER_API_ACCESS } from '../../src/cluster/access.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
-import { admissionRoute } from '../../src/server/admission-handler.js';
+import { admissionRoute } from '../../src/admission/routes.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { certsIn, PROJECT_ROOT } from '../helpers/tls.js';

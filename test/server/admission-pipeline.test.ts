@@ -1,11 +1,15 @@
 // The admission routes end to end over real HTTPS with test-only policies: the response format
 // (uid, allowed, status, warnings, auditAnnotations, base64 JSON Patch), idempotence through the
-// wire, dry-run, and the one JSON log line per decision.
+// wire, dry-run, and the one JSON log line per decision; then each step of the pipeline alone.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fastJsonPatch from 'fast-json-patch';
-import type { AnyPolicy } from '../../src/admission/policy.js';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type { Engine } from '../../src/admission/engine.js';
+import type { AnyPolicy, Decision } from '../../src/admission/policy.js';
+import { decodeBody, evaluate, headerRefusal, readBody, type Refusal } from '../../src/server/admission-pipeline.js';
 import { createLogger } from '../../src/observability/log.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -229,5 +233,73 @@ describe('policies with bugs', () => {
     } finally {
       await server.shutdown();
     }
+  });
+});
+
+// Each step of the pipeline alone (src/server/admission-pipeline.ts), without a server.
+describe('pipeline steps', () => {
+  const headers = (h: Record<string, string>) => ({ headers: h }) as unknown as IncomingMessage;
+
+  it('headerRefusal: a body that is not JSON (415) or declared over the limit (413, closing)', () => {
+    assert.equal(headerRefusal(headers({ 'content-type': 'application/json; charset=utf-8', 'content-length': '10' }), 100), undefined);
+    assert.deepEqual(headerRefusal(headers({ 'content-type': 'text/plain' }), 100), { status: 415, message: 'Content-Type must be application/json, got "text/plain"' });
+    assert.deepEqual(headerRefusal(headers({ 'content-type': 'application/json', 'content-length': '101' }), 100), {
+      status: 413,
+      message: 'request body of 101 bytes exceeds the limit of 100 bytes',
+      close: true,
+    });
+  });
+
+  it('readBody: the bytes of several chunks, or a 413 once the limit is passed (reported once)', () => {
+    const read = (chunks: string[], limit: number) => {
+      const req = new EventEmitter() as IncomingMessage;
+      const got: (Buffer | Refusal)[] = [];
+      readBody(req, limit, (b) => got.push(b));
+      for (const c of chunks) req.emit('data', Buffer.from(c));
+      req.emit('end');
+      return got;
+    };
+    assert.deepEqual(read(['{"a":', '1}'], 100).map(String), ['{"a":1}']);
+    assert.deepEqual(read(['12345', '67890', 'x'], 8), [{ status: 413, message: 'request body exceeds the limit of 8 bytes', close: true }]);
+  });
+
+  it('decodeBody: the request, or why there is none (empty, not JSON, not an AdmissionReview)', () => {
+    const review = reviewByPrefix('006');
+    const decoded = decodeBody(Buffer.from(JSON.stringify(review)));
+    assert.equal((decoded as { uid: string }).uid, review.request.uid);
+    assert.deepEqual(decodeBody(Buffer.alloc(0)), { status: 400, message: 'empty body: expected an admission.k8s.io/v1 AdmissionReview' });
+    assert.match((decodeBody(Buffer.from('{"apiVersion":')) as Refusal).message, /^body is not valid JSON: /);
+    assert.deepEqual(decodeBody(Buffer.from('{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}')), {
+      status: 400,
+      message: 'invalid AdmissionReview: request: must have required property \'request\'',
+    });
+  });
+
+  it('evaluate: a throwing or rejecting engine fails open with a warning, once', async () => {
+    const request = reviewByPrefix('006').request;
+    const lines: string[] = [];
+    const logger = createLogger('debug', (l) => lines.push(l));
+    const broken = (validate: () => unknown) => ({ validate, mutate: validate }) as unknown as Engine;
+    const answers: Decision[] = [];
+    evaluate(broken(() => { throw new Error('boom'); }), 'validate', request, logger, (d) => answers.push(d));
+    await new Promise<void>((resolve) => evaluate(broken(() => Promise.reject(new Error('late boom'))), 'validate', request, logger, (d) => resolve(void answers.push(d))));
+    assert.equal(answers.length, 2);
+    for (const d of answers) assert.deepEqual([d.allowed, d.warnings], [true, ['tokenguard: internal error, request not checked; see the tokenguard logs']]);
+    assert.deepEqual(lines.map((l) => JSON.parse(l).msg), ['engine failed', 'engine failed']);
+  });
+
+  it('evaluate: a decision whose answer throws fails open instead of escaping', () => {
+    const request = reviewByPrefix('006').request;
+    const engine = { validate: () => ({ allowed: true, warnings: [], auditAnnotations: {}, findings: [], fired: [] }) } as unknown as Engine;
+    const answers: Decision[] = [];
+    let first = true;
+    evaluate(engine, 'validate', request, createLogger('error', () => {}), (d) => {
+      if (first) {
+        first = false;
+        throw new Error('socket gone');
+      }
+      answers.push(d);
+    });
+    assert.equal(answers[0]?.warnings[0], 'tokenguard: internal error, request not checked; see the tokenguard logs');
   });
 });
