@@ -87,7 +87,8 @@ function fingerprint(keys: JSONWebKeySet): string {
 
 const keyIds = (keys: JSONWebKeySet) => keys.keys.map((k) => k.kid ?? '(no kid)');
 
-export class IssuerMonitor implements IssuerView {
+/** Reads discovery now and every `refreshSeconds` (start, stop) and on demand (refresh). */
+export class IssuerMonitor extends Periodic implements IssuerView {
   servedIssuer?: string;
   fetchedAt?: Date;
   error?: string;
@@ -95,23 +96,17 @@ export class IssuerMonitor implements IssuerView {
   jwksUri?: string;
   keys?: JSONWebKeySet;
   private keysFingerprint?: string;
-  private readonly schedule: Periodic;
   private inflight?: Promise<void>;
   private readonly clock: () => Date;
   private readonly keyListeners: ((removedKeyIds: string[]) => void)[] = [];
 
   constructor(private readonly opts: IssuerMonitorOptions) {
+    super(opts.refreshSeconds);
     this.clock = opts.clock ?? (() => new Date());
-    this.schedule = new Periodic(() => this.refresh(), this.opts.refreshSeconds);
   }
 
-  /** First read now, then every `refreshSeconds`. */
-  start(): void {
-    this.schedule.start();
-  }
-
-  stop(): void {
-    this.schedule.stop();
+  protected tick(): Promise<unknown> {
+    return this.refresh();
   }
 
   /** Read discovery and keys now; concurrent callers share one read. Never rejects. */

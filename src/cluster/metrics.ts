@@ -13,43 +13,30 @@ export function trackReflector(r: Reflector<unknown>): () => void {
   return () => live.delete(r);
 }
 
-function perResource(set: (resource: string, value: number) => void, value: (r: Reflector<unknown>) => number): void {
-  for (const r of live) set(r.resource, value(r));
+/** A gauge per resource, read from every live cache at scrape time. */
+function perResource(name: string, help: string, value: (r: Reflector<unknown>, now: number) => number): Gauge<'resource'> {
+  return new Gauge({
+    name,
+    help,
+    labelNames: ['resource'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const now = Date.now();
+      for (const r of live) this.set({ resource: r.resource }, value(r, now));
+    },
+  });
 }
 
-export const cacheObjects = new Gauge({
-  name: 'tokenguard_cache_objects',
-  help: 'Objects held in the cluster cache, by resource.',
-  labelNames: ['resource'] as const,
-  registers: [registry],
-  collect() {
-    this.reset();
-    perResource((resource, v) => this.set({ resource }, v), (r) => r.items.size);
-  },
-});
+export const cacheObjects = perResource('tokenguard_cache_objects', 'Objects held in the cluster cache, by resource.', (r) => r.items.size);
 
-export const cacheSynced = new Gauge({
-  name: 'tokenguard_cache_synced',
-  help: '1 once the cache of this resource completed its first LIST, else 0.',
-  labelNames: ['resource'] as const,
-  registers: [registry],
-  collect() {
-    this.reset();
-    perResource((resource, v) => this.set({ resource }, v), (r) => (r.synced ? 1 : 0));
-  },
-});
+export const cacheSynced = perResource('tokenguard_cache_synced', '1 once the cache of this resource completed its first LIST, else 0.', (r) => (r.synced ? 1 : 0));
 
-export const cacheStaleSeconds = new Gauge({
-  name: 'tokenguard_cache_stale_seconds',
-  help: 'Seconds since the watch of this resource went down (0 while it is open); past cluster.staleAfterSeconds the cache is not trusted.',
-  labelNames: ['resource'] as const,
-  registers: [registry],
-  collect() {
-    this.reset();
-    const now = Date.now();
-    perResource((resource, v) => this.set({ resource }, v), (r) => (r.downSince === undefined ? 0 : (now - r.downSince) / 1000));
-  },
-});
+export const cacheStaleSeconds = perResource(
+  'tokenguard_cache_stale_seconds',
+  'Seconds since the watch of this resource went down (0 while it is open); past cluster.staleAfterSeconds the cache is not trusted.',
+  (r, now) => (r.downSince === undefined ? 0 : (now - r.downSince) / 1000),
+);
 
 export const watchRestarts = new Counter({
   name: 'tokenguard_watch_restarts_total',

@@ -1,19 +1,19 @@
 // A task run once at start and then on an interval, without keeping the process alive: the
-// shape of issuer discovery and the token self-test.
+// shape of issuer discovery and the token self-test, which extend it.
 
-export class Periodic {
+export abstract class Periodic {
   private timer?: NodeJS.Timeout;
 
-  constructor(
-    private readonly task: () => Promise<unknown>,
-    private readonly intervalSeconds: number,
-  ) {}
+  constructor(private readonly intervalSeconds: number) {}
+
+  /** The task; it must never reject (it reports its own failures). */
+  protected abstract tick(): Promise<unknown>;
 
   /** A first run now, then every `intervalSeconds`; a second start() is a no-op. */
   start(): void {
     if (this.timer) return;
-    void this.task();
-    this.timer = setInterval(() => void this.task(), this.intervalSeconds * 1000);
+    void this.tick();
+    this.timer = setInterval(() => void this.tick(), this.intervalSeconds * 1000);
     this.timer.unref();
   }
 

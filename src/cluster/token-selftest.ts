@@ -94,25 +94,20 @@ export interface TokenSelfTestOptions {
   clock?: () => Date;
 }
 
-export class TokenSelfTest {
+/** A self-test now and every `intervalSeconds` (start, stop), or one on demand (run). */
+export class TokenSelfTest extends Periodic {
   last?: SelfTestResult;
-  private readonly schedule: Periodic;
   private readonly api: CoreV1Api;
   private readonly clock: () => Date;
 
   constructor(private readonly opts: TokenSelfTestOptions) {
+    super(opts.intervalSeconds);
     this.api = opts.kc.makeApiClient(CoreV1Api);
     this.clock = opts.clock ?? (() => new Date());
-    this.schedule = new Periodic(() => this.run(), this.opts.intervalSeconds);
   }
 
-  /** A first run now, then every `intervalSeconds`. */
-  start(): void {
-    this.schedule.start();
-  }
-
-  stop(): void {
-    this.schedule.stop();
+  protected tick(): Promise<unknown> {
+    return this.run();
   }
 
   /** One self-test; never rejects. Updates the metrics, logs and records an Event on failure or skew (awaited). */

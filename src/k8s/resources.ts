@@ -12,46 +12,29 @@ export interface KnownResource {
   namespaced: boolean;
 }
 
-const r = (group: string, kind: string, resource: string, namespaced = true): KnownResource => ({
-  group,
-  kind,
-  resource,
-  namespaced,
-});
+/** The kinds tokenguard knows, by API group; their resource names follow the regular plural rules. */
+const KINDS_BY_GROUP: Record<string, readonly string[]> = {
+  '': ['Pod', 'PodTemplate', 'ReplicationController', 'ConfigMap', 'Secret', 'Service', 'ServiceAccount', 'Event', 'PersistentVolumeClaim', 'PersistentVolume', 'Namespace', 'Node'],
+  apps: ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet'],
+  batch: ['Job', 'CronJob'],
+  policy: ['PodDisruptionBudget'],
+  'storage.k8s.io': ['StorageClass'],
+  'rbac.authorization.k8s.io': ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'],
+  'admissionregistration.k8s.io': ['ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration'],
+  'apiextensions.k8s.io': ['CustomResourceDefinition'],
+  'controlplane.cluster.x-k8s.io': ['KubeadmControlPlane'],
+  'cert-manager.io': ['Issuer', 'ClusterIssuer', 'Certificate'],
+};
 
-export const KNOWN_RESOURCES: readonly KnownResource[] = [
-  r('', 'Pod', 'pods'),
-  r('', 'PodTemplate', 'podtemplates'),
-  r('', 'ReplicationController', 'replicationcontrollers'),
-  r('', 'ConfigMap', 'configmaps'),
-  r('', 'Secret', 'secrets'),
-  r('', 'Service', 'services'),
-  r('', 'ServiceAccount', 'serviceaccounts'),
-  r('', 'Event', 'events'),
-  r('', 'PersistentVolumeClaim', 'persistentvolumeclaims'),
-  r('', 'PersistentVolume', 'persistentvolumes', false),
-  r('', 'Namespace', 'namespaces', false),
-  r('', 'Node', 'nodes', false),
-  r('apps', 'Deployment', 'deployments'),
-  r('apps', 'StatefulSet', 'statefulsets'),
-  r('apps', 'DaemonSet', 'daemonsets'),
-  r('apps', 'ReplicaSet', 'replicasets'),
-  r('batch', 'Job', 'jobs'),
-  r('batch', 'CronJob', 'cronjobs'),
-  r('policy', 'PodDisruptionBudget', 'poddisruptionbudgets'),
-  r('storage.k8s.io', 'StorageClass', 'storageclasses', false),
-  r('rbac.authorization.k8s.io', 'Role', 'roles'),
-  r('rbac.authorization.k8s.io', 'RoleBinding', 'rolebindings'),
-  r('rbac.authorization.k8s.io', 'ClusterRole', 'clusterroles', false),
-  r('rbac.authorization.k8s.io', 'ClusterRoleBinding', 'clusterrolebindings', false),
-  r('admissionregistration.k8s.io', 'ValidatingWebhookConfiguration', 'validatingwebhookconfigurations', false),
-  r('admissionregistration.k8s.io', 'MutatingWebhookConfiguration', 'mutatingwebhookconfigurations', false),
-  r('apiextensions.k8s.io', 'CustomResourceDefinition', 'customresourcedefinitions', false),
-  r('controlplane.cluster.x-k8s.io', 'KubeadmControlPlane', 'kubeadmcontrolplanes'),
-  r('cert-manager.io', 'Issuer', 'issuers'),
-  r('cert-manager.io', 'ClusterIssuer', 'clusterissuers', false),
-  r('cert-manager.io', 'Certificate', 'certificates'),
-];
+/** The known kinds that are cluster-scoped; every other known kind is namespaced. */
+const CLUSTER_SCOPED = new Set([
+  'PersistentVolume', 'Namespace', 'Node', 'StorageClass', 'ClusterRole', 'ClusterRoleBinding',
+  'ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration', 'CustomResourceDefinition', 'ClusterIssuer',
+]);
+
+export const KNOWN_RESOURCES: readonly KnownResource[] = Object.entries(KINDS_BY_GROUP).flatMap(([group, kinds]) =>
+  kinds.map((kind) => ({ group, kind, resource: guessResource(kind), namespaced: !CLUSTER_SCOPED.has(kind) })),
+);
 
 const byKind = new Map(KNOWN_RESOURCES.map((k) => [`${k.group}/${k.kind}`, k]));
 const byResource = new Map(KNOWN_RESOURCES.map((k) => [`${k.group}/${k.resource}`, k]));
