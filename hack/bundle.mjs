@@ -63,6 +63,15 @@ const result = await esbuild.build({
   chunkNames: '[name]-[hash]',
   metafile: true,
   logLevel: 'warning',
+}).catch((err) => {
+  // esbuild has printed each error with its place; say what it means, without a stack trace.
+  const unresolved = [...new Set((err.errors ?? []).map((e) => /^Could not resolve "([^"]+)"/.exec(e.text)?.[1]).filter(Boolean))];
+  process.stderr.write(
+    unresolved.length
+      ? `bundle failed: cannot resolve ${unresolved.join(', ')}: missing from package.json or from node_modules\n`
+      : `bundle failed: ${err.message}\n`,
+  );
+  process.exit(1);
 });
 // Every package with code in the bundle: name, version, declared licence and its licence files.
 const packages = new Map();
