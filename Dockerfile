@@ -11,6 +11,7 @@ ARG NODE_VERSION=20
 # 1. Install, check, bundle.
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /tokenguard
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false
 COPY package.json package-lock.json ./
 COPY hack/check-deps.mjs ./hack/
 # `npm ci` has been seen to print "npm error Exit handler never called!", exit 0 and leave a partial
@@ -20,7 +21,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund >/tmp/npm-ci.log 2>&1; rc=$?; c
     if [ "$rc" -ne 0 ]; then echo "npm ci failed (exit $rc)" >&2; exit "$rc"; fi; \
     if grep -q 'Exit handler never called' /tmp/npm-ci.log; then echo 'npm ci stopped early (Exit handler never called!)' >&2; exit 1; fi; \
     node hack/check-deps.mjs
-# What the runtime image holds from node_modules: exactly the production tree, as an SBOM.
+# The production dependency tree the bundle is made from, as a CycloneDX SBOM (the bundle holds what
+# of it is reached from src/: dist/bundle/THIRD-PARTY-NOTICES.txt lists those packages).
 RUN npm sbom --sbom-format cyclonedx --omit=dev > /tokenguard/sbom.cdx.json \
  && node -e 'const s = require("/tokenguard/sbom.cdx.json"); if (!s.components?.length) throw new Error("empty SBOM"); console.log(`SBOM: ${s.components.length} components`)'
 COPY tsconfig.json ./
