@@ -84,23 +84,18 @@ export default Ajv;
 }
 
 /**
- * Record the schemas src/ compiles at start-up and generate their standalone validators. Never
- * fails the bundle: on any problem it says so and returns no validators (start-up compiles them).
+ * Record the schemas src/ compiles at start-up and generate their standalone validators; `common`:
+ * the esbuild options of the real bundle (format, platform, banner). Never fails the bundle: on any problem it says so and returns no validators (start-up compiles them).
  */
-export async function precompileAjv(root, { banner }) {
+export async function precompileAjv(root, common) {
   const validators = new Map();
   const dir = mkdtempSync(join(tmpdir(), 'tokenguard-ajv-'));
   try {
     const recorder = join(dir, 'recorder.mjs');
     await esbuild.build({
-      absWorkingDir: root,
+      ...common,
       stdin: { contents: RECORDER_ENTRY, resolveDir: root, loader: 'ts', sourcefile: 'ajv-recorder.ts' },
       outfile: recorder,
-      bundle: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      banner: { js: banner },
       plugins: [ajvPlugin(root, undefined)],
       logLevel: 'error',
     });

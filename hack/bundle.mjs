@@ -37,23 +37,26 @@ function revision() {
 const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 const info = { version, revision: revision() };
 
-// The CommonJS packages (express and its tree, prom-client, ...) call require() for Node's own
-// modules; an ES module has no require, so each output file gets one.
-const banner = "import { createRequire as __tokenguardCreateRequire } from 'node:module'; const require = __tokenguardCreateRequire(import.meta.url);";
-
-rmSync(join(ROOT, 'dist', 'bundle'), { recursive: true, force: true });
-// ajv's validators generated now rather than at every start (hack/ajv-precompile.mjs says how).
-const validators = await precompileAjv(ROOT, { banner });
-const result = await esbuild.build({
+// What both builds share (this one and hack/ajv-precompile.mjs's recorder): ESM for Node 20. The
+// CommonJS packages (express and its tree, prom-client, ...) call require() for Node's own modules;
+// an ES module has no require, so each output file gets one.
+const common = {
   absWorkingDir: ROOT,
-  entryPoints: ['src/cli/main.ts'],
-  outdir: OUT,
   bundle: true,
-  splitting: true,
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  banner: { js: banner },
+  banner: { js: "import { createRequire as __tokenguardCreateRequire } from 'node:module'; const require = __tokenguardCreateRequire(import.meta.url);" },
+};
+
+rmSync(join(ROOT, 'dist', 'bundle'), { recursive: true, force: true });
+// ajv's validators generated now rather than at every start (hack/ajv-precompile.mjs says how).
+const validators = await precompileAjv(ROOT, common);
+const result = await esbuild.build({
+  ...common,
+  entryPoints: ['src/cli/main.ts'],
+  outdir: OUT,
+  splitting: true,
   plugins: [ajvPlugin(ROOT, validators)],
   define: { TOKENGUARD_BUILD_INFO: JSON.stringify(info) },
   minifyWhitespace: true,
