@@ -26,14 +26,16 @@
 // Environment: BENCH_DURATION (seconds per scenario per round, default 3), BENCH_ROUNDS (default 5),
 // BENCH_WARMUP (seconds, default 2), BENCH_CONNECTIONS (default 16), BENCH_SKIP_PVC=1 to skip the
 // PVC cache benchmark, BENCH_ONLY (comma-separated scenario keys, with their references),
-// BENCH_GENERATOR=epoll (the load generator sleeps between answers instead of busy-polling).
+// BENCH_GENERATOR=epoll (the load generator sleeps between answers instead of busy-polling),
+// BENCH_TARGET=bundle (the servers run the esbuild bundle, dist/bundle/cli/main.js, as the image
+// does, instead of the tsc build; the PVC cache benchmark runs in-process and is the same either way).
 
 import fastJsonPatch from 'fast-json-patch';
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, pin, untilListening } from './host.js';
 import type { LoadRequest, LoadResult } from './load-generator.js';
@@ -42,7 +44,10 @@ import { runPvcCacheBench } from './pvc-cache.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
-const MAIN = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+/** The CLI under test: the tsc build, or with BENCH_TARGET=bundle the esbuild bundle the container image runs. */
+const TARGET = process.env.BENCH_TARGET ?? 'tsc';
+if (TARGET !== 'tsc' && TARGET !== 'bundle') throw new Error(`BENCH_TARGET must be tsc or bundle, got ${JSON.stringify(TARGET)}`);
+const MAIN = TARGET === 'bundle' ? join(ROOT, 'dist', 'bundle', 'cli', 'main.js') : join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const REVIEWS = join(ROOT, 'test', 'fixtures', 'admission-reviews');
 
 function envNumber(name: string, fallback: number): number {
@@ -241,6 +246,7 @@ async function main(): Promise<void> {
       POLL === 'spin' ? 'the load generator busy-polls (BENCH_GENERATOR=epoll: it sleeps between answers)' : 'the load generator sleeps in epoll_wait between answers',
       canPin ? 'servers and yardstick pinned to CPU 0, the load generator to CPU 1 (taskset)' : 'taskset or a second CPU unavailable: processes are not pinned',
       `Pod CREATE review: ${pod.length} bytes; Deployment CREATE review: ${deployment.length} bytes`,
+      `tokenguard under test: ${relative(ROOT, MAIN)} (BENCH_TARGET=${TARGET})`,
       '',
     ].join('\n'),
   );

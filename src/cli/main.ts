@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // tokenguard: the command-line entry. Each subcommand lives in its own module.
 
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { buildInfo } from '../observability/build-info.js';
 import { UsageError, type Command } from './command.js';
 import { errorMessage, errorStack } from '../observability/errors.js';
 
@@ -25,11 +25,6 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
   },
 ];
 
-export function version(): string {
-  const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));
-  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
-}
-
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
   return [
@@ -42,7 +37,7 @@ function usage(): string {
     '',
     'Flags:',
     '  -h, --help     show help (also: tokenguard <command> --help)',
-    '  -v, --version  print the version',
+    '  -v, --version  print the version and the source revision',
   ].join('\n');
 }
 
@@ -53,7 +48,8 @@ export async function main(argv: string[]): Promise<number> {
     return first ? 0 : 2;
   }
   if (first === '-v' || first === '--version' || first === 'version') {
-    process.stdout.write(`tokenguard ${version()}\n`);
+    const { version, revision } = buildInfo();
+    process.stdout.write(`tokenguard ${version} (revision ${revision})\n`);
     return 0;
   }
   // Multi-word commands ("token inspect") match on as many words as they have.

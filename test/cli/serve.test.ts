@@ -22,11 +22,11 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}) {
 }
 
 describe('tokenguard CLI', () => {
-  it('--version prints the package version', () => {
+  it('--version prints the package version and the source revision', () => {
     const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8'));
     const r = run(['--version']);
     assert.equal(r.status, 0);
-    assert.equal(r.stdout, `tokenguard ${pkg.version}\n`);
+    assert.match(r.stdout, new RegExp(`^tokenguard ${pkg.version.replaceAll('.', '\\.')} \\(revision ([0-9a-f]{40}(-dirty)?|unknown)\\)\n$`));
   });
 
   it('--help lists serve; serve --help documents every flag', () => {

@@ -12,6 +12,7 @@ import { freePort } from './ports.js';
 import { makeCerts, PROJECT_ROOT, type CertSet } from './tls.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'src', 'cli', 'main.js');
+export const BUNDLE_CLI = join(PROJECT_ROOT, 'dist', 'bundle', 'cli', 'main.js');
 
 export interface TokenguardOptions {
   dir: string;
@@ -24,6 +25,8 @@ export interface TokenguardOptions {
   /** Merged over the suite's base config (server address, port, certificates, cluster). */
   config?: Record<string, unknown>;
   env?: NodeJS.ProcessEnv;
+  /** The CLI to run (default: the tsc build, CLI; BUNDLE_CLI: the esbuild bundle the image runs). */
+  cli?: string;
 }
 
 export class TokenguardProcess {
@@ -76,7 +79,7 @@ export class TokenguardProcess {
     }
     const configFile = join(opts.dir, `tokenguard-${port}.yaml`);
     writeFileSync(configFile, stringify(config));
-    const child = spawn(process.execPath, [CLI, 'serve', `--config=${configFile}`], {
+    const child = spawn(process.execPath, [opts.cli ?? CLI, 'serve', `--config=${configFile}`], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, TOKENGUARD_SERVICE_ACCOUNT: 'tokenguard/tokenguard', POD_NAMESPACE: 'tokenguard', ...opts.env },
     });

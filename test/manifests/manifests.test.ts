@@ -444,13 +444,39 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
     const pod = deploy.spec.template.spec;
     const user = /^USER (\d+)/m.exec(dockerfile)?.[1];
     assert.equal(Number(user), pod.securityContext.runAsUser, 'image user == runAsUser');
-    assert.match(dockerfile, /npm ci --omit=dev/, 'production dependencies only');
     assert.ok((dockerfile.match(/^FROM /gm) ?? []).length >= 2, 'multi-stage');
-    const entry = /^ENTRYPOINT \[.*"\/app\/(dist\/src\/cli\/main\.js)"\]/m.exec(dockerfile)?.[1];
-    assert.ok(entry && existsSync(join(PROJECT_ROOT, entry)), 'the entrypoint is the built CLI');
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    assert.doesNotMatch(runtime, /node_modules/, 'the runtime stage takes nothing from node_modules: the bundle holds what it needs');
+    assert.match(dockerfile, /node hack\/check-deps\.mjs/, 'the build stops when npm ci left the dependency tree incomplete');
+    const entry = /^ENTRYPOINT \[.*"\/app\/(dist\/bundle\/cli\/main\.js)"\]/m.exec(dockerfile)?.[1];
+    assert.ok(entry && existsSync(join(PROJECT_ROOT, entry)), 'the entrypoint is the bundled CLI (npm run build makes it)');
+    for (const label of ['source', 'version', 'revision', 'licenses', 'title', 'description']) {
+      assert.match(runtime, new RegExp(`org\\.opencontainers\\.image\\.${label}=`), `OCI label ${label}`);
+    }
     const configArg = pod.containers[0].args.find((a: string) => a.startsWith('--config='));
     const mount = pod.containers[0].volumeMounts.find((m: K8sObject) => m.mountPath === configArg.slice('--config='.length));
     assert.ok(mount, '--config points at the mounted ConfigMap');
+  });
+
+  it('the image build context is an allow-list holding what the Dockerfile copies, and tools never come from the registry', () => {
+    const dockerfile = readFileSync(join(PROJECT_ROOT, 'Dockerfile'), 'utf8');
+    const patterns = readFileSync(join(PROJECT_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    assert.equal(patterns[0], '*', 'everything is excluded first');
+    const allowed = patterns.slice(1).map((p) => {
+      assert.ok(p.startsWith('!'), `after "*", only re-inclusions: ${p}`);
+      return p.slice(1).replace(/\/$/, '');
+    });
+    for (const path of allowed) {
+      assert.doesNotMatch(path, /^(node_modules|dist|certs|\.git)(\/|$)|\*/, `never re-included: ${path}`);
+      assert.ok(existsSync(join(PROJECT_ROOT, path)), `re-included path exists: ${path}`);
+    }
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
+    for (const source of copied) assert.ok(allowed.includes(source.replace(/\/$/, '')), `${source} is copied from the context, so re-included`);
+    // `npx tsc` without --no-install fetched an unrelated package named tsc when typescript was missing.
+    for (const file of ['Dockerfile', 'hack/image.sh', 'hack/ci-image.sh']) {
+      const text = readFileSync(join(PROJECT_ROOT, file), 'utf8');
+      for (const m of text.matchAll(/\bnpx\s+(\S+)/g)) assert.equal(m[1], '--no-install', `${file}: npx ${m[1]}`);
+    }
   });
 });
 

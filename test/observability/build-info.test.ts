@@ -1,0 +1,45 @@
+// The build info (`tokenguard --version`, and what a build_info metric reports): the tsc build reads
+// package.json and asks git lazily; outside a git checkout the revision is `unknown`.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildInfo, fromCheckout, gitRevision, UNKNOWN_REVISION } from '../../src/observability/build-info.js';
+import { PROJECT_ROOT } from '../helpers/tls.js';
+
+const REVISION = /^[0-9a-f]{40}(-dirty)?$/;
+
+function git(dir: string, ...args: string[]): string {
+  return execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: dir, encoding: 'utf8' }).trim();
+}
+
+describe('build info', () => {
+  it('the tsc build: the version of package.json and the revision of this checkout', () => {
+    const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8'));
+    const info = buildInfo();
+    assert.equal(info.version, pkg.version);
+    if (existsSync(join(PROJECT_ROOT, '.git'))) assert.match(info.revision, REVISION);
+    else assert.equal(info.revision, UNKNOWN_REVISION);
+    assert.equal(buildInfo(), info, 'computed once');
+  });
+
+  it('the revision is the commit, -dirty with uncommitted changes, unknown outside a git checkout', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-build-info-'));
+    writeFileSync(join(dir, 'package.json'), '{"name":"x","version":"9.8.7"}\n');
+    assert.deepEqual(fromCheckout(dir), { version: '9.8.7', revision: UNKNOWN_REVISION });
+    git(dir, 'init', '-q');
+    git(dir, 'add', 'package.json');
+    git(dir, 'commit', '-q', '-m', 'one');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    assert.equal(gitRevision(dir), head);
+    writeFileSync(join(dir, 'package.json'), '{"name":"x","version":"9.8.8"}\n');
+    assert.deepEqual(fromCheckout(dir), { version: '9.8.8', revision: `${head}-dirty` });
+    // A folder inside some other checkout is not that checkout: no .git of its own, unknown.
+    const sub = join(dir, 'sub');
+    mkdirSync(sub);
+    assert.equal(gitRevision(sub), UNKNOWN_REVISION);
+  });
+});
