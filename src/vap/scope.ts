@@ -12,8 +12,11 @@ import { bind, matchesAny, str, strList } from './cel.js';
 /** tokenguard's modes, and `audit`, which only a generated policy has (validationActions [Audit]). */
 export type VapMode = Mode | 'audit';
 
-/** The request's namespace, `''` for cluster-scoped objects (the engine's `undefined`). */
-export const NAMESPACE = 'request.namespace';
+/**
+ * The request's namespace, `''` for cluster-scoped objects (the engine's `undefined`): the field is
+ * absent then, and reading it is an error ("no such key", found by the differential test).
+ */
+export const NAMESPACE = "(has(request.namespace) ? request.namespace : '')";
 
 export interface MatchCondition {
   name: string;
