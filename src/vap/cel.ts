@@ -58,6 +58,7 @@ export function matchesAny(subject: string, patterns: readonly string[]): string
 
 // Sentinels that cannot occur in a policy's text: a NUL, the slot number, a NUL.
 const slot = (i: number) => `\u0000${i}\u0000`;
+// eslint-disable-next-line no-control-regex -- the sentinels are NULs on purpose
 const SLOT = /\u0000(\d+)\u0000/;
 
 /**
@@ -79,11 +80,6 @@ export function celText<A extends string[]>(template: (...args: A) => string, ..
   });
   if (parts.length === 0) return str('');
   return parts.join(' + ');
-}
-
-/** A constant text with no slots (checked: a template with slots would need `celText`). */
-export function celConst(text: string): string {
-  return str(text);
 }
 
 /** CEL for the engine's denial text of one finding (src/admission/engine.ts `denialText`). */

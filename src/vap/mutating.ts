@@ -54,7 +54,7 @@ export function pvcTokenRiskMutatingPolicy(conditions: MatchCondition[], mode: V
     {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'MutatingAdmissionPolicy',
-      metadata: { name },
+      metadata: { name, labels: { 'app.kubernetes.io/part-of': 'tokenguard', 'tokenguard.io/policy': pvcTokenRiskPolicy.name } },
       spec: {
         // As the mutating webhook: never block a pod over a label; run again after later mutations.
         failurePolicy: 'Ignore',
@@ -68,7 +68,7 @@ export function pvcTokenRiskMutatingPolicy(conditions: MatchCondition[], mode: V
     {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'MutatingAdmissionPolicyBinding',
-      metadata: { name },
+      metadata: { name, labels: { 'app.kubernetes.io/part-of': 'tokenguard' } },
       spec: { policyName: name },
     },
   ];

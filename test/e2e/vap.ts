@@ -18,7 +18,7 @@
 // that the API server refuses them in every namespace and that tokenguard's engine flags them
 // with a deny finding (both refuse; the texts differ by design).
 
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
