@@ -3,6 +3,7 @@
 //
 //   cli/            composes everything
 //   server/         HTTPS, TLS reload, drain, the request pipeline, the HTTP side of caller auth
+//   vap/            the pure policies as ValidatingAdmissionPolicies (CEL) for kube-apiserver
 //   policies/       one file per check: the admission contract and Kubernetes knowledge only
 //   admission/      the contract policies implement, the engine, reviews, responses, warnings, patches
 //   cluster/        the API client, caches, issuer discovery, token verification
@@ -19,7 +20,8 @@ import { PROJECT_ROOT } from './helpers/tls.js';
 
 /** Each folder of src/ and the folders it may import. */
 export const LAYERS: Record<string, readonly string[]> = {
-  cli: ['server', 'policies', 'admission', 'cluster', 'config', 'k8s', 'observability'],
+  cli: ['server', 'vap', 'policies', 'admission', 'cluster', 'config', 'k8s', 'observability'],
+  vap: ['policies', 'admission', 'config', 'k8s'],
   server: ['admission', 'cluster', 'config', 'k8s', 'observability'],
   policies: ['admission', 'k8s'],
   admission: ['cluster', 'config', 'k8s', 'observability'],

@@ -298,7 +298,8 @@ export function foldFindings(findings: Decision['findings']): Decision {
   return decision;
 }
 
-function denialText(f: Finding): string {
+/** How one deny finding reads in a denial (the findings of a request are joined with "; "). */
+export function denialText(f: Pick<Finding, 'policy' | 'message' | 'path' | 'detail' | 'fix'>): string {
   let s = `[${f.policy}] ${f.message}`;
   if (f.path && !f.message.includes(f.path)) s += ` (at ${f.path})`;
   if (f.detail) s += `. ${f.detail}`;

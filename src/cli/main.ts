@@ -19,6 +19,11 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
     load: async () => (await import('./audit.js')).auditCommand,
   },
   {
+    name: 'generate vap',
+    summary: 'print the pure policies as ValidatingAdmissionPolicies (and a MutatingAdmissionPolicy) for kube-apiserver',
+    load: async () => (await import('./generate-vap.js')).generateVapCommand,
+  },
+  {
     name: 'token inspect',
     summary: 'decode a service-account token and say whether kube-apiserver would accept it',
     load: async () => (await import('./token-inspect.js')).tokenInspectCommand,

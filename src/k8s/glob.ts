@@ -2,7 +2,8 @@
 
 function globToRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${body}$`);
+  // `u`: `?` is one character (code point), as the docs say, not half of one outside the BMP.
+  return new RegExp(`^${body}$`, 'u');
 }
 
 /** One predicate for a list of exact values and globs; exact values are a Set lookup. */

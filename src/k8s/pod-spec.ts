@@ -13,7 +13,7 @@ export interface PodSpecLocation {
 }
 
 /** Where each kind keeps its pod spec (all in the core or apps/batch groups). */
-const POD_SPEC_TOKENS: Record<string, string[]> = {
+export const POD_SPEC_TOKENS: Readonly<Record<string, string[]>> = {
   Pod: ['spec'],
   PodTemplate: ['template', 'spec'],
   Deployment: ['spec', 'template', 'spec'],

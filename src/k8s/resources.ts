@@ -20,7 +20,10 @@ const KINDS_BY_GROUP: Record<string, readonly string[]> = {
   policy: ['PodDisruptionBudget'],
   'storage.k8s.io': ['StorageClass'],
   'rbac.authorization.k8s.io': ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'],
-  'admissionregistration.k8s.io': ['ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration'],
+  'admissionregistration.k8s.io': [
+    'ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration',
+    'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding',
+  ],
   'apiextensions.k8s.io': ['CustomResourceDefinition'],
   'controlplane.cluster.x-k8s.io': ['KubeadmControlPlane'],
   'cert-manager.io': ['Issuer', 'ClusterIssuer', 'Certificate'],
@@ -30,6 +33,7 @@ const KINDS_BY_GROUP: Record<string, readonly string[]> = {
 const CLUSTER_SCOPED = new Set([
   'PersistentVolume', 'Namespace', 'Node', 'StorageClass', 'ClusterRole', 'ClusterRoleBinding',
   'ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration', 'CustomResourceDefinition', 'ClusterIssuer',
+  'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding',
 ]);
 
 export const KNOWN_RESOURCES: readonly KnownResource[] = Object.entries(KINDS_BY_GROUP).flatMap(([group, kinds]) =>

@@ -69,39 +69,47 @@ export function parseNfsMountOptions(entries: readonly unknown[]): NfsMountOptio
   return out;
 }
 
-const TIMEOUT_FIX = 'set both explicitly, e.g. hard,timeo=600,retrans=2 (or soft,timeo=150,retrans=3 for read-mostly data)';
+/**
+ * The texts of this policy's findings, as templates of already-rendered parts: the policy fills
+ * them with values, the ValidatingAdmissionPolicy generator (src/vap/) with CEL expressions.
+ */
+export const NFS_TEXT = {
+  /** `missing`: `timeo and retrans`, `timeo` or `retrans`; `hardNote`: empty for a soft mount, else {@link NFS_TEXT.hardNote}. */
+  notSet: (missing: string, hardNote: string) => `NFS mount options do not set ${missing}${hardNote}`,
+  hardNote: (hard: string) => `; with ${hard}, I/O hangs through server or kubelet trouble`,
+  hardExplicit: 'hard',
+  hardDefault: 'hard (the default)',
+  notSetDetail:
+    'Without them the client defaults apply, and they differ by protocol (TCP: 60 s and 2 retries; UDP: far ' +
+    'shorter). A hard mount blocks processes until the server answers, across server or kubelet trouble.',
+  timeoutFix: 'set both explicitly, e.g. hard,timeo=600,retrans=2 (or soft,timeo=150,retrans=3 for read-mostly data)',
+  soft: 'NFS mount is soft: I/O errors instead of hangs when the server is slow, at the risk of partial writes',
+  softDetail:
+    'After retrans retries of timeo each, a soft mount returns EIO to the application; writes in flight may be ' +
+    'partly applied. Use hard for data that must not be torn.',
+  softFix: 'keep soft only where applications handle I/O errors; otherwise use hard with explicit timeo and retrans',
+  annotationNote: ` kubelet uses the ${MOUNT_OPTIONS_ANNOTATION} annotation and ignores spec.mountOptions.`,
+  storageClassNote: ' The StorageClass mountOptions are copied into every PersistentVolume it provisions.',
+  annotationPath: `metadata.annotations[${JSON.stringify(MOUNT_OPTIONS_ANNOTATION)}]`,
+  /** `quotedVolume`: the volume name as JSON (`"share"`). */
+  inline: (quotedVolume: string) => `inline NFS volumes cannot carry mount options; use a PersistentVolume (volume ${quotedVolume})`,
+  inlineDetail:
+    'A pod-level nfs volume is mounted with the node defaults (hard, client-chosen timeo and retrans), with no way ' +
+    'to set them.',
+  inlineFix: 'move the share into a PersistentVolume (spec.nfs plus spec.mountOptions) and mount it through a PersistentVolumeClaim',
+} as const;
 
 /** Findings for one set of NFS mount options found at `path`. */
 function judgeOptions(options: NfsMountOptions, path: string, note = ''): Finding[] {
+  const T = NFS_TEXT;
   const findings: Finding[] = [];
   const missing = [!options.timeo && 'timeo', !options.retrans && 'retrans'].filter(Boolean).join(' and ');
   if (missing) {
-    const hard = options.explicitHard ? 'hard' : 'hard (the default)';
-    const hardNote = options.soft ? '' : `; with ${hard}, I/O hangs through server or kubelet trouble`;
-    findings.push({
-      policy: POLICY,
-      severity: 'warn',
-      message: `NFS mount options do not set ${missing}${hardNote}`,
-      detail:
-        'Without them the client defaults apply, and they differ by protocol (TCP: 60 s and 2 retries; UDP: far ' +
-        'shorter). A hard mount blocks processes until the server answers, across server or kubelet trouble.' +
-        note,
-      path,
-      fix: TIMEOUT_FIX,
-    });
+    const hardNote = options.soft ? '' : T.hardNote(options.explicitHard ? T.hardExplicit : T.hardDefault);
+    findings.push({ policy: POLICY, severity: 'warn', message: T.notSet(missing, hardNote), detail: T.notSetDetail + note, path, fix: T.timeoutFix });
   }
   if (options.soft) {
-    findings.push({
-      policy: POLICY,
-      severity: 'warn',
-      message: 'NFS mount is soft: I/O errors instead of hangs when the server is slow, at the risk of partial writes',
-      detail:
-        'After retrans retries of timeo each, a soft mount returns EIO to the application; writes in flight may be ' +
-        'partly applied. Use hard for data that must not be torn.' +
-        note,
-      path,
-      fix: 'keep soft only where applications handle I/O errors; otherwise use hard with explicit timeo and retrans',
-    });
+    findings.push({ policy: POLICY, severity: 'warn', message: T.soft, detail: T.softDetail + note, path, fix: T.softFix });
   }
   return findings;
 }
@@ -111,18 +119,15 @@ function persistentVolumeFindings(pv: KubeObject): Finding[] {
   const annotation = pv.metadata?.annotations?.[MOUNT_OPTIONS_ANNOTATION];
   const listed = Array.isArray(pv.spec.mountOptions) ? pv.spec.mountOptions : [];
   if (typeof annotation === 'string') {
-    const note = listed.length
-      ? ` kubelet uses the ${MOUNT_OPTIONS_ANNOTATION} annotation and ignores spec.mountOptions.`
-      : '';
-    return judgeOptions(parseNfsMountOptions([annotation]), `metadata.annotations[${JSON.stringify(MOUNT_OPTIONS_ANNOTATION)}]`, note);
+    const note = listed.length ? NFS_TEXT.annotationNote : '';
+    return judgeOptions(parseNfsMountOptions([annotation]), NFS_TEXT.annotationPath, note);
   }
   return judgeOptions(parseNfsMountOptions(listed), 'spec.mountOptions');
 }
 
 function storageClassFindings(sc: KubeObject, settings: PreparedNfs): Finding[] {
   if (!settings.isNfsProvisioner(sc.provisioner)) return [];
-  const note = ' The StorageClass mountOptions are copied into every PersistentVolume it provisions.';
-  return judgeOptions(parseNfsMountOptions(Array.isArray(sc.mountOptions) ? sc.mountOptions : []), 'mountOptions', note);
+  return judgeOptions(parseNfsMountOptions(Array.isArray(sc.mountOptions) ? sc.mountOptions : []), 'mountOptions', NFS_TEXT.storageClassNote);
 }
 
 function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
@@ -136,12 +141,10 @@ function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
     findings.push({
       policy: POLICY,
       severity: 'warn',
-      message: `inline NFS volumes cannot carry mount options; use a PersistentVolume (volume ${JSON.stringify(v.name ?? '')})`,
-      detail:
-        'A pod-level nfs volume is mounted with the node defaults (hard, client-chosen timeo and retrans), with no way ' +
-        'to set them.',
+      message: NFS_TEXT.inline(JSON.stringify(v.name ?? '')),
+      detail: NFS_TEXT.inlineDetail,
       path: `${loc.path}.volumes[${i}].nfs`,
-      fix: 'move the share into a PersistentVolume (spec.nfs plus spec.mountOptions) and mount it through a PersistentVolumeClaim',
+      fix: NFS_TEXT.inlineFix,
     });
   }
   return findings;

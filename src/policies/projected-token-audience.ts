@@ -55,9 +55,30 @@ export function prepareAudiences(settings: AudienceSettings): PreparedAudiences 
   };
 }
 
-const FIX =
-  'use the audience your token consumer validates, or allow it under policies.projected-token-audience ' +
-  '(additionalAllowed, or namespaces for one namespace)';
+/** Audiences longer than this are cut in messages (in characters, i.e. code points). */
+export const SHOWN_AUDIENCE_CHARS = 60;
+
+/**
+ * The texts of this policy's findings, as templates of already-rendered parts: the policy fills
+ * them with values, the ValidatingAdmissionPolicy generator (src/vap/) with CEL expressions.
+ */
+export const AUDIENCE_TEXT = {
+  /** `quoted`: the audience as shown (cut to 60 characters), as JSON. */
+  /** `quotedVolume`: the volume name as JSON (`"t"`). */
+  notAllowed: (quoted: string, quotedVolume: string) => `token audience ${quoted} is not allowed (volume ${quotedVolume})`,
+  /** `allowed`: the audiences allowed here joined with ", ", or `(none)`. */
+  detail: (allowed: string) => `Allowed here: ${allowed}, or no audience (the API server's own).`,
+  none: '(none)',
+  fix:
+    'use the audience your token consumer validates, or allow it under policies.projected-token-audience ' +
+    '(additionalAllowed, or namespaces for one namespace)',
+} as const;
+
+/** The audience as a message shows it: cut to 60 characters (never inside one), then quoted. */
+export function shownAudience(audience: string): string {
+  const chars = Array.from(audience);
+  return JSON.stringify(chars.length > SHOWN_AUDIENCE_CHARS ? `${chars.slice(0, SHOWN_AUDIENCE_CHARS - 1).join('')}…` : audience);
+}
 
 export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudiences> = {
   name: POLICY,
@@ -73,27 +94,25 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudi
     for (const p of tokenProjections(loc.spec)) {
       const audience = p.audience;
       if (audience === undefined || audience === null || audience === '') continue;
-      const volume = ` (volume ${JSON.stringify(p.volume)})`;
       const path = `${loc.path}.${p.relPath}.audience`;
       if (typeof audience !== 'string') {
         findings.push({
           policy: POLICY,
           severity: 'deny',
-          message: `token audience must be a string, got ${JSON.stringify(audience)?.slice(0, 40)}${volume}`,
+          message: `token audience must be a string, got ${JSON.stringify(audience)?.slice(0, 40)} (volume ${JSON.stringify(p.volume)})`,
           path,
-          fix: FIX,
+          fix: AUDIENCE_TEXT.fix,
         });
         continue;
       }
       if (ctx.settings.allowed(req.namespace, audience)) continue;
-      const shown = audience.length > 60 ? `${audience.slice(0, 59)}…` : audience;
       findings.push({
         policy: POLICY,
         severity: 'deny',
-        message: `token audience ${JSON.stringify(shown)} is not allowed${volume}`,
-        detail: `Allowed here: ${ctx.settings.allowedIn(req.namespace).join(', ') || '(none)'}, or no audience (the API server's own).`,
+        message: AUDIENCE_TEXT.notAllowed(shownAudience(audience), JSON.stringify(p.volume)),
+        detail: AUDIENCE_TEXT.detail(ctx.settings.allowedIn(req.namespace).join(', ') || AUDIENCE_TEXT.none),
         path,
-        fix: FIX,
+        fix: AUDIENCE_TEXT.fix,
       });
     }
     return findings;

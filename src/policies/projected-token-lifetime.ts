@@ -92,14 +92,42 @@ function unremarkable(p: TokenProjection, bounds: EffectiveBounds): boolean {
   );
 }
 
+/**
+ * The texts of this policy's findings, as templates of already-rendered parts: the policy fills
+ * them with values, the ValidatingAdmissionPolicy generator (src/vap/) with CEL expressions, so
+ * both say the same words.
+ */
+export const LIFETIME_TEXT = {
+  /** `quoted` is the volume name as JSON (`"t"`). */
+  volume: (quoted: string) => ` (volume ${quoted})`,
+  fix: (min: string, max: string) => `set expirationSeconds between ${min} and ${max}`,
+  stated: (value: string) => `token lifetime ${value} s is`,
+  statedDefault: (value: string) => `no expirationSeconds means ${value} s,`,
+  scopeNamespace: "this namespace's",
+  scopeGlobal: 'the',
+  boundSource: (namespace: string) => ` That bound applies to namespace ${namespace} (policies.${POLICY}.namespaces).`,
+  below: (stated: string, scope: string, min: string, volume: string) => `${stated} below ${scope} ${min} s minimum${volume}`,
+  above: (stated: string, scope: string, max: string, volume: string) => `${stated} above ${scope} ${max} s maximum${volume}`,
+  belowDetail: 'Very short tokens are refreshed often and leave little room when the API server is briefly unreachable.',
+  aboveDetail:
+    'kubelet refreshes a projected token at 80 % of its lifetime or after 24 h anyway, so a longer lifetime ' +
+    'only lengthens how long a leaked token stays valid.',
+  extension: (volume: string) => `a 3607 s default-audience token really lives one year (token extension)${volume}`,
+  extensionDetail:
+    'With --service-account-extend-token-expiration (on by default) the API server issues 3607 s tokens bound to ' +
+    'its own audiences for one year (a kubernetes.io.warnafter claim marks them): that value is reserved for the ' +
+    'injected kube-api-access volume.',
+  extensionFix: 'use another lifetime such as 3600, or set the audience of the consumer',
+} as const;
+
 function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Finding | undefined {
   // The gist first, the volume last: the engine cuts warnings at 120 characters.
-  const volume = ` (volume ${JSON.stringify(p.volume)})`;
+  const T = LIFETIME_TEXT;
+  const volume = T.volume(JSON.stringify(p.volume));
   const at = { policy: POLICY, path };
-  const fix = `set expirationSeconds between ${bounds.min} and ${bounds.max}`;
-  const scope = (fromNamespace: boolean) => (fromNamespace ? "this namespace's" : 'the');
-  const boundSource = (fromNamespace: boolean) =>
-    fromNamespace ? ` That bound applies to namespace ${bounds.namespace} (policies.${POLICY}.namespaces).` : '';
+  const fix = T.fix(String(bounds.min), String(bounds.max));
+  const scope = (fromNamespace: boolean) => (fromNamespace ? T.scopeNamespace : T.scopeGlobal);
+  const boundSource = (fromNamespace: boolean) => (fromNamespace ? T.boundSource(String(bounds.namespace)) : '');
   const raw = p.expirationSeconds;
 
   if (raw !== undefined && (typeof raw !== 'number' || !Number.isInteger(raw))) {
@@ -111,7 +139,7 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     };
   }
   const value = raw ?? DEFAULT_EXPIRATION_SECONDS;
-  const stated = raw === undefined ? `no expirationSeconds means ${value} s,` : `token lifetime ${value} s is`;
+  const stated = raw === undefined ? T.statedDefault(String(value)) : T.stated(String(value));
 
   if (value < API_MIN_SECONDS) {
     return {
@@ -134,8 +162,8 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `${stated} below ${scope(bounds.minFromNamespace)} ${bounds.min} s minimum${volume}`,
-      detail: 'Very short tokens are refreshed often and leave little room when the API server is briefly unreachable.' + boundSource(bounds.minFromNamespace),
+      message: T.below(stated, scope(bounds.minFromNamespace), String(bounds.min), volume),
+      detail: T.belowDetail + boundSource(bounds.minFromNamespace),
       fix,
     };
   }
@@ -143,24 +171,13 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `${stated} above ${scope(bounds.maxFromNamespace)} ${bounds.max} s maximum${volume}`,
-      detail:
-        'kubelet refreshes a projected token at 80 % of its lifetime or after 24 h anyway, so a longer lifetime ' +
-        'only lengthens how long a leaked token stays valid.' + boundSource(bounds.maxFromNamespace),
+      message: T.above(stated, scope(bounds.maxFromNamespace), String(bounds.max), volume),
+      detail: T.aboveDetail + boundSource(bounds.maxFromNamespace),
       fix,
     };
   }
   if (value === EXTENDED_EXPIRATION_SECONDS && !p.audience) {
-    return {
-      ...at,
-      severity: 'warn',
-      message: `a 3607 s default-audience token really lives one year (token extension)${volume}`,
-      detail:
-        'With --service-account-extend-token-expiration (on by default) the API server issues 3607 s tokens bound to ' +
-        'its own audiences for one year (a kubernetes.io.warnafter claim marks them): that value is reserved for the ' +
-        'injected kube-api-access volume.',
-      fix: 'use another lifetime such as 3600, or set the audience of the consumer',
-    };
+    return { ...at, severity: 'warn', message: T.extension(volume), detail: T.extensionDetail, fix: T.extensionFix };
   }
   return undefined;
 }

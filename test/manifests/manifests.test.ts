@@ -18,6 +18,7 @@ import { CLUSTER_API_ACCESS } from '../../src/cluster/access.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { admissionRoute } from '../../src/admission/routes.js';
+import { generateAdmissionPolicies } from '../../src/vap/generate.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { certsIn, PROJECT_ROOT } from '../helpers/tls.js';
@@ -436,6 +437,25 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
       w.rules = (w.rules ?? []).map((rule: K8sObject) => ({ ...rule, resources: rule.resources.filter((res: string) => res !== 'configmaps') }));
     });
     assert.ok(coverageProblems(cmNowhere).some((p) => p.includes('CREATE core/configmaps (policy service-account-issuer) in namespace kube-system')), 'kube-system configmaps missing reported');
+  });
+
+  it('admission-policies: the committed policies are what `generate vap` makes of the base config, and the webhook turns exactly those off', () => {
+    const r = rendered['admission-policies'];
+    const baseConfig = resolveConfig(parseYaml(readFileSync(join(MANIFESTS, 'base', 'config.yaml'), 'utf8')), 'base config', BUILTIN_POLICIES);
+    const expected = generateAdmissionPolicies(baseConfig);
+    const policyKinds = new Set(['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding']);
+    const byName = (a: K8sObject, b: K8sObject) => `${a.kind}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.name}`);
+    const committed = r.objects.filter((o) => policyKinds.has(o.kind)).sort(byName);
+    assert.deepEqual(committed, (JSON.parse(JSON.stringify(expected)) as K8sObject[]).sort(byName), 'regenerate: npx tokenguard generate vap --config manifests/base/config.yaml > manifests/overlays/admission-policies/admission-policies.yaml');
+    // What kube-apiserver enforces, the webhook does not: no warning twice, nothing left out.
+    const enforcedByApiserver = new Set(committed.filter((o) => o.kind === 'ValidatingAdmissionPolicy').map((o) => o.metadata.labels['tokenguard.io/policy'] as string));
+    assert.deepEqual([...enforcedByApiserver].sort(), ['nfs-mount-options', 'projected-token-audience', 'projected-token-lifetime']);
+    const config = loadRenderedConfig(r);
+    const off = BUILTIN_POLICIES.filter((p) => config.policies[p.name]?.mode === 'off').map((p) => p.name);
+    assert.deepEqual(off.sort(), [...enforcedByApiserver].sort());
+    // Everything else is the cert-manager install, unchanged but for the config.
+    const rest = (x: Rendered) => JSON.stringify(x.objects.filter((o) => !policyKinds.has(o.kind) && o.kind !== 'ConfigMap')).replace(/tokenguard-config-[a-z0-9]+/g, 'tokenguard-config');
+    assert.equal(rest(r), rest(rendered['cert-manager']));
   });
 
   it('the container image runs the way the Deployment expects', () => {

@@ -148,3 +148,17 @@ describe('projected-token-audience: every kind with a pod spec, exact paths', ()
     });
   }
 });
+
+describe('projected-token-audience: characters outside the Basic Multilingual Plane', () => {
+  it('cuts a long audience at 60 characters, never inside one (a pair of UTF-16 units)', async () => {
+    const audience = 'x'.repeat(58) + '😀😀😀';
+    const [message] = await messages(engine({ allowed: [] }), pod('shop', audience));
+    assert.equal(message, `token audience ${JSON.stringify('x'.repeat(58) + '😀…')} is not allowed (volume "tok")`);
+  });
+
+  it('a glob `?` is one character, as the API server and CEL count them', async () => {
+    const e = engine({ allowed: ['a?b'] });
+    assert.deepEqual(await messages(e, pod('shop', 'a😀b')), []);
+    assert.equal((await messages(e, pod('shop', 'a😀😀b'))).length, 1);
+  });
+});
