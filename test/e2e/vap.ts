@@ -99,6 +99,10 @@ function kubectlMerged(binary: string, kubeconfig: string): (args: string[], inp
         clearTimeout(timer);
         resolve(out);
       });
+      // kubectl may exit before reading all of its input; its output then says why, EPIPE does not.
+      child.stdin.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EPIPE') reject(err);
+      });
       child.stdin.end(input);
     });
 }

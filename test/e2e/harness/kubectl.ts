@@ -15,11 +15,11 @@ export type Kubectl = (args: string[], input?: string) => Promise<KubectlResult>
 export function kubectlFor(binary: string, kubeconfig: string, timeoutMs = 30_000): Kubectl {
   return (args, input) =>
     new Promise((resolve, reject) => {
-      const child = spawn(binary, [`--kubeconfig=${kubeconfig}`, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(binary, [`--kubeconfig=${kubeconfig}`, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (c) => (stdout += c));
-      child.stderr.on('data', (c) => (stderr += c));
+      child.stdout!.on('data', (c) => (stdout += c));
+      child.stderr!.on('data', (c) => (stderr += c));
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
         reject(new Error(`kubectl ${args.join(' ')}: no exit within ${timeoutMs} ms\n${stderr}`));
@@ -29,7 +29,14 @@ export function kubectlFor(binary: string, kubeconfig: string, timeoutMs = 30_00
         clearTimeout(timer);
         resolve({ code: code ?? -1, stdout, stderr });
       });
-      child.stdin.end(input ?? '');
+      if (child.stdin) {
+        // kubectl may exit (an error, or a command that reads no input) before it has read all of
+        // its stdin: the write then fails with EPIPE, which says nothing its exit code does not.
+        child.stdin.on('error', (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EPIPE') reject(err);
+        });
+        child.stdin.end(input);
+      }
     });
 }
 
