@@ -1,7 +1,7 @@
 // The admission metrics: counted on every review with plain numbers (observability/metrics.ts
 // says why), read by prom-client at scrape time.
 
-import { RouteLatencyHistogram, Tally } from '../observability/metrics.js';
+import { RouteLatencyHistogram, Tally, type Cell } from '../observability/metrics.js';
 import { ROUTES, type AdmissionRoute } from '../admission/routes.js';
 import type { Decision } from '../admission/policy.js';
 
@@ -14,7 +14,7 @@ export const admissionRequests = requests.counter(
 const policyOutcomes = new Tally(['route', 'policy', 'decision', 'mode'] as const);
 export const policyDecisions = policyOutcomes.counter(
   'tokenguard_policy_decisions_total',
-  'Policy outcomes per request, by route, policy, decision (denied, warned, patched) and mode.',
+  'One outcome per policy that ran on a review, by route, policy, decision (allowed, warned, denied, patched) and mode.',
 );
 
 const warnings = new Tally(['route'] as const);
@@ -34,34 +34,63 @@ const REQUEST_KEYS = Object.fromEntries(
   ROUTES.map((r) => [r, { allowed: `${r}\0allowed`, denied: `${r}\0denied`, invalid: `${r}\0invalid` }]),
 ) as Record<AdmissionRoute, Record<'allowed' | 'denied' | 'invalid', string>>;
 
-type Outcome = 'denied' | 'warned' | 'patched';
+export type Outcome = 'allowed' | 'warned' | 'denied' | 'patched';
 type OutcomeMode = 'enforce' | 'warn' | 'n/a';
-/** Per policy, the tally key of each (route, outcome, mode), built the first time it is counted. */
-const outcomeKeys = new Map<string, Map<string, string>>();
-function outcomeKey(route: AdmissionRoute, policy: string, outcome: Outcome, mode: OutcomeMode): string {
-  let keys = outcomeKeys.get(policy);
-  if (keys === undefined) outcomeKeys.set(policy, (keys = new Map<string, string>()));
-  // The three enum values select one of a few constant strings: no string is built per review.
-  const slot = OUTCOME_SLOTS[route][outcome][mode];
-  let key = keys.get(slot);
-  if (key === undefined) keys.set(slot, (key = `${route}\0${policy}\0${outcome}\0${mode}`));
-  return key;
+const OUTCOMES = ['allowed', 'warned', 'denied', 'patched'] as const;
+const MODES = ['enforce', 'warn', 'n/a'] as const;
+const ROUTE_INDEX = Object.fromEntries(ROUTES.map((r, i) => [r, i])) as Record<AdmissionRoute, number>;
+const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>;
+const MODE_INDEX = Object.fromEntries(MODES.map((m, i) => [m, i])) as Record<OutcomeMode, number>;
+
+/**
+ * Per policy, its counts of every (route, outcome, mode), each made the first time it is counted.
+ * A review costs one map lookup per policy that ran and an increment: most reviews are allowed by
+ * every policy that ran, and counting those must stay as cheap as counting nothing did.
+ */
+const outcomeCells = new Map<string, (Cell | undefined)[]>();
+function outcomeCell(route: AdmissionRoute, policy: string, outcome: Outcome, mode: OutcomeMode): Cell {
+  let cells = outcomeCells.get(policy);
+  if (cells === undefined) outcomeCells.set(policy, (cells = new Array<Cell | undefined>(ROUTES.length * OUTCOMES.length * MODES.length)));
+  const i = (ROUTE_INDEX[route] * OUTCOMES.length + OUTCOME_INDEX[outcome]) * MODES.length + MODE_INDEX[mode];
+  return (cells[i] ??= policyOutcomes.cell(`${route}\0${policy}\0${outcome}\0${mode}`));
 }
-const OUTCOME_SLOTS = Object.fromEntries(
-  ROUTES.map((r) => [
-    r,
-    Object.fromEntries((['denied', 'warned', 'patched'] as const).map((o) => [o, Object.fromEntries((['enforce', 'warn', 'n/a'] as const).map((m) => [m, `${r}/${o}/${m}`]))])),
-  ]),
-) as Record<AdmissionRoute, Record<Outcome, Record<OutcomeMode, string>>>;
+
+/**
+ * The outcome of one policy on a review: denied when one of its findings denies (a deny in enforce
+ * mode), warned when it has any other finding, patched when its patch is in the answer, else
+ * allowed. A patch counts with mode `n/a`: mutating policies patch the same in either mode.
+ */
+export function policyOutcome(d: Decision, policy: string): Outcome {
+  let outcome: Outcome = 'allowed';
+  for (const f of d.findings) {
+    if (f.policy !== policy) continue;
+    if (f.severity === 'deny' && f.mode === 'enforce') return 'denied';
+    outcome = 'warned';
+  }
+  if (outcome === 'allowed' && d.patch && d.fired.includes(policy)) return 'patched';
+  return outcome;
+}
 
 export function observeDecision(route: AdmissionRoute, d: Decision, warningCount: number, seconds: number): void {
   requests.add(REQUEST_KEYS[route][d.allowed ? 'allowed' : 'denied']);
   admissionDuration.observe(route, seconds);
   if (warningCount > 0) warnings.add(route, warningCount);
-  for (const f of d.findings) {
-    policyOutcomes.add(outcomeKey(route, f.policy, f.severity === 'deny' && f.mode === 'enforce' ? 'denied' : 'warned', f.mode));
+  const ran = d.ran;
+  if (ran === undefined) {
+    // An answer the engine did not make (the internal-error answer): only what it names.
+    for (const policy of new Set([...d.findings.map((f) => f.policy), ...d.fired])) {
+      const outcome = policyOutcome(d, policy);
+      outcomeCell(route, policy, outcome, outcome === 'patched' ? 'n/a' : (d.findings.find((f) => f.policy === policy)?.mode ?? 'n/a')).n++;
+    }
+  } else if (d.findings.length === 0 && d.patch === undefined) {
+    for (let i = 0; i < ran.length; i++) outcomeCell(route, ran[i]!.policy, 'allowed', ran[i]!.mode).n++;
+  } else {
+    for (let i = 0; i < ran.length; i++) {
+      const { policy, mode } = ran[i]!;
+      const outcome = policyOutcome(d, policy);
+      outcomeCell(route, policy, outcome, outcome === 'patched' ? 'n/a' : mode).n++;
+    }
   }
-  if (d.patch) for (const p of d.fired) policyOutcomes.add(outcomeKey(route, p, 'patched', 'n/a'));
 }
 
 export function observeInvalid(route: AdmissionRoute): void {
