@@ -29,29 +29,35 @@ export const admissionDuration = new RouteLatencyHistogram(
   [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
 );
 
-/** The tally keys of every review, built once. */
-const REQUEST_KEYS = Object.fromEntries(
-  ROUTES.map((r) => [r, { allowed: `${r}\0allowed`, denied: `${r}\0denied`, invalid: `${r}\0invalid` }]),
-) as Record<AdmissionRoute, Record<'allowed' | 'denied' | 'invalid', string>>;
+/** The count of every (route, decision) of a review, looked up once and then bumped directly. */
+const REQUEST_CELLS = Object.fromEntries(ROUTES.map((r) => [r, {}])) as Record<AdmissionRoute, Partial<Record<'allowed' | 'denied' | 'invalid', Cell>>>;
+function requestCell(route: AdmissionRoute, decision: 'allowed' | 'denied' | 'invalid'): Cell {
+  return (REQUEST_CELLS[route][decision] ??= requests.cell(`${route}\0${decision}`));
+}
 
 export type Outcome = 'allowed' | 'warned' | 'denied' | 'patched';
 type OutcomeMode = 'enforce' | 'warn' | 'n/a';
 const OUTCOMES = ['allowed', 'warned', 'denied', 'patched'] as const;
 const MODES = ['enforce', 'warn', 'n/a'] as const;
-const ROUTE_INDEX = Object.fromEntries(ROUTES.map((r, i) => [r, i])) as Record<AdmissionRoute, number>;
 const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>;
-const MODE_INDEX = Object.fromEntries(MODES.map((m, i) => [m, i])) as Record<OutcomeMode, number>;
+const SLOTS_PER_ROUTE = OUTCOMES.length * MODES.length;
+// The slots below are computed inline for the two routes there are: a third must be given its own.
+if (ROUTES.length !== 2 || ROUTES[0] !== 'validate' || ROUTES[1] !== 'mutate') throw new Error('admission-metrics: update the route slots');
 
 /**
  * Per policy, its counts of every (route, outcome, mode), each made the first time it is counted.
  * A review costs one map lookup per policy that ran and an increment: most reviews are allowed by
- * every policy that ran, and counting those must stay as cheap as counting nothing did.
+ * every policy that ran, and counting those must stay about as cheap as counting nothing did.
  */
 const outcomeCells = new Map<string, (Cell | undefined)[]>();
-function outcomeCell(route: AdmissionRoute, policy: string, outcome: Outcome, mode: OutcomeMode): Cell {
+function cellsOf(policy: string): (Cell | undefined)[] {
   let cells = outcomeCells.get(policy);
-  if (cells === undefined) outcomeCells.set(policy, (cells = new Array<Cell | undefined>(ROUTES.length * OUTCOMES.length * MODES.length)));
-  const i = (ROUTE_INDEX[route] * OUTCOMES.length + OUTCOME_INDEX[outcome]) * MODES.length + MODE_INDEX[mode];
+  if (cells === undefined) outcomeCells.set(policy, (cells = new Array<Cell | undefined>(ROUTES.length * SLOTS_PER_ROUTE)));
+  return cells;
+}
+function outcomeCell(route: AdmissionRoute, policy: string, outcome: Outcome, mode: OutcomeMode): Cell {
+  const i = (route === 'validate' ? 0 : SLOTS_PER_ROUTE) + OUTCOME_INDEX[outcome] * MODES.length + (mode === 'enforce' ? 0 : mode === 'warn' ? 1 : 2);
+  const cells = cellsOf(policy);
   return (cells[i] ??= policyOutcomes.cell(`${route}\0${policy}\0${outcome}\0${mode}`));
 }
 
@@ -72,7 +78,7 @@ export function policyOutcome(d: Decision, policy: string): Outcome {
 }
 
 export function observeDecision(route: AdmissionRoute, d: Decision, warningCount: number, seconds: number): void {
-  requests.add(REQUEST_KEYS[route][d.allowed ? 'allowed' : 'denied']);
+  requestCell(route, d.allowed ? 'allowed' : 'denied').n++;
   admissionDuration.observe(route, seconds);
   if (warningCount > 0) warnings.add(route, warningCount);
   const ran = d.ran;
@@ -83,7 +89,14 @@ export function observeDecision(route: AdmissionRoute, d: Decision, warningCount
       outcomeCell(route, policy, outcome, outcome === 'patched' ? 'n/a' : (d.findings.find((f) => f.policy === policy)?.mode ?? 'n/a')).n++;
     }
   } else if (d.findings.length === 0 && d.patch === undefined) {
-    for (let i = 0; i < ran.length; i++) outcomeCell(route, ran[i]!.policy, 'allowed', ran[i]!.mode).n++;
+    // Every policy that ran allowed the review: the common case, with the slot computed inline.
+    const base = route === 'validate' ? 0 : SLOTS_PER_ROUTE; // 'allowed' is outcome 0
+    for (let i = 0; i < ran.length; i++) {
+      const { policy, mode } = ran[i]!;
+      const cells = cellsOf(policy);
+      const slot = base + (mode === 'enforce' ? 0 : 1);
+      (cells[slot] ??= policyOutcomes.cell(`${route}\0${policy}\0allowed\0${mode}`)).n++;
+    }
   } else {
     for (let i = 0; i < ran.length; i++) {
       const { policy, mode } = ran[i]!;
@@ -94,5 +107,5 @@ export function observeDecision(route: AdmissionRoute, d: Decision, warningCount
 }
 
 export function observeInvalid(route: AdmissionRoute): void {
-  requests.add(REQUEST_KEYS[route].invalid);
+  requestCell(route, 'invalid').n++;
 }
