@@ -7,6 +7,7 @@ import { before, describe } from 'node:test';
 import { callerAuthScenario } from './caller-auth.js';
 import { findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
+import { reportsScenario } from './reports.js';
 import { webhookScenarios } from './webhook.js';
 
 const found = findAssets();
@@ -21,4 +22,5 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
   describe('admission: PVC guard, token policies, issuer guard; self-test, token inspect, audit', () => webhookScenarios(assets));
   describe('a kube-apiserver outage of 10 s', () => outageScenario(assets));
   describe('caller authentication: kube-apiserver with a webhook kubeconfig, tokenguard in enforce', () => callerAuthScenario(assets));
+  describe('audit --report: findings as OpenReports and wgpolicyk8s.io reports, replaced run after run', () => reportsScenario(assets));
 });
