@@ -199,18 +199,42 @@ export interface ReportWriteResult {
 const where = (ns: string | undefined) => (ns ? `${ns}/${REPORT_NAME}` : `${REPORT_NAME} (cluster)`);
 const bounds = { timeoutMs: 30_000 };
 
+/** Waits before each retry of a request the API server answered with 429 or 503. */
+export const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+
+/**
+ * `request`, again after a pause while the API server answers 429 (API Priority and Fairness
+ * throttling; "storage is (re)initializing" for a resource whose CRD was just established) or 503.
+ */
+async function retrying<T>(request: () => Promise<T>, delays: readonly number[] = RETRY_DELAYS_MS): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await request();
+    } catch (err) {
+      const transient = err instanceof ApiError && (err.statusCode === 429 || err.statusCode === 503);
+      if (!transient || attempt >= delays.length) throw err;
+      await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
+    }
+  }
+}
+
 /**
  * Make the cluster's tokenguard reports those of `reports`: create or replace each, and delete
  * every report of tokenguard's (by its label) that is no longer wanted. Reports without the label
  * are never listed, replaced or deleted. Throws on the first failure, naming the report.
  */
-export async function writeReports(client: ApiClient, api: ReportApi, reports: PolicyReportObject[]): Promise<ReportWriteResult> {
+export async function writeReports(
+  client: ApiClient,
+  api: ReportApi,
+  reports: PolicyReportObject[],
+  retryDelaysMs: readonly number[] = RETRY_DELAYS_MS,
+): Promise<ReportWriteResult> {
+  const send = <T>(request: () => Promise<T>) => retrying(request, retryDelaysMs);
   const selector = `labelSelector=${encodeURIComponent(`${MANAGED_BY.key}=${MANAGED_BY.value}`)}`;
   const existing = new Map<string, { namespace?: string; resourceVersion?: string }>();
   for (const scope of ['namespaced', 'cluster'] as const) {
-    const list = await client.getJson<{ items?: { metadata?: { name?: string; namespace?: string; resourceVersion?: string } }[] }>(
-      `/apis/${api}/${KINDS[api][scope].plural}?${selector}`,
-      bounds,
+    const list = await send(() =>
+      client.getJson<{ items?: { metadata?: { name?: string; namespace?: string; resourceVersion?: string } }[] }>(`/apis/${api}/${KINDS[api][scope].plural}?${selector}`, bounds),
     );
     for (const item of list.items ?? []) {
       if (item.metadata?.name !== REPORT_NAME) continue; // ours by label, not by name: left alone
@@ -227,10 +251,10 @@ export async function writeReports(client: ApiClient, api: ReportApi, reports: P
     const current = existing.get(key);
     try {
       if (current) {
-        await client.writeJson('PUT', `${collection}/${REPORT_NAME}`, { ...report, metadata: { ...report.metadata, resourceVersion: current.resourceVersion } }, bounds);
+        await send(() => client.writeJson('PUT', `${collection}/${REPORT_NAME}`, { ...report, metadata: { ...report.metadata, resourceVersion: current.resourceVersion } }, bounds));
         out.replaced.push(where(namespace));
       } else {
-        await client.writeJson('POST', collection, report, bounds);
+        await send(() => client.writeJson('POST', collection, report, bounds));
         out.created.push(where(namespace));
       }
     } catch (err) {
@@ -245,7 +269,7 @@ export async function writeReports(client: ApiClient, api: ReportApi, reports: P
     const scope = key.startsWith('cluster/') ? 'cluster' : 'namespaced';
     const path = `${reportPath(api, scope === 'cluster' ? undefined : current.namespace)}/${REPORT_NAME}`;
     try {
-      await client.writeJson('DELETE', path, undefined, bounds);
+      await send(() => client.writeJson('DELETE', path, undefined, bounds));
     } catch (err) {
       if (!(err instanceof ApiError && err.statusCode === 404)) throw new Error(`deleting ${where(current.namespace)}: ${errorMessage(err)}`, { cause: err });
     }

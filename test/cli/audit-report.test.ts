@@ -127,6 +127,8 @@ describe('audit findings as report results', () => {
 class ReportsApi {
   readonly objects = new Map<string, any>(); // key: `${plural}/${namespace}/${name}`
   readonly requests: string[] = [];
+  /** Answer this many requests with 429 first (as kube-apiserver does while a new CRD's storage initializes). */
+  throttle = 0;
   private server!: Server;
   private rv = 1;
   url = '';
@@ -155,6 +157,10 @@ class ReportsApi {
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(JSON.stringify(body));
       };
+      if (this.throttle > 0) {
+        this.throttle--;
+        return send(429, { kind: 'Status', message: 'storage is (re)initializing', reason: 'TooManyRequests' });
+      }
       const m = /^\/apis\/([^/]+\/[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+))?$/.exec(url.pathname);
       if (!m) return send(404, { kind: 'Status', message: 'the server could not find the requested resource', reason: 'NotFound' });
       const [, group, namespace, plural, name] = m;
@@ -239,6 +245,17 @@ describe('writing the reports', () => {
     const ok = await publishAuditReports(client, FULL, 'wgpolicyk8s.io/v1alpha2', { stderr: (t) => lines.push(t) }, NOW);
     assert.equal(ok, false);
     assert.match(lines.join(''), /reports not written: GET \/apis\/wgpolicyk8s\.io\/v1alpha2\/policyreports: 404 .*\(is the wgpolicyk8s\.io CRD installed\? see manifests\/crds\/\)/);
+  });
+
+  it('waits out a 429 (a CRD just established, API Priority and Fairness) and writes; gives up after the last retry', async () => {
+    api.objects.clear();
+    api.throttle = 3;
+    const done = await writeReports(client, 'openreports.io/v1alpha1', buildReports(FULL, 'openreports.io/v1alpha1', NOW).reports, [1, 1, 1]);
+    assert.equal(done.created.length, 4);
+    assert.equal(api.throttle, 0);
+    api.throttle = 10;
+    await assert.rejects(writeReports(client, 'openreports.io/v1alpha1', [], [1, 1]), /429 storage is \(re\)initializing/);
+    api.throttle = 0;
   });
 
   it('says what it did', async () => {
