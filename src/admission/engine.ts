@@ -4,7 +4,7 @@
 
 import type { ClusterView } from '../cluster/view.js';
 import { policySettings, type Exemptions, type Mode, type NamespaceOverride, type TokenguardConfig } from '../config/schema.js';
-import type { AnyPolicy, Decision, Finding, MatchRule, PolicyContext } from './policy.js';
+import type { AnyPolicy, Decision, Finding, MatchRule, PolicyContext, PolicyRun } from './policy.js';
 import { applyPatchCopyOnWrite, jsonEqual, patchChanges, type PatchOperation } from './patch.js';
 import type { AdmissionRequest } from './review.js';
 import { globMatcher, namespaceScope } from '../k8s/glob.js';
@@ -19,6 +19,12 @@ export interface EngineOptions {
   cluster?: ClusterView;
   /** Called when a policy throws: the engine fails open for that policy and reports it. */
   onPolicyError?: (policy: string, err: unknown) => void;
+}
+
+/** A policy to run on one request: its prepared state, its context, and (for `Decision.ran`) its name and mode. */
+interface Run extends PolicyRun {
+  p: PreparedPolicy;
+  ctx: PolicyContext<unknown>;
 }
 
 interface PreparedPolicy {
@@ -134,8 +140,12 @@ export class Engine {
     return list;
   }
 
+  /**
+   * The policies to run on this request, each with its context. Each entry is also the decision's
+   * record that the policy ran (`Decision.ran`): no second list is built per review.
+   */
   private applicable(req: AdmissionRequest, side: 'validate' | 'mutate') {
-    const out: { p: PreparedPolicy; ctx: PolicyContext<unknown> }[] = [];
+    const out: Run[] = [];
     const candidates = this.matching(req, side);
     if (candidates.length === 0 || isExempt(this.globalExemptions, req)) return out;
     const labelled = req.namespace ? this.namespaceMode(req.namespace) : undefined;
@@ -144,7 +154,7 @@ export class Engine {
       if (isExempt(p.exemptions, req)) continue;
       const mode = this.configuredMode(p.policy.name, req.namespace, labelled);
       if (mode === 'off') continue;
-      out.push({ p, ctx: p.contexts[mode] });
+      out.push({ p, ctx: p.contexts[mode], policy: p.policy.name, mode });
     }
     return out;
   }
@@ -187,7 +197,9 @@ export class Engine {
       }
       for (const f of out) findings.push(judged(f, p.policy.name, ctx.mode));
     }
-    return foldFindings(findings);
+    const decision = foldFindings(findings);
+    decision.ran = runs;
+    return decision;
   }
 
   mutate(req: AdmissionRequest): Decision {
@@ -221,6 +233,7 @@ export class Engine {
       fired.push(p.policy.name);
     }
     const decision = foldFindings(findings);
+    decision.ran = runs;
     // Idempotence: operations that net to no change (e.g. re-adding a present value) are dropped.
     if (patch.length > 0 && (lastChanges || (current !== req && !jsonEqual(current.object, req.object ?? {})))) {
       decision.patch = patch;

@@ -115,4 +115,16 @@ export interface Decision {
   findings: (Finding & { mode: Exclude<Mode, 'off'> })[];
   /** Names of the policies that produced a finding or a patch. */
   fired: string[];
+  /**
+   * Every policy that ran on this request, with the mode it ran in (set by the engine; absent on
+   * answers made without it): a policy that ran and is in neither `findings` nor `fired` allowed
+   * the request. The metrics count an outcome per policy from it.
+   */
+  ran?: readonly PolicyRun[];
+}
+
+/** A policy the engine ran on a request, and the mode it ran in. */
+export interface PolicyRun {
+  readonly policy: string;
+  readonly mode: Exclude<Mode, 'off'>;
 }

@@ -21,6 +21,7 @@ import { parseFlags, UsageError, type Command } from './command.js';
 import { evaluateCreate, syntheticCreate } from './evaluate.js';
 import type { KubeObject } from '../k8s/object.js';
 import { errorMessage } from '../observability/errors.js';
+import { publishAuditReports, reportApiFlag, type ReportApi } from './audit-report.js';
 
 const HELP = `Usage: tokenguard audit [flags]
 
@@ -36,9 +37,14 @@ Flags:
   --config FILE            tokenguard configuration (policy settings, exemptions, modes) as deployed
   -o, --output FORMAT      table (default) or json
   --sync-timeout SECONDS   how long to wait for the first LIST of pods, nodes and namespaces (default 60)
+  --report                 also write the findings to the cluster as policy reports (one per namespace,
+                           and a cluster report), replacing tokenguard's previous ones; exit 0 once written
+  --report-api API         openreports.io/v1alpha1 (default: Report, ClusterReport) or
+                           wgpolicyk8s.io/v1alpha2 (PolicyReport, ClusterPolicyReport)
 
 Exit status: 0 nothing found, 1 a claim is Terminating while in use, a policy would deny an
 existing object, or a kube-apiserver does not accept the served issuer; 2 usage or connection error.
+With --report: 0 when the reports were written (the findings are in them), 2 when they were not.
 `;
 
 export interface AuditIO {
@@ -110,11 +116,20 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
     config: { type: 'string' },
     output: { type: 'string', short: 'o' },
     'sync-timeout': { type: 'string' },
+    report: { type: 'boolean' },
+    'report-api': { type: 'string' },
   });
   const output = values.output ?? 'table';
   if (output !== 'table' && output !== 'json') throw new UsageError(`--output must be table or json, got ${JSON.stringify(output)}`);
   const syncTimeout = Number(values['sync-timeout'] ?? 60);
   if (!(syncTimeout > 0)) throw new UsageError(`--sync-timeout must be a positive number of seconds, got ${JSON.stringify(values['sync-timeout'])}`);
+
+  let reportApi: ReportApi | undefined;
+  try {
+    reportApi = reportApiFlag(values.report, values['report-api']);
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
 
   let config: TokenguardConfig;
   try {
@@ -134,6 +149,7 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
   try {
     const report = await audit(session, config);
     io.stdout(output === 'json' ? JSON.stringify(report, null, 2) + '\n' : renderTables(report));
+    if (reportApi) return (await publishAuditReports(session.cache.client, report, reportApi, io)) ? 0 : 2;
     const s = report.summary;
     return s.terminatingClaimsInUse > 0 || s.denyFindings > 0 || s.apiserversRejectingServedIssuer > 0 ? 1 : 0;
   } catch (err) {

@@ -68,11 +68,33 @@ export class ApiClient {
    * non-2xx status.
    */
   async getBody(path: string, bounds: RequestBounds = {}): Promise<Buffer> {
+    return this.send('GET', path, undefined, bounds);
+  }
+
+  /**
+   * A write (POST, PUT, DELETE) of a JSON body to `path`, answered with the parsed JSON the API
+   * server returns; rejects with ApiError (its `Status` message and reason) on a non-2xx status.
+   */
+  async writeJson<T = any>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown, bounds: RequestBounds = {}): Promise<T> {
+    const text = (await this.send(method, path, body === undefined ? undefined : JSON.stringify(body), bounds)).toString('utf8');
+    try {
+      return (text ? JSON.parse(text) : {}) as T;
+    } catch {
+      throw new Error(`${method} ${new URL(this.server + path).pathname}: response is not JSON`);
+    }
+  }
+
+  private async send(method: string, path: string, body: string | undefined, bounds: RequestBounds): Promise<Buffer> {
     const opts: RequestOptions & { headers: Record<string, string> } = { headers: {} };
     await this.kc.applyToHTTPSOptions(opts);
     opts.agent = this.reusableAgent(opts.agent);
     const url = new URL(this.server + path);
-    const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
+    const request = url.protocol === 'http:' ? httpRequest : httpsRequest;
+    const headers: Record<string, string | number> = { ...(opts.headers as Record<string, string>), accept: bounds.accept ?? 'application/json' };
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(body);
+    }
     return new Promise<Buffer>((resolve, reject) => {
       let settled = false;
       const fail = (err: Error) => {
@@ -82,37 +104,33 @@ export class ApiClient {
         req.destroy();
         reject(err);
       };
-      const req = send(
-        url,
-        { ...opts, method: 'GET', headers: { ...opts.headers, accept: bounds.accept ?? 'application/json' }, signal: bounds.signal },
-        (res: IncomingMessage) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (err) => fail(err));
-          res.on('end', () => {
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            const bytes = Buffer.concat(chunks);
-            const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) return resolve(bytes);
-            const text = bytes.toString('utf8');
-            let body: any;
-            try {
-              body = JSON.parse(text);
-            } catch {
-              body = undefined;
-            }
-            const message = typeof body?.message === 'string' ? body.message : text.slice(0, 200) || res.statusMessage;
-            reject(new ApiError(status, `GET ${url.pathname}: ${status} ${message}`, body?.reason));
-          });
-        },
-      );
+      const req = request(url, { ...opts, method, headers, signal: bounds.signal }, (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => fail(err));
+        res.on('end', () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          const bytes = Buffer.concat(chunks);
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve(bytes);
+          const text = bytes.toString('utf8');
+          let parsed: any;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = undefined;
+          }
+          const message = typeof parsed?.message === 'string' ? parsed.message : text.slice(0, 200) || res.statusMessage;
+          reject(new ApiError(status, `${method} ${url.pathname}: ${status} ${message}`, parsed?.reason));
+        });
+      });
       const timer = bounds.timeoutMs
-        ? setTimeout(() => fail(new Error(`GET ${url.pathname}: no answer within ${bounds.timeoutMs} ms`)), bounds.timeoutMs)
+        ? setTimeout(() => fail(new Error(`${method} ${url.pathname}: no answer within ${bounds.timeoutMs} ms`)), bounds.timeoutMs)
         : undefined;
-      req.on('error', (err) => fail(new Error(`GET ${url.pathname}: ${err.message}`)));
-      req.end();
+      req.on('error', (err) => fail(new Error(`${method} ${url.pathname}: ${err.message}`)));
+      req.end(body);
     });
   }
 

@@ -34,6 +34,18 @@ export const clockSkew = new Gauge({
   registers: [],
 });
 
+export const selfTestLastSuccess = new Gauge({
+  name: 'tokenguard_token_selftest_last_success_timestamp_seconds',
+  help: 'When the token self-test last passed (Unix time); absent until one has.',
+  registers: [],
+});
+
+export const clockSkewBound = new Gauge({
+  name: 'tokenguard_clock_skew_bound_seconds',
+  help: 'The clock skew the self-test tolerates (config cluster.maxClockSkewSeconds): an alert compares |tokenguard_clock_skew_seconds| with it.',
+  registers: [],
+});
+
 /** The audience the self-test asks for, so the audience check is exact. */
 export const SELF_TEST_AUDIENCE = 'tokenguard.io/self-test';
 /** The shortest lifetime TokenRequest accepts. */
@@ -116,9 +128,15 @@ export class TokenSelfTest extends Periodic {
     this.last = result;
     selfTestSuccess.set(result.ok ? 1 : 0);
     registry.registerMetric(selfTestSuccess); // the same metric again: a no-op
+    if (result.ok) {
+      selfTestLastSuccess.set(result.at.getTime() / 1000);
+      registry.registerMetric(selfTestLastSuccess);
+    }
     if (result.skewSeconds !== undefined) {
       clockSkew.set(result.skewSeconds);
       registry.registerMetric(clockSkew);
+      clockSkewBound.set(this.opts.maxClockSkewSeconds);
+      registry.registerMetric(clockSkewBound);
     }
     const { logger, events, maxClockSkewSeconds } = this.opts;
     if (!result.ok) {

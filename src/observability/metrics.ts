@@ -7,23 +7,53 @@
 // per second). So the hot path bumps plain numbers (Tally, RouteLatencyHistogram) and prom-client
 // reads them at scrape time. Nothing changes for a scraper.
 
-import { Counter, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { buildInfo } from './build-info.js';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'tokenguard_' });
 
 /**
+ * Which build is running, as labels on a constant 1 (the Prometheus convention for build
+ * information): `count by (version) (tokenguard_build_info)` shows a rollout's progress, and a
+ * query joins on it to put the version beside any other series.
+ */
+export const buildInfoGauge = new Gauge({
+  name: 'tokenguard_build_info',
+  help: 'Always 1; its labels say which build runs: version (package.json), revision (git commit), node_version.',
+  labelNames: ['version', 'revision', 'node_version'] as const,
+  registers: [registry],
+  collect() {
+    // Read at scrape time, not at import: the tsc build asks git for its revision once, on first use.
+    const { version, revision } = buildInfo();
+    this.set({ version, revision, node_version: process.version }, 1);
+  },
+});
+
+/** One count of a Tally, which a hot path that keeps it bumps with no lookup at all (`cell.n++`). */
+export interface Cell {
+  n: number;
+}
+
+/**
  * Counts by label values. A count's key is its label values joined by NUL, in the order of
- * `labelNames` (callers on the hot path keep the keys they use as constants); the labels are
+ * `labelNames` (callers on the hot path keep the keys, or the cells, they use); the labels are
  * rebuilt from the keys at scrape time, so counting allocates nothing.
  */
 export class Tally<L extends string> {
-  private readonly counts = new Map<string, number>();
+  private readonly counts = new Map<string, Cell>();
 
   constructor(readonly labelNames: readonly L[]) {}
 
+  /** The count of `key` (created at 0, and reported from then on). */
+  cell(key: string): Cell {
+    let c = this.counts.get(key);
+    if (c === undefined) this.counts.set(key, (c = { n: 0 }));
+    return c;
+  }
+
   add(key: string, n = 1): void {
-    this.counts.set(key, (this.counts.get(key) ?? 0) + n);
+    this.cell(key).n += n;
   }
 
   /** A prom-client counter whose value at scrape time is this tally. */
@@ -36,9 +66,9 @@ export class Tally<L extends string> {
       registers: [registry],
       collect() {
         this.reset();
-        for (const [key, value] of counts) {
+        for (const [key, { n }] of counts) {
           const values = key.split('\0');
-          this.inc(Object.fromEntries(labelNames.map((l, i) => [l, values[i] ?? ''])) as Record<L, string>, value);
+          this.inc(Object.fromEntries(labelNames.map((l, i) => [l, values[i] ?? ''])) as Record<L, string>, n);
         }
       },
     });

@@ -1,7 +1,7 @@
 // The admission metrics: counted on every review with plain numbers (observability/metrics.ts
 // says why), read by prom-client at scrape time.
 
-import { RouteLatencyHistogram, Tally } from '../observability/metrics.js';
+import { RouteLatencyHistogram, Tally, type Cell } from '../observability/metrics.js';
 import { ROUTES, type AdmissionRoute } from '../admission/routes.js';
 import type { Decision } from '../admission/policy.js';
 
@@ -14,7 +14,7 @@ export const admissionRequests = requests.counter(
 const policyOutcomes = new Tally(['route', 'policy', 'decision', 'mode'] as const);
 export const policyDecisions = policyOutcomes.counter(
   'tokenguard_policy_decisions_total',
-  'Policy outcomes per request, by route, policy, decision (denied, warned, patched) and mode.',
+  'One outcome per policy that ran on a review, by route, policy, decision (allowed, warned, denied, patched) and mode.',
 );
 
 const warnings = new Tally(['route'] as const);
@@ -29,41 +29,83 @@ export const admissionDuration = new RouteLatencyHistogram(
   [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
 );
 
-/** The tally keys of every review, built once. */
-const REQUEST_KEYS = Object.fromEntries(
-  ROUTES.map((r) => [r, { allowed: `${r}\0allowed`, denied: `${r}\0denied`, invalid: `${r}\0invalid` }]),
-) as Record<AdmissionRoute, Record<'allowed' | 'denied' | 'invalid', string>>;
-
-type Outcome = 'denied' | 'warned' | 'patched';
-type OutcomeMode = 'enforce' | 'warn' | 'n/a';
-/** Per policy, the tally key of each (route, outcome, mode), built the first time it is counted. */
-const outcomeKeys = new Map<string, Map<string, string>>();
-function outcomeKey(route: AdmissionRoute, policy: string, outcome: Outcome, mode: OutcomeMode): string {
-  let keys = outcomeKeys.get(policy);
-  if (keys === undefined) outcomeKeys.set(policy, (keys = new Map<string, string>()));
-  // The three enum values select one of a few constant strings: no string is built per review.
-  const slot = OUTCOME_SLOTS[route][outcome][mode];
-  let key = keys.get(slot);
-  if (key === undefined) keys.set(slot, (key = `${route}\0${policy}\0${outcome}\0${mode}`));
-  return key;
+/** The count of every (route, decision) of a review, looked up once and then bumped directly. */
+const REQUEST_CELLS = Object.fromEntries(ROUTES.map((r) => [r, {}])) as Record<AdmissionRoute, Partial<Record<'allowed' | 'denied' | 'invalid', Cell>>>;
+function requestCell(route: AdmissionRoute, decision: 'allowed' | 'denied' | 'invalid'): Cell {
+  return (REQUEST_CELLS[route][decision] ??= requests.cell(`${route}\0${decision}`));
 }
-const OUTCOME_SLOTS = Object.fromEntries(
-  ROUTES.map((r) => [
-    r,
-    Object.fromEntries((['denied', 'warned', 'patched'] as const).map((o) => [o, Object.fromEntries((['enforce', 'warn', 'n/a'] as const).map((m) => [m, `${r}/${o}/${m}`]))])),
-  ]),
-) as Record<AdmissionRoute, Record<Outcome, Record<OutcomeMode, string>>>;
+
+export type Outcome = 'allowed' | 'warned' | 'denied' | 'patched';
+type OutcomeMode = 'enforce' | 'warn' | 'n/a';
+const OUTCOMES = ['allowed', 'warned', 'denied', 'patched'] as const;
+const MODES = ['enforce', 'warn', 'n/a'] as const;
+const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>;
+const SLOTS_PER_ROUTE = OUTCOMES.length * MODES.length;
+// The slots below are computed inline for the two routes there are: a third must be given its own.
+if (ROUTES.length !== 2 || ROUTES[0] !== 'validate' || ROUTES[1] !== 'mutate') throw new Error('admission-metrics: update the route slots');
+
+/**
+ * Per policy, its counts of every (route, outcome, mode), each made the first time it is counted.
+ * A review costs one map lookup per policy that ran and an increment: most reviews are allowed by
+ * every policy that ran, and counting those must stay about as cheap as counting nothing did.
+ */
+const outcomeCells = new Map<string, (Cell | undefined)[]>();
+function cellsOf(policy: string): (Cell | undefined)[] {
+  let cells = outcomeCells.get(policy);
+  if (cells === undefined) outcomeCells.set(policy, (cells = new Array<Cell | undefined>(ROUTES.length * SLOTS_PER_ROUTE)));
+  return cells;
+}
+function outcomeCell(route: AdmissionRoute, policy: string, outcome: Outcome, mode: OutcomeMode): Cell {
+  const i = (route === 'validate' ? 0 : SLOTS_PER_ROUTE) + OUTCOME_INDEX[outcome] * MODES.length + (mode === 'enforce' ? 0 : mode === 'warn' ? 1 : 2);
+  const cells = cellsOf(policy);
+  return (cells[i] ??= policyOutcomes.cell(`${route}\0${policy}\0${outcome}\0${mode}`));
+}
+
+/**
+ * The outcome of one policy on a review: denied when one of its findings denies (a deny in enforce
+ * mode), warned when it has any other finding, patched when its patch is in the answer, else
+ * allowed. A patch counts with mode `n/a`: mutating policies patch the same in either mode.
+ */
+export function policyOutcome(d: Decision, policy: string): Outcome {
+  let outcome: Outcome = 'allowed';
+  for (const f of d.findings) {
+    if (f.policy !== policy) continue;
+    if (f.severity === 'deny' && f.mode === 'enforce') return 'denied';
+    outcome = 'warned';
+  }
+  if (outcome === 'allowed' && d.patch && d.fired.includes(policy)) return 'patched';
+  return outcome;
+}
 
 export function observeDecision(route: AdmissionRoute, d: Decision, warningCount: number, seconds: number): void {
-  requests.add(REQUEST_KEYS[route][d.allowed ? 'allowed' : 'denied']);
+  requestCell(route, d.allowed ? 'allowed' : 'denied').n++;
   admissionDuration.observe(route, seconds);
   if (warningCount > 0) warnings.add(route, warningCount);
-  for (const f of d.findings) {
-    policyOutcomes.add(outcomeKey(route, f.policy, f.severity === 'deny' && f.mode === 'enforce' ? 'denied' : 'warned', f.mode));
+  const ran = d.ran;
+  if (ran === undefined) {
+    // An answer the engine did not make (the internal-error answer): only what it names.
+    for (const policy of new Set([...d.findings.map((f) => f.policy), ...d.fired])) {
+      const outcome = policyOutcome(d, policy);
+      outcomeCell(route, policy, outcome, outcome === 'patched' ? 'n/a' : (d.findings.find((f) => f.policy === policy)?.mode ?? 'n/a')).n++;
+    }
+  } else if (d.findings.length === 0 && d.patch === undefined) {
+    // Every policy that ran allowed the review: the common case, with the slot computed inline.
+    const base = route === 'validate' ? 0 : SLOTS_PER_ROUTE; // 'allowed' is outcome 0
+    for (let i = 0; i < ran.length; i++) {
+      const { policy, mode } = ran[i]!;
+      const cells = cellsOf(policy);
+      const slot = base + (mode === 'enforce' ? 0 : 1);
+      (cells[slot] ??= policyOutcomes.cell(`${route}\0${policy}\0allowed\0${mode}`)).n++;
+    }
+  } else {
+    for (let i = 0; i < ran.length; i++) {
+      const { policy, mode } = ran[i]!;
+      const outcome = policyOutcome(d, policy);
+      outcomeCell(route, policy, outcome, outcome === 'patched' ? 'n/a' : mode).n++;
+    }
   }
-  if (d.patch) for (const p of d.fired) policyOutcomes.add(outcomeKey(route, p, 'patched', 'n/a'));
 }
 
 export function observeInvalid(route: AdmissionRoute): void {
-  requests.add(REQUEST_KEYS[route].invalid);
+  requestCell(route, 'invalid').n++;
 }

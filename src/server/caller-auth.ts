@@ -46,7 +46,8 @@ import {
 } from '../cluster/token-verify.js';
 import type { LiveUid, WebhookConfigurationView } from '../cluster/webhook-configurations.js';
 import type { Logger } from '../observability/log.js';
-import { Tally } from '../observability/metrics.js';
+import { registry, Tally } from '../observability/metrics.js';
+import { Gauge } from 'prom-client';
 import { ADMISSION_ROUTES, type AdmissionRoute } from '../admission/routes.js';
 
 export type AuthMethod = 'client_certificate' | 'bearer_token' | 'none';
@@ -154,6 +155,17 @@ export const callerAuthTotal = tally.counter(
   'Callers of /validate and /mutate checked (callerAuth audit or enforce), by method and result.',
 );
 
+/**
+ * The caller-auth mode in force, as a 1 on its label (absent while caller auth is off): an alert
+ * on failed callers joins it, since in `enforce` every failure is a refused review.
+ */
+export const callerAuthMode = new Gauge({
+  name: 'tokenguard_caller_auth_mode',
+  help: '1 for the server.callerAuth mode in force (audit or enforce); absent while caller authentication is off.',
+  labelNames: ['mode'] as const,
+  registers: [registry],
+});
+
 const failed = (p: TokenProblem): Verdict => ({ method: 'bearer_token', result: RESULTS[p.code], reason: p.message });
 
 export class CallerAuth {
@@ -179,6 +191,8 @@ export class CallerAuth {
   ) {
     if (config.mode === 'off') throw new Error('CallerAuth is for audit or enforce');
     this.mode = config.mode;
+    callerAuthMode.reset();
+    callerAuthMode.set({ mode: config.mode }, 1);
     this.keySource = opts.keys;
     this.webhookConfigurations = opts.webhookConfigurations;
     this.logger = opts.logger;

@@ -12,7 +12,22 @@ import type { Logger } from '../observability/log.js';
 import { Readiness } from '../observability/readiness.js';
 import type { CallerAuth } from './caller-auth.js';
 import { ConnectionTracker } from './drain.js';
-import { loadTls, watchTls, type TlsFiles } from './tls.js';
+import { Gauge } from 'prom-client';
+import { registry } from '../observability/metrics.js';
+import { loadTls, recordCertificates, watchTls, type TlsFiles } from './tls.js';
+
+/** The readiness of every server running in this process (one, in production), read at scrape time. */
+const running = new Set<Readiness>();
+export const readyGauge = new Gauge({
+  name: 'tokenguard_ready',
+  help: '1 while /readyz answers 200 (every readiness check passes), 0 while it answers 503 (starting, cache not synced, shutting down).',
+  registers: [registry],
+  collect() {
+    let ready = running.size > 0;
+    for (const r of running) if (!r.report().ready) ready = false;
+    this.set(ready ? 1 : 0);
+  },
+});
 
 /** Largest request head (request line and headers) the server reads. */
 export const MAX_HEADER_BYTES = 128 * 1024;
@@ -75,6 +90,7 @@ export function createRequestListener(opts: RequestListenerOptions): (req: Incom
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const readiness = opts.readiness ?? new Readiness();
   const tls = loadTls(opts.tls); // a missing or broken pair fails start-up, with the file named
+  recordCertificates(tls);
   let shuttingDown = false;
   const server = createServer({
     ...tls.options,
@@ -108,6 +124,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   server.on('tlsClientError', (err) => opts.logger.debug('TLS handshake failed', { error: err.message }));
 
   readiness.set('tls', () => ({ ok: true }));
+  running.add(readiness);
   readiness.set('shutdown', () => (shuttingDown ? { ok: false, reason: 'shutting down' } : { ok: true }));
 
   await new Promise<void>((resolve, reject) => {
@@ -132,6 +149,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       opts.logger.info('shutting down: unready', { delaySeconds: delay });
       if (delay > 0) await new Promise((r) => setTimeout(r, delay * 1000));
       await connections.drain(opts.shutdownGraceSeconds * 1000, opts.logger);
+      running.delete(readiness);
     })());
 
   return { server, readiness, port, url: `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, shutdown };

@@ -18,6 +18,7 @@ import {
   clockSkew,
   ownServiceAccount,
   SELF_TEST_AUDIENCE,
+  selfTestLastSuccess,
   selfTestSuccess,
   TokenSelfTest,
 } from '../../src/cluster/token-selftest.js';
@@ -65,11 +66,16 @@ describe('TokenSelfTest against the fake API server', () => {
 
   it('the gauges are absent from /metrics until the first self-test (an unset gauge would read 0: failed)', async () => {
     const before = await registry.metrics();
-    assert.doesNotMatch(before, /tokenguard_token_selftest_success|tokenguard_clock_skew_seconds/);
+    assert.doesNotMatch(before, /tokenguard_token_selftest_|tokenguard_clock_skew_/);
     await selfTest().run();
     const afterRun = await registry.metrics();
     assert.match(afterRun, /^# TYPE tokenguard_token_selftest_success gauge\ntokenguard_token_selftest_success 1$/m);
     assert.match(afterRun, /^# TYPE tokenguard_clock_skew_seconds gauge\ntokenguard_clock_skew_seconds 0$/m);
+    // The bound the skew is held to, and when the self-test last passed (now, give or take the test).
+    assert.match(afterRun, /^# TYPE tokenguard_clock_skew_bound_seconds gauge\ntokenguard_clock_skew_bound_seconds 30$/m);
+    const last = /^tokenguard_token_selftest_last_success_timestamp_seconds (\S+)$/m.exec(afterRun);
+    assert.ok(last, 'the last success is published');
+    assert.ok(Math.abs(Number(last[1]) - Date.now() / 1000) < 60, `last success ${last[1]} is now`);
   });
 
   it('passes on a healthy cluster: the TokenRequest asked for, the gauges set, no Event', async () => {
@@ -92,8 +98,10 @@ describe('TokenSelfTest against the fake API server', () => {
     const t = selfTest();
     oidc.tokenIssuer = 'https://api.internal.prod.example.com';
     try {
+      const lastSuccess = await gauge(selfTestLastSuccess);
       const r = await t.run();
       assert.equal(r.ok, false);
+      assert.equal(await gauge(selfTestLastSuccess), lastSuccess, 'a failure leaves the last success where it was');
       const p = r.problems.find((x) => x.code === 'issuer-not-accepted')!;
       assert.equal(p.cause, 'issuer-change');
       assert.match(p.message, /issuer "https:\/\/api\.internal\.prod\.example\.com" is not accepted/);

@@ -8,6 +8,7 @@ import { callerAuthScenario } from './caller-auth.js';
 import { atLeast, findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
 import { vapScenarios } from './vap.js';
+import { reportsScenario } from './reports.js';
 import { webhookScenarios } from './webhook.js';
 
 const found = findAssets();
@@ -28,4 +29,5 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
     ? false
     : `kube-apiserver ${assets.serverVersion.gitVersion} serves ValidatingAdmissionPolicy only as v1alpha1 behind a feature gate, without the CEL the generated policies use (needs v1.30+, tested on v1.36)`;
   describe('generated admission policies (tokenguard generate vap), tokenguard not running', { skip: vap }, () => vapScenarios(assets));
+  describe('audit --report: findings as OpenReports and wgpolicyk8s.io reports, replaced run after run', () => reportsScenario(assets));
 });

@@ -1,5 +1,5 @@
 // GET /metrics over HTTPS, scraped from a real server after real reviews: every family a running
-// `tokenguard serve` registers follows the Prometheus naming conventions, the families the README
+// `tokenguard serve` registers follows the Prometheus naming conventions, the families docs/monitoring.md
 // promises exist with their types and labels, and the counts move by exactly what was served.
 
 import { after, before, describe, it } from 'node:test';
@@ -67,7 +67,7 @@ const sum = (f: Family | undefined, match: Record<string, string>, sampleName = 
 const DEFAULT_COLLECTORS = /^tokenguard_(process|nodejs)_/;
 
 /**
- * The families the README's metrics reference lists, with their types and labels (checked against README.md below).
+ * The families docs/monitoring.md's metrics reference lists, with their types and labels (checked against it below).
  * `afterSelfTest`: registered with the first token self-test's result (test/cluster/token-selftest.test.ts checks that); none runs here.
  */
 const PROMISED: { name: string; type: string; labels: string[]; afterSelfTest?: boolean }[] = [
@@ -85,7 +85,13 @@ const PROMISED: { name: string; type: string; labels: string[]; afterSelfTest?: 
   { name: 'tokenguard_issuer_discovery_failures_total', type: 'counter', labels: [] },
   { name: 'tokenguard_token_selftest_success', type: 'gauge', labels: [], afterSelfTest: true },
   { name: 'tokenguard_clock_skew_seconds', type: 'gauge', labels: [], afterSelfTest: true },
+  { name: 'tokenguard_token_selftest_last_success_timestamp_seconds', type: 'gauge', labels: [], afterSelfTest: true },
+  { name: 'tokenguard_clock_skew_bound_seconds', type: 'gauge', labels: [], afterSelfTest: true },
   { name: 'tokenguard_caller_auth_total', type: 'counter', labels: ['method', 'result'] },
+  { name: 'tokenguard_caller_auth_mode', type: 'gauge', labels: ['mode'] },
+  { name: 'tokenguard_build_info', type: 'gauge', labels: ['version', 'revision', 'node_version'] },
+  { name: 'tokenguard_tls_certificate_not_after_seconds', type: 'gauge', labels: ['certificate'] },
+  { name: 'tokenguard_ready', type: 'gauge', labels: [] },
 ];
 
 describe('GET /metrics', () => {
@@ -148,7 +154,7 @@ describe('GET /metrics', () => {
     }
   });
 
-  it('has every family the README lists, with its type and labels (the self-test gauges: not yet)', () => {
+  it('has every family docs/monitoring.md lists, with its type and labels (the self-test gauges: not yet)', () => {
     for (const p of PROMISED) {
       const f = after_.get(p.name);
       if (p.afterSelfTest) {
@@ -164,9 +170,11 @@ describe('GET /metrics', () => {
     }
   });
 
-  it('lists exactly the families of README.md\'s metrics reference, with the same types', () => {
-    const readme = readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8');
-    const section = readme.slice(readme.indexOf('### Metrics reference'));
+  it('lists exactly the families of docs/monitoring.md\'s metrics reference, with the same types', () => {
+    const doc = readFileSync(join(PROJECT_ROOT, 'docs', 'monitoring.md'), 'utf8');
+    const start = doc.indexOf('## Metrics reference');
+    assert.ok(start >= 0, 'docs/monitoring.md has a "## Metrics reference" section');
+    const section = doc.slice(start, doc.indexOf('\n## ', start + 1) === -1 ? undefined : doc.indexOf('\n## ', start + 1));
     const rows = [...section.matchAll(/^\| `(tokenguard_[a-z_]+)` \| (counter|gauge|histogram) \|/gm)].map((m) => [m[1], m[2]]);
     assert.deepEqual(
       rows.sort(),
@@ -174,7 +182,7 @@ describe('GET /metrics', () => {
     );
   });
 
-  it('has no family the README does not list (a new metric must be documented, and added above)', () => {
+  it('has no family docs/monitoring.md does not list (a new metric must be documented, and added above)', () => {
     const documented = new Set(PROMISED.map((p) => p.name));
     const undocumented = [...after_.keys()].filter((n) => !DEFAULT_COLLECTORS.test(n) && !documented.has(n));
     assert.deepEqual(undocumented, []);
@@ -210,9 +218,12 @@ describe('GET /metrics', () => {
     assert.ok(f.samples.length > 0);
     for (const s of f.samples) {
       assert.ok(names.has(s.labels.policy!), `policy label ${s.labels.policy} is a registered policy`);
-      assert.ok(['denied', 'warned', 'patched'].includes(s.labels.decision!), s.labels.decision);
+      assert.ok(['allowed', 'denied', 'warned', 'patched'].includes(s.labels.decision!), s.labels.decision);
       if (s.labels.decision === 'denied') assert.equal(s.labels.mode, 'enforce');
+      if (s.labels.decision === 'patched') assert.equal(s.labels.mode, 'n/a');
+      else assert.ok(['enforce', 'warn'].includes(s.labels.mode!), `${s.labels.decision}: mode ${s.labels.mode}`);
     }
+    assert.ok(sum(f, { route: 'validate', decision: 'allowed' }) >= 1, 'the plain pod: every policy that ran on it allowed it');
     assert.ok(sum(f, { route: 'validate', decision: 'denied' }) >= 2, 'the CronJob alone has two denying findings');
     assert.ok(sum(f, { route: 'mutate', decision: 'patched' }) >= 1, 'the pod with a claim was patched');
   });

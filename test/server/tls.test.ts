@@ -11,12 +11,16 @@ import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../src/observability/log.js';
+import { certificateNotAfter, earliestNotAfter } from '../../src/server/tls.js';
 import { eventually } from '../helpers/eventually.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, httpsCall, type TestServer } from '../helpers/server.js';
 import { makeCerts, type CertSet } from '../helpers/tls.js';
 
 const fingerprint = (pem: Buffer) => new X509Certificate(pem).fingerprint256;
+const notAfter = (file: string) => Date.parse(new X509Certificate(readFileSync(file)).validTo) / 1000;
+/** tokenguard_tls_certificate_not_after_seconds{certificate}, as the next scrape reads it. */
+const published = async (certificate: string) => (await certificateNotAfter.get()).values.find((v) => v.labels.certificate === certificate)?.value;
 
 /** Replace a file the way a Secret volume update or cert-manager does: write aside, rename over. */
 function replaceFile(target: string, content: Buffer) {
@@ -55,7 +59,13 @@ describe('certificate rotation', () => {
   const lines: string[] = [];
   before(async () => {
     a = makeCerts();
-    b = makeCerts(); // its own CA: a different chain, not just a re-issued leaf
+    // Its own CA: a different chain, not just a re-issued leaf; and a shorter life, so its expiry differs from A's.
+    process.env.TOKENGUARD_CERT_DAYS = '30';
+    try {
+      b = makeCerts();
+    } finally {
+      delete process.env.TOKENGUARD_CERT_DAYS;
+    }
     const dir = mkdtempSync(join(tmpdir(), 'tokenguard-live-'));
     for (const f of ['tls.crt', 'tls.key', 'ca.crt']) copyFileSync(join(a.dir, f), join(dir, f));
     live = { ...a, dir, certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), caFile: join(dir, 'ca.crt') };
@@ -67,6 +77,8 @@ describe('certificate rotation', () => {
     const first = await get(server.port, '/healthz', { ca: a.ca });
     assert.equal(first.status, 200);
     assert.equal(first.peer, fingerprint(readFileSync(a.certFile)));
+    assert.equal(await published('serving'), notAfter(a.certFile), 'the expiry of A is published');
+    assert.equal(await published('client_ca'), undefined, 'no client CA: no series for it');
   });
 
   it('a mismatched pair (new cert, old key) is skipped and A stays; the complete pair B is then taken up', async () => {
@@ -100,6 +112,8 @@ describe('certificate rotation', () => {
     );
     assert.equal(fresh.status, 200);
     assert.ok(lines.some((l) => l.includes('TLS certificate reloaded')));
+    assert.equal(await published('serving'), notAfter(b.certFile), 'after the reload, the expiry of B (30 days) is published');
+    assert.ok(notAfter(b.certFile) < notAfter(a.certFile) - 300 * 86400);
     // A client that trusts only the old CA can no longer connect anew.
     await assert.rejects(get(server.port, '/healthz', { ca: a.ca }), /self[- ]signed|unable to verify|certificate/i);
 
@@ -113,6 +127,22 @@ describe('certificate rotation', () => {
     assert.equal(again.socket, before.socket);
     assert.equal(again.peer, fingerprint(readFileSync(a.certFile)));
     keepAlive.destroy();
+  });
+});
+
+describe('earliestNotAfter', () => {
+  it('is the first expiry among the certificates of a file (a leaf and its chain, a CA bundle); none: undefined', () => {
+    const a = makeCerts();
+    process.env.TOKENGUARD_CERT_DAYS = '10';
+    let short: CertSet;
+    try {
+      short = makeCerts();
+    } finally {
+      delete process.env.TOKENGUARD_CERT_DAYS;
+    }
+    const bundle = Buffer.concat([readFileSync(a.caFile), readFileSync(short.certFile), readFileSync(a.certFile)]);
+    assert.equal(earliestNotAfter(bundle), notAfter(short.certFile));
+    assert.equal(earliestNotAfter('not a certificate'), undefined);
   });
 });
 
@@ -132,6 +162,11 @@ describe('client certificates', () => {
   const review = () => JSON.stringify(reviewByPrefix('006'));
   const post = (route: string, tls: { cert?: Buffer; key?: Buffer }) =>
     httpsCall(server.port, 'POST', route, review(), { 'content-type': 'application/json' }, { ca: serving.ca, ...tls });
+
+  it('publishes the expiry of the serving certificate and of the client CA', async () => {
+    assert.equal(await published('serving'), notAfter(serving.certFile));
+    assert.equal(await published('client_ca'), notAfter(clients.caFile));
+  });
 
   it('/validate and /mutate without a client certificate -> 401', async () => {
     for (const route of ['/validate', '/mutate']) {

@@ -1,0 +1,319 @@
+// `tokenguard audit --report`: what audit finds, written to the cluster as policy reports, so Policy
+// Reporter, Kyverno's tooling and other report UIs show tokenguard's findings beside everyone else's.
+//
+// Two APIs: OpenReports (`openreports.io/v1alpha1`: Report per namespace, ClusterReport for
+// cluster-scoped findings), the default, and the policy WG's older `wgpolicyk8s.io/v1alpha2`
+// (PolicyReport, ClusterPolicyReport), which Policy Reporter and Kyverno before OpenReports read.
+// tokenguard writes one report per namespace with findings (and one cluster report), named
+// `tokenguard-audit` and labelled `app.kubernetes.io/managed-by: tokenguard`. A run replaces the
+// results of the reports it owns (found by that label), deletes its reports where nothing is left,
+// and never reads or writes a report without the label: other sources' reports stay as they are,
+// and a report of that name another tool owns is an error, not overwritten.
+
+import { ApiError, type ApiClient } from '../cluster/client.js';
+import { errorMessage } from '../observability/errors.js';
+import type { AuditReport } from './audit.js';
+
+export const REPORT_APIS = ['openreports.io/v1alpha1', 'wgpolicyk8s.io/v1alpha2'] as const;
+export type ReportApi = (typeof REPORT_APIS)[number];
+export const DEFAULT_REPORT_API: ReportApi = 'openreports.io/v1alpha1';
+
+/** The name of every report tokenguard writes, and the label that marks them as tokenguard's. */
+export const REPORT_NAME = 'tokenguard-audit';
+export const MANAGED_BY = { key: 'app.kubernetes.io/managed-by', value: 'tokenguard' } as const;
+export const SOURCE = 'tokenguard';
+/**
+ * At most this many results in one report: an object in etcd is limited to about 1.5 MiB, and a
+ * result is a few hundred bytes. The summary counts what the report holds; the rest are named on
+ * stderr.
+ */
+export const MAX_RESULTS = 1000;
+
+/** Kinds and plural resource names of each API. */
+const KINDS: Record<ReportApi, { namespaced: { kind: string; plural: string }; cluster: { kind: string; plural: string } }> = {
+  'openreports.io/v1alpha1': { namespaced: { kind: 'Report', plural: 'reports' }, cluster: { kind: 'ClusterReport', plural: 'clusterreports' } },
+  'wgpolicyk8s.io/v1alpha2': {
+    namespaced: { kind: 'PolicyReport', plural: 'policyreports' },
+    cluster: { kind: 'ClusterPolicyReport', plural: 'clusterpolicyreports' },
+  },
+};
+
+export type ResultStatus = 'pass' | 'fail' | 'warn' | 'error' | 'skip';
+/** Both CRDs as vendored accept these (wgpolicyk8s.io's first schema had only high, medium, low). */
+export type ResultSeverity = 'critical' | 'high' | 'medium' | 'low' | 'info';
+
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+}
+
+/** One result, as both APIs write it. */
+export interface ReportResult {
+  source: string;
+  policy: string;
+  rule: string;
+  category: string;
+  result: ResultStatus;
+  severity: ResultSeverity;
+  message: string;
+  timestamp: { seconds: number; nanos: number };
+  resources: ObjectRef[];
+  properties?: Record<string, string>;
+}
+
+export interface PolicyReportObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels: Record<string, string>; resourceVersion?: string };
+  source?: string;
+  configuration?: { limits: { maxResults: number } };
+  summary: Record<ResultStatus, number>;
+  results: ReportResult[];
+}
+
+/** Every finding of an audit as report results, each with the namespace its report lives in (undefined: the cluster report). */
+export function auditResults(r: AuditReport, now: Date): { namespace?: string; result: ReportResult }[] {
+  const timestamp = { seconds: Math.floor(now.getTime() / 1000), nanos: 0 };
+  const out: { namespace?: string; result: ReportResult }[] = [];
+  const add = (namespace: string | undefined, result: Omit<ReportResult, 'source' | 'timestamp'>) =>
+    out.push({ namespace: namespace || undefined, result: { source: SOURCE, timestamp, ...result } });
+
+  // 1. A claim Terminating while scheduled pods use it: the outage in progress.
+  for (const c of r.terminatingClaims) {
+    const stopped = c.pods.filter((p) => p.tokenRefresh === 'stopped');
+    const pods = c.pods.map((p) => `${p.name} (${p.phase || 'unknown phase'} on ${p.node}${p.tokenRefresh === 'stopped' ? ', token refresh STOPPED: kubernetes#130442' : ''})`);
+    add(c.namespace, {
+      policy: 'pvc-in-use',
+      rule: 'terminating-claim-in-use',
+      category: 'Volumes',
+      result: 'fail',
+      severity: stopped.length ? 'critical' : 'high',
+      message:
+        `PVC ${c.namespace}/${c.claim} is Terminating (deleted at ${c.deletionTimestamp}) while scheduled pods still use it: ${pods.join(', ')}. ` +
+        'It stays Terminating until they are gone; on kubelets before 1.33.0, 1.32.4, 1.31.8, 1.30.12 their projected tokens stop refreshing meanwhile.',
+      resources: [
+        { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace: c.namespace, name: c.claim },
+        ...c.pods.map((p) => ({ apiVersion: 'v1', kind: 'Pod', namespace: c.namespace, name: p.name })),
+      ],
+      properties: { deletionTimestamp: c.deletionTimestamp, pods: c.pods.map((p) => p.name).join(','), tokenRefreshStopped: stopped.map((p) => p.name).join(',') },
+    });
+  }
+
+  // 2. Pods that would lose token refresh if a claim they mount were deleted under them.
+  for (const p of r.riskPods) {
+    add(p.namespace, {
+      policy: 'pvc-token-risk',
+      rule: 'claim-and-projected-token',
+      category: 'Volumes',
+      result: 'warn',
+      severity: p.kubeletAffected ? 'medium' : 'low',
+      message:
+        `Pod ${p.namespace}/${p.name} mounts claim(s) ${p.claims.join(', ')} and projected token volume(s) ${p.tokenVolumes.join(', ')}: ` +
+        `deleting a claim while it runs leaves the claim Terminating${p.kubeletAffected ? ` and stops its token refresh (kubelet ${p.kubeletVersion}, kubernetes#130442)` : ''}.`,
+      resources: [{ apiVersion: 'v1', kind: 'Pod', namespace: p.namespace, name: p.name }],
+      properties: { node: p.node || '(unscheduled)', claims: p.claims.join(','), tokenVolumes: p.tokenVolumes.join(',') },
+    });
+  }
+
+  // 3. Existing objects the policies would flag if they were created now.
+  for (const f of r.findings) {
+    add(f.namespace, {
+      policy: f.policy,
+      rule: f.severity === 'deny' ? 'would-deny-on-create' : 'would-warn-on-create',
+      category: 'Admission',
+      result: f.severity === 'deny' ? 'fail' : 'warn',
+      severity: f.severity === 'deny' ? 'high' : 'medium',
+      message: f.path && !f.message.includes(f.path) ? `${f.message} (at ${f.path})` : f.message,
+      resources: [{ apiVersion: f.apiVersion, kind: f.kind, ...(f.namespace ? { namespace: f.namespace } : {}), name: f.name }],
+      ...(f.path ? { properties: { path: f.path } } : {}),
+    });
+  }
+
+  // 4. kube-apiservers that do not accept the issuer the cluster serves: new tokens fail there.
+  const served = r.issuers.served;
+  for (const a of r.issuers.apiservers) {
+    if (a.acceptsServed !== false || !served) continue;
+    add(a.namespace, {
+      policy: 'service-account-issuer',
+      rule: 'served-issuer-accepted',
+      category: 'Service accounts',
+      result: 'fail',
+      severity: 'critical',
+      message:
+        `kube-apiserver ${a.namespace}/${a.name} on ${a.node} does not accept the served issuer ${served} ` +
+        `(it accepts ${a.issuers.join(', ') || 'none'}): tokens it is asked to verify are rejected (kops#16488).`,
+      resources: [{ apiVersion: 'v1', kind: 'Pod', namespace: a.namespace, name: a.name }],
+      properties: { servedIssuer: served, acceptedIssuers: a.issuers.join(',') },
+    });
+  }
+  return out;
+}
+
+/** The reports an audit makes: one per namespace with results, and the cluster report when it has any. */
+export function buildReports(r: AuditReport, api: ReportApi, now: Date): { reports: PolicyReportObject[]; truncated: { report: string; dropped: number }[] } {
+  const byNamespace = new Map<string | undefined, ReportResult[]>();
+  for (const { namespace, result } of auditResults(r, now)) {
+    let list = byNamespace.get(namespace);
+    if (!list) byNamespace.set(namespace, (list = []));
+    list.push(result);
+  }
+  const reports: PolicyReportObject[] = [];
+  const truncated: { report: string; dropped: number }[] = [];
+  for (const [namespace, all] of [...byNamespace].sort(([a], [b]) => (a ?? '').localeCompare(b ?? ''))) {
+    const results = all.slice(0, MAX_RESULTS);
+    if (all.length > results.length) truncated.push({ report: reportPath(api, namespace), dropped: all.length - results.length });
+    const summary: Record<ResultStatus, number> = { pass: 0, fail: 0, warn: 0, error: 0, skip: 0 };
+    for (const x of results) summary[x.result]++;
+    const { kind } = KINDS[api][namespace ? 'namespaced' : 'cluster'];
+    const report: PolicyReportObject = {
+      apiVersion: api,
+      kind,
+      metadata: { name: REPORT_NAME, ...(namespace ? { namespace } : {}), labels: { [MANAGED_BY.key]: MANAGED_BY.value } },
+      summary,
+      results,
+    };
+    // OpenReports has a report-level source and limits; wgpolicyk8s.io v1alpha2 has neither (its
+    // schema would prune them): there each result names its source.
+    if (api === 'openreports.io/v1alpha1') {
+      report.source = SOURCE;
+      report.configuration = { limits: { maxResults: MAX_RESULTS } };
+    }
+    reports.push(report);
+  }
+  return { reports, truncated };
+}
+
+function reportPath(api: ReportApi, namespace: string | undefined): string {
+  const { plural } = KINDS[api][namespace ? 'namespaced' : 'cluster'];
+  return namespace ? `/apis/${api}/namespaces/${namespace}/${plural}` : `/apis/${api}/${plural}`;
+}
+
+export interface ReportWriteResult {
+  created: string[];
+  replaced: string[];
+  deleted: string[];
+}
+
+const where = (ns: string | undefined) => (ns ? `${ns}/${REPORT_NAME}` : `${REPORT_NAME} (cluster)`);
+const bounds = { timeoutMs: 30_000 };
+
+/** Waits before each retry of a request the API server answered with 429 or 503. */
+export const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+
+/**
+ * `request`, again after a pause while the API server answers 429 (API Priority and Fairness
+ * throttling; "storage is (re)initializing" for a resource whose CRD was just established) or 503.
+ */
+async function retrying<T>(request: () => Promise<T>, delays: readonly number[] = RETRY_DELAYS_MS): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await request();
+    } catch (err) {
+      const transient = err instanceof ApiError && (err.statusCode === 429 || err.statusCode === 503);
+      if (!transient || attempt >= delays.length) throw err;
+      await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
+    }
+  }
+}
+
+/**
+ * Make the cluster's tokenguard reports those of `reports`: create or replace each, and delete
+ * every report of tokenguard's (by its label) that is no longer wanted. Reports without the label
+ * are never listed, replaced or deleted. Throws on the first failure, naming the report.
+ */
+export async function writeReports(
+  client: ApiClient,
+  api: ReportApi,
+  reports: PolicyReportObject[],
+  retryDelaysMs: readonly number[] = RETRY_DELAYS_MS,
+): Promise<ReportWriteResult> {
+  const send = <T>(request: () => Promise<T>) => retrying(request, retryDelaysMs);
+  const selector = `labelSelector=${encodeURIComponent(`${MANAGED_BY.key}=${MANAGED_BY.value}`)}`;
+  const existing = new Map<string, { namespace?: string; resourceVersion?: string }>();
+  for (const scope of ['namespaced', 'cluster'] as const) {
+    const list = await send(() =>
+      client.getJson<{ items?: { metadata?: { name?: string; namespace?: string; resourceVersion?: string } }[] }>(`/apis/${api}/${KINDS[api][scope].plural}?${selector}`, bounds),
+    );
+    for (const item of list.items ?? []) {
+      if (item.metadata?.name !== REPORT_NAME) continue; // ours by label, not by name: left alone
+      existing.set(`${scope}/${item.metadata.namespace ?? ''}`, { namespace: item.metadata.namespace, resourceVersion: item.metadata.resourceVersion });
+    }
+  }
+  const out: ReportWriteResult = { created: [], replaced: [], deleted: [] };
+  const wanted = new Set<string>();
+  for (const report of reports) {
+    const namespace = report.metadata.namespace;
+    const key = `${namespace ? 'namespaced' : 'cluster'}/${namespace ?? ''}`;
+    wanted.add(key);
+    const collection = reportPath(api, namespace);
+    const current = existing.get(key);
+    try {
+      if (current) {
+        await send(() => client.writeJson('PUT', `${collection}/${REPORT_NAME}`, { ...report, metadata: { ...report.metadata, resourceVersion: current.resourceVersion } }, bounds));
+        out.replaced.push(where(namespace));
+      } else {
+        await send(() => client.writeJson('POST', collection, report, bounds));
+        out.created.push(where(namespace));
+      }
+    } catch (err) {
+      if (!current && err instanceof ApiError && err.statusCode === 409) {
+        throw new Error(`${report.kind} ${where(namespace)} exists but is not tokenguard's (no ${MANAGED_BY.key}=${MANAGED_BY.value} label): left alone`, { cause: err });
+      }
+      throw new Error(`writing ${report.kind} ${where(namespace)}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+  for (const [key, current] of existing) {
+    if (wanted.has(key)) continue;
+    const scope = key.startsWith('cluster/') ? 'cluster' : 'namespaced';
+    const path = `${reportPath(api, scope === 'cluster' ? undefined : current.namespace)}/${REPORT_NAME}`;
+    try {
+      await send(() => client.writeJson('DELETE', path, undefined, bounds));
+    } catch (err) {
+      if (!(err instanceof ApiError && err.statusCode === 404)) throw new Error(`deleting ${where(current.namespace)}: ${errorMessage(err)}`, { cause: err });
+    }
+    out.deleted.push(where(current.namespace));
+  }
+  return out;
+}
+
+/** `--report` and `--report-api`: the API to write to, or undefined without `--report`. Throws a message for a usage error. */
+export function reportApiFlag(report: boolean | undefined, api: string | undefined): ReportApi | undefined {
+  if (api !== undefined && !(REPORT_APIS as readonly string[]).includes(api)) {
+    throw new Error(`--report-api must be ${REPORT_APIS.join(' or ')}, got ${JSON.stringify(api)}`);
+  }
+  if (!report) {
+    if (api !== undefined) throw new Error('--report-api needs --report');
+    return undefined;
+  }
+  return (api as ReportApi | undefined) ?? DEFAULT_REPORT_API;
+}
+
+/**
+ * Write the audit's reports and say what was done on stderr. True when written; false (the reason
+ * on stderr) when not, e.g. the CRDs are not installed or the credentials may not write them.
+ */
+export async function publishAuditReports(
+  client: ApiClient,
+  r: AuditReport,
+  api: ReportApi,
+  io: { stderr(text: string): void },
+  now = new Date(),
+): Promise<boolean> {
+  const { reports, truncated } = buildReports(r, api, now);
+  try {
+    const done = await writeReports(client, api, reports);
+    for (const t of truncated) io.stderr(`tokenguard audit: ${t.report}: ${t.dropped} result(s) beyond the first ${MAX_RESULTS} left out\n`);
+    io.stderr(
+      `tokenguard audit: ${api} reports: ${reports.reduce((n, x) => n + x.results.length, 0)} result(s); ` +
+        `created ${done.created.length ? done.created.join(', ') : 'none'}; replaced ${done.replaced.length ? done.replaced.join(', ') : 'none'}; ` +
+        `deleted ${done.deleted.length ? done.deleted.join(', ') : 'none'}\n`,
+    );
+    return true;
+  } catch (err) {
+    const notServed = err instanceof ApiError && err.statusCode === 404 ? ` (is the ${api.split('/')[0]} CRD installed? see manifests/crds/)` : '';
+    io.stderr(`tokenguard audit: reports not written: ${errorMessage(err)}${notServed}\n`);
+    return false;
+  }
+}
