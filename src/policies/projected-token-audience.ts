@@ -7,7 +7,7 @@
 // Azure workload identity, SPIRE, Vault and GCP workload identity (both audience forms).
 
 import { Type, type Static } from '@sinclair/typebox';
-import { NamespaceGlobs, StringList, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
+import { fitWarning, NamespaceGlobs, StringList, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { globMatcher, namespaceScope } from '../k8s/glob.js';
 import { podSpecOf, POD_SPEC_RULES, tokenProjections } from '../k8s/pod-spec.js';
@@ -79,19 +79,29 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudi
         findings.push({
           policy: POLICY,
           severity: 'deny',
-          message: `token audience must be a string, got ${JSON.stringify(audience)?.slice(0, 40)}${volume}`,
+          message: fitWarning(
+            `token audience must be a string, got ${JSON.stringify(audience)}; the API server rejects it${volume}`,
+            `token audience must be a string; the API server rejects it${volume}`,
+          ),
+          apiRejection: `${path}: Invalid value: ${JSON.stringify(audience)}: the API server cannot decode it as a string`,
           path,
           fix: FIX,
         });
         continue;
       }
       if (ctx.settings.allowed(req.namespace, audience)) continue;
-      const shown = audience.length > 60 ? `${audience.slice(0, 59)}…` : audience;
+      // An audience has no length limit: too long to show whole, the warning leaves it out (never
+      // cuts it) and the denial's detail names it.
+      const message = fitWarning(
+        `token audience ${JSON.stringify(audience)} is not allowed${volume}`,
+        `token audience of ${Array.from(audience).length} characters is not allowed${volume}`,
+      );
+      const named = message.includes(JSON.stringify(audience)) ? '' : `The audience is ${JSON.stringify(audience)}. `;
       findings.push({
         policy: POLICY,
         severity: 'deny',
-        message: `token audience ${JSON.stringify(shown)} is not allowed${volume}`,
-        detail: `Allowed here: ${ctx.settings.allowedIn(req.namespace).join(', ') || '(none)'}, or no audience (the API server's own).`,
+        message,
+        detail: `${named}Allowed here: ${ctx.settings.allowedIn(req.namespace).join(', ') || '(none)'}, or no audience (the API server's own).`,
         path,
         fix: FIX,
       });
