@@ -111,7 +111,7 @@ export class ApiClient {
       const timer = bounds.timeoutMs
         ? setTimeout(() => fail(new Error(`GET ${url.pathname}: no answer within ${bounds.timeoutMs} ms`)), bounds.timeoutMs)
         : undefined;
-      req.on('error', (err) => fail(new Error(`GET ${url.pathname}: ${err.message}`)));
+      req.on('error', (err) => fail(new Error(`GET ${url.pathname}: ${err.message}`, { cause: err })));
       req.end();
     });
   }

@@ -5,6 +5,7 @@
 
 import { before, describe } from 'node:test';
 import { callerAuthScenario } from './caller-auth.js';
+import { devRegisterScenario } from './dev-register.js';
 import { findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
 import { webhookScenarios } from './webhook.js';
@@ -21,4 +22,5 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
   describe('admission: PVC guard, token policies, issuer guard; self-test, token inspect, audit', () => webhookScenarios(assets));
   describe('a kube-apiserver outage of 10 s', () => outageScenario(assets));
   describe('caller authentication: kube-apiserver with a webhook kubeconfig, tokenguard in enforce', () => callerAuthScenario(assets));
+  describe('tokenguard dev register and unregister: a local server registered with a real cluster', () => devRegisterScenario(assets));
 });
