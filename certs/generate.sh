@@ -4,7 +4,9 @@
 #   certs/generate.sh [OUT_DIR] [--force]
 #
 # Writes OUT_DIR/ca.crt, ca.key, tls.crt, tls.key (default OUT_DIR: the folder of this script).
-# The serving certificate covers localhost, 127.0.0.1, ::1 and the in-cluster Service names.
+# The serving certificate covers localhost, 127.0.0.1, ::1 and the in-cluster Service names, plus
+# TOKENGUARD_SANS (comma-separated, e.g. IP:172.18.0.1,DNS:host.minikube.internal: the address a
+# kind or minikube node reaches this machine at, for tokenguard dev register).
 # Existing files are kept unless --force is given. Needs openssl (1.1.1 or later).
 set -euo pipefail
 
@@ -13,7 +15,7 @@ force=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) out="$arg" ;;
   esac
 done
@@ -25,6 +27,7 @@ fi
 service="${TOKENGUARD_SERVICE:-tokenguard}"
 namespace="${TOKENGUARD_NAMESPACE:-tokenguard}"
 days="${TOKENGUARD_CERT_DAYS:-365}"
+extra_sans="${TOKENGUARD_SANS:-}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 umask 077
@@ -39,7 +42,7 @@ cat > "$tmp/ext.cnf" <<CNF
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth,clientAuth
-subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1,DNS:${service}.${namespace}.svc,DNS:${service}.${namespace}.svc.cluster.local,DNS:${service}.${namespace}
+subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1,DNS:${service}.${namespace}.svc,DNS:${service}.${namespace}.svc.cluster.local,DNS:${service}.${namespace}${extra_sans:+,${extra_sans}}
 CNF
 openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=${service}.${namespace}.svc" \
   -keyout "$tmp/tls.key" -out "$tmp/tls.csr" 2>/dev/null

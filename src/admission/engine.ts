@@ -9,6 +9,7 @@ import { applyPatchCopyOnWrite, jsonEqual, patchChanges, type PatchOperation } f
 import type { AdmissionRequest } from './review.js';
 import { globMatcher, namespaceScope } from '../k8s/glob.js';
 import { errorMessage } from '../observability/errors.js';
+import { fitWarning } from './warnings.js';
 
 /** Namespace label that overrides the configured mode for every policy in that namespace. */
 export const MODE_LABEL = 'tokenguard.io/mode';
@@ -261,7 +262,7 @@ export class Engine {
     return {
       policy: name,
       severity: 'warn',
-      message: `tokenguard: policy ${name} could not run (${errorMessage(err)}); not checked`,
+      message: fitWarning(`tokenguard: policy ${name} could not run (${errorMessage(err)}); not checked`, `tokenguard: policy ${name} could not run; not checked (see the tokenguard logs)`),
     };
   }
 }
@@ -276,6 +277,7 @@ function judged(f: Finding, policy: string, mode: Exclude<Mode, 'off'>): Decisio
     path: f.path,
     fix: f.fix,
     audit: f.audit,
+    ...(f.apiRejection ? { apiRejection: f.apiRejection } : {}),
     mode,
   };
 }

@@ -18,6 +18,7 @@ export type { ApiserverPod, CacheStatus, ClusterView, IssuerRisk, IssuerView, No
 // The building blocks of a policy's settings schema, and the modes, are the configuration's.
 export { NamespaceGlobs, StringEnum, StringList, type Exemptions, type Mode } from '../config/schema.js';
 export { errorMessage } from '../observability/errors.js';
+export { fitWarning, MAX_WARNING_CHARS } from './warnings.js';
 
 export type Severity = 'deny' | 'warn';
 
@@ -25,7 +26,10 @@ export interface Finding {
   /** Name of the policy that produced it (the engine fills it in when a policy leaves it out). */
   policy: string;
   severity: Severity;
-  /** One line for kubectl; the engine cuts warnings to 120 characters, so put the gist first. */
+  /**
+   * One line for kubectl, within MAX_WARNING_CHARS (admission/warnings.ts): build it with
+   * fitWarning, dropping the least useful part when a name is long, never cutting a name.
+   */
   message: string;
   /** Longer explanation for logs and for the denial message. */
   detail?: string;
@@ -33,6 +37,13 @@ export interface Finding {
   path?: string;
   /** What to do about it, one short sentence. */
   fix?: string;
+  /**
+   * Set when the API server itself refuses such an object before any webhook sees it (API
+   * validation, or a value it cannot decode): its own words after `is invalid:`, e.g.
+   * `spec.volumes[0]...expirationSeconds: Invalid value: 480: may not specify a duration less than 10 minutes`.
+   * `tokenguard check` fails such an object in every mode.
+   */
+  apiRejection?: string;
   /** Extra audit annotations to record on the request (the engine prefixes keys with `<policy>.`; the API server then adds the webhook name). */
   audit?: Record<string, string>;
 }

@@ -36,6 +36,7 @@ Flags:
   --kubeconfig FILE        cluster to audit (else KUBECONFIG, in-cluster, ~/.kube/config)
   --config FILE            tokenguard configuration (policy settings, exemptions, modes) as deployed
   -o, --output FORMAT      table (default) or json
+  --timeout SECONDS        how long to wait for the API server to answer at all (default 10)
   --sync-timeout SECONDS   how long to wait for the first LIST of pods, nodes and namespaces (default 60)
   --report                 also write the findings to the cluster as policy reports (one per namespace,
                            and a cluster report), replacing tokenguard's previous ones; exit 0 once written
@@ -104,21 +105,27 @@ export interface AuditReport {
 
 const processIO: AuditIO = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
 
+export const AUDIT_FLAGS = {
+  kubeconfig: { type: 'string' },
+  config: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  timeout: { type: 'string' },
+  'sync-timeout': { type: 'string' },
+  report: { type: 'boolean' },
+  'report-api': { type: 'string' },
+} as const;
+
 export const auditCommand: Command = {
   name: 'audit',
   help: HELP,
+  flags: AUDIT_FLAGS,
   run: (args) => runAudit(args, processIO),
 };
 
 export async function runAudit(args: string[], io: AuditIO): Promise<number> {
-  const { values } = parseFlags(args, {
-    kubeconfig: { type: 'string' },
-    config: { type: 'string' },
-    output: { type: 'string', short: 'o' },
-    'sync-timeout': { type: 'string' },
-    report: { type: 'boolean' },
-    'report-api': { type: 'string' },
-  });
+  const { values } = parseFlags(args, AUDIT_FLAGS);
+  const timeout = Number(values.timeout ?? 10);
+  if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got ${JSON.stringify(values.timeout)}`);
   const output = values.output ?? 'table';
   if (output !== 'table' && output !== 'json') throw new UsageError(`--output must be table or json, got ${JSON.stringify(output)}`);
   const syncTimeout = Number(values['sync-timeout'] ?? 60);
@@ -141,9 +148,9 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
   }
   let session: ClusterSession;
   try {
-    session = await openClusterSession(values.kubeconfig, config, syncTimeout, { keepPods: true });
+    session = await openClusterSession(values.kubeconfig, config, syncTimeout, { keepPods: true, connectTimeoutSeconds: timeout });
   } catch (err) {
-    io.stderr(`tokenguard audit: cluster: ${errorMessage(err)}\n`);
+    io.stderr(`tokenguard audit: ${errorMessage(err)}\n`);
     return 2;
   }
   try {
@@ -335,6 +342,11 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
+/** The TOKEN REFRESH column: whether kubelet still refreshes the pod's projected token (never a pod state). */
+export function tokenRefreshText(t: TokenRefresh): string {
+  return t === 'stopped' ? 'not refreshed (kubernetes#130442)' : t;
+}
+
 function kubelet(v: { kubeletVersion?: string; kubeletAffected?: boolean }): string {
   if (!v.kubeletVersion) return '-';
   return `${v.kubeletVersion}${v.kubeletAffected ? ' (affected)' : ''}`;
@@ -351,7 +363,7 @@ export function renderTables(r: AuditReport): string {
       : table(
           ['NAMESPACE', 'CLAIM', 'DELETED AT', 'POD', 'PHASE', 'NODE', 'KUBELET', 'TOKEN REFRESH'],
           r.terminatingClaims.flatMap((c) =>
-            c.pods.map((p) => [c.namespace, c.claim, c.deletionTimestamp, p.name, p.phase, p.node, kubelet(p), p.tokenRefresh === 'stopped' ? 'STOPPED (kubernetes#130442)' : p.tokenRefresh]),
+            c.pods.map((p) => [c.namespace, c.claim, c.deletionTimestamp, p.name, p.phase, p.node, kubelet(p), tokenRefreshText(p.tokenRefresh)]),
           ),
         ),
   );

@@ -19,6 +19,14 @@ import { errorMessage } from '../observability/errors.js';
 /** The validating webhook's name in manifests/base/webhooks.yaml, as kubectl would quote it. */
 export const VALIDATING_WEBHOOK = 'validate.tokenguard.io';
 
+/** The help's example, run by test/cli/check.test.ts against the fixtures: it must print exactly this. */
+export const EXAMPLE = `  $ tokenguard check --mode enforce test/fixtures/manifests/check/apps/web.yaml
+  deployment.apps/api allowed (test/fixtures/manifests/check/apps/web.yaml, document 1)
+  pod/web-0 allowed, mutated by pvc-token-risk (test/fixtures/manifests/check/apps/web.yaml, document 2)
+  service/web allowed (test/fixtures/manifests/check/apps/web.yaml, document 3)
+  Checked 3 objects in 1 file (mode enforce): 0 denied, 0 with warnings, 1 mutated.
+`;
+
 const HELP = `Usage: tokenguard check [flags] FILE|DIR|- ...
 
 Run tokenguard's policies on manifests, offline, as the API server would on create: multi-document
@@ -34,14 +42,14 @@ Flags:
   --kubeconfig FILE      also run the policies that need cluster state, against this cluster
   --sync-timeout SECONDS how long to wait for the cluster caches (default 30)
 
-Exit status: 0 nothing denied, 1 something would be denied, 2 usage error or unreadable input.
+An object the API server itself rejects (a projected token under 600 s or over 2^32 s, a value it
+cannot decode) fails in every mode, printed as kubectl prints it: The Pod "x" is invalid: ...
 
-Example:
-  $ tokenguard check --mode enforce deploy/
-  Warning: volume "u": a 3607 s token with the default audience really lives one year (token extension)
-  pod/long-token allowed (deploy/pods.yaml, document 2)
-  Error from server (Forbidden): error when creating "deploy/cron.yaml" (document 1): admission webhook "${VALIDATING_WEBHOOK}" denied the request: [projected-token-audience] ...
-`;
+Exit status: 0 nothing denied or invalid; 1 something would be denied, or the API server itself
+rejects it; 2 usage error or unreadable input.
+
+Example (from a checkout: npx tokenguard check ...):
+${EXAMPLE}`;
 
 export interface CheckIO {
   stdout: (text: string) => void;
@@ -60,6 +68,8 @@ export interface ObjectResult {
   namespace?: string;
   allowed: boolean;
   denial?: string;
+  /** What the API server itself rejects (kubectl's `is invalid:` part): refused in every mode. */
+  invalid?: string[];
   warnings: string[];
   mutatedBy: string[];
   patch?: Evaluation['patch'];
@@ -73,7 +83,7 @@ export interface CheckReport {
   objects: ObjectResult[];
   problems: InputProblem[];
   skippedPolicies: { policy: string; reason: string }[];
-  summary: { files: number; objects: number; denied: number; warned: number; mutated: number; problems: number };
+  summary: { files: number; objects: number; invalid: number; denied: number; warned: number; mutated: number; problems: number };
 }
 
 const processIO: CheckIO = {
@@ -83,25 +93,24 @@ const processIO: CheckIO = {
   readStdin: () => readFileSync(0, 'utf8'),
 };
 
+export const CHECK_FLAGS = {
+  config: { type: 'string' },
+  mode: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  namespace: { type: 'string', short: 'n' },
+  kubeconfig: { type: 'string' },
+  'sync-timeout': { type: 'string' },
+} as const;
+
 export const checkCommand: Command = {
   name: 'check',
   help: HELP,
+  flags: CHECK_FLAGS,
   run: (args) => runCheck(args, processIO),
 };
 
 export async function runCheck(args: string[], io: CheckIO): Promise<number> {
-  const { values, positionals } = parseFlags(
-    args,
-    {
-      config: { type: 'string' },
-      mode: { type: 'string' },
-      output: { type: 'string', short: 'o' },
-      namespace: { type: 'string', short: 'n' },
-      kubeconfig: { type: 'string' },
-      'sync-timeout': { type: 'string' },
-    },
-    true,
-  );
+  const { values, positionals } = parseFlags(args, CHECK_FLAGS, true);
   if (positionals.length === 0) throw new UsageError('name at least one FILE, DIR or - (stdin)');
   const output = values.output ?? 'text';
   if (output !== 'text' && output !== 'json') throw new UsageError(`--output must be text or json, got ${JSON.stringify(output)}`);
@@ -126,7 +135,7 @@ export async function runCheck(args: string[], io: CheckIO): Promise<number> {
     try {
       session = await openClusterSession(values.kubeconfig, config, syncTimeout);
     } catch (err) {
-      io.stderr(`tokenguard check: cluster: ${errorMessage(err)}\n`);
+      io.stderr(`tokenguard check: ${errorMessage(err)}\n`);
       return 2;
     }
   }
@@ -135,7 +144,7 @@ export async function runCheck(args: string[], io: CheckIO): Promise<number> {
     if (output === 'json') io.stdout(JSON.stringify(report, null, 2) + '\n');
     else printText(report, io);
     if (report.problems.length > 0) return 2;
-    return report.summary.denied > 0 ? 1 : 0;
+    return report.summary.denied > 0 || report.summary.invalid > 0 ? 1 : 0;
   } finally {
     session?.stop();
   }
@@ -149,12 +158,16 @@ async function judge(
   defaultNamespace: string,
 ): Promise<CheckReport> {
   // Without a cluster, policies that need one would only say they could not run, once per object.
-  const skipped: AnyPolicy[] = session ? [] : BUILTIN_POLICIES.filter((p) => p.needsCluster);
-  const policies = BUILTIN_POLICIES.filter((p) => !skipped.includes(p));
+  const needCluster: AnyPolicy[] = session ? [] : BUILTIN_POLICIES.filter((p) => p.needsCluster);
+  const policies = BUILTIN_POLICIES.filter((p) => !needCluster.includes(p));
   const engine = new Engine({ config, policies, cluster: session?.cache });
+  // Such a policy is reported as skipped only when it would have judged one of the objects.
+  const skippedMatcher = needCluster.length ? new Engine({ config, policies: needCluster }) : undefined;
+  const skipped = new Set<string>();
   const objects: ObjectResult[] = [];
   for (const [i, e] of entries.entries()) {
     const request = syntheticCreate(e.object, { uid: `tokenguard-check-${i + 1}`, defaultNamespace });
+    for (const side of ['mutate', 'validate'] as const) for (const name of skippedMatcher?.matchingPolicies(request, side) ?? []) skipped.add(name);
     const ev = await evaluateCreate(engine, request);
     const r: ObjectResult = {
       file: e.file,
@@ -170,7 +183,8 @@ async function judge(
       mutatedBy: ev.mutatedBy,
       findings: ev.findings.map((f) => ({ policy: f.policy, severity: f.severity, mode: f.mode, message: f.message, path: f.path, detail: f.detail, fix: f.fix })),
     };
-    if (ev.denial) r.denial = ev.denial;
+    if (ev.invalid) r.invalid = ev.invalid;
+    else if (ev.denial) r.denial = ev.denial;
     if (ev.patch) r.patch = ev.patch;
     if (ev.injected) r.injected = ev.injected;
     objects.push(r);
@@ -181,11 +195,12 @@ async function judge(
     cluster: session ? `${session.source.server} (${session.source.source})` : undefined,
     objects,
     problems,
-    skippedPolicies: skipped.map((p) => ({ policy: p.name, reason: 'it needs cluster state (pass --kubeconfig to run it)' })),
+    skippedPolicies: needCluster.filter((p) => skipped.has(p.name)).map((p) => ({ policy: p.name, reason: 'it needs cluster state (pass --kubeconfig to run it)' })),
     summary: {
       files: files.size,
       objects: objects.length,
-      denied: objects.filter((o) => !o.allowed).length,
+      invalid: objects.filter((o) => o.invalid).length,
+      denied: objects.filter((o) => !o.allowed && !o.invalid).length,
       warned: objects.filter((o) => o.warnings.length > 0).length,
       mutated: objects.filter((o) => o.mutatedBy.length > 0).length,
       problems: problems.length,
@@ -207,7 +222,11 @@ function printText(report: CheckReport, io: CheckIO): void {
   const out: string[] = [];
   for (const r of report.objects) {
     for (const w of r.warnings) out.push(`Warning: ${w}`);
-    if (!r.allowed) {
+    if (r.invalid) {
+      // kubectl's words for an API validation error, then where the object is.
+      const errors = r.invalid.length === 1 ? r.invalid[0] : `[${r.invalid.join(', ')}]`;
+      out.push(`The ${r.kind} ${JSON.stringify(r.name)} is invalid: ${errors} (${r.file}, ${location(r)})`);
+    } else if (!r.allowed) {
       out.push(
         `Error from server (Forbidden): error when creating ${JSON.stringify(r.file)} (${location(r)}): ` +
           `admission webhook "${VALIDATING_WEBHOOK}" denied the request: ${r.denial}`,
@@ -220,6 +239,7 @@ function printText(report: CheckReport, io: CheckIO): void {
   for (const s of report.skippedPolicies) out.push(`Note: policy ${s.policy} skipped: ${s.reason}`);
   const { summary: n } = report;
   const parts = [`${n.denied} denied`, `${n.warned} with warnings`, `${n.mutated} mutated`];
+  if (n.invalid) parts.unshift(`${n.invalid} rejected by the API server itself (in every mode)`);
   if (n.problems) parts.push(`${n.problems} input problem${n.problems === 1 ? '' : 's'}`);
   out.push(
     `Checked ${n.objects} object${n.objects === 1 ? '' : 's'} in ${n.files} file${n.files === 1 ? '' : 's'} (mode ${report.mode}` +

@@ -4,7 +4,9 @@
 
 import { ClusterCache } from '../cluster/cache.js';
 import { IssuerMonitor } from '../cluster/issuers.js';
+import { ApiClient, ApiError } from '../cluster/client.js';
 import { findKubeConfig, type KubeConfigSource } from '../cluster/kubeconfig.js';
+import { errorCode, errorMessage } from '../observability/errors.js';
 import type { TokenguardConfig } from '../config/schema.js';
 import { silentLogger } from '../observability/log.js';
 import type { KubeObject } from '../k8s/object.js';
@@ -29,10 +31,13 @@ export async function openClusterSession(
   kubeconfig: string | undefined,
   config: TokenguardConfig,
   syncTimeoutSeconds: number,
-  opts: { keepPods?: boolean } = {},
+  opts: { keepPods?: boolean; connectTimeoutSeconds?: number } = {},
 ): Promise<ClusterSession> {
   const source = findKubeConfig({ kubeconfig });
   if (!source) throw new Error('no cluster found: pass --kubeconfig (or set KUBECONFIG)');
+  // One quick request first: an API server that refuses or never answers is named within the
+  // connect timeout, not after the caches gave up syncing.
+  await probe(source, opts.connectTimeoutSeconds ?? 10);
   let pods: KubeObject[] | undefined;
   const cache = new ClusterCache({
     kc: source.kc,
@@ -57,4 +62,42 @@ export async function openClusterSession(
   await issuers.refresh();
   cache.issuers = issuers;
   return { source, cache, issuers, pods, stop: () => cache.stop() };
+}
+
+/** Why a connection failed, in words: the system error codes people meet. */
+function connectionProblem(err: unknown): string {
+  const code = errorCode(err) ?? errorCode((err as { cause?: unknown } | undefined)?.cause);
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused (is the API server running, and is this its address?)';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'host not found (check the server address in the kubeconfig)';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'host unreachable';
+    case 'ECONNRESET':
+      return 'connection reset';
+    default:
+      return errorMessage(err).replace(/^GET \/version: /, '');
+  }
+}
+
+/** GET /version within `timeoutSeconds`; throws naming the API server and why it cannot be used. */
+export async function probe(source: KubeConfigSource, timeoutSeconds: number): Promise<void> {
+  const client = new ApiClient(source.kc);
+  try {
+    await client.getJson('/version', { timeoutMs: timeoutSeconds * 1000 });
+  } catch (err) {
+    if (err instanceof ApiError && err.statusCode !== 401 && err.statusCode !== 403) return; // it answered
+    const why =
+      err instanceof ApiError
+        ? `it refused these credentials (${err.statusCode}${err.statusCode === 401 ? ' Unauthorized' : ' Forbidden'})`
+        : /no answer within/.test(errorMessage(err))
+          ? `no answer within ${timeoutSeconds} s (raise it with --timeout)`
+          : connectionProblem(err);
+    throw new Error(`cannot reach the API server ${source.server} (${source.source}): ${why}`, { cause: err });
+  } finally {
+    client.close();
+  }
 }

@@ -96,6 +96,11 @@ export interface Evaluation {
   findings: Decision['findings'];
   /** `kube-api-access-*` volume added as the ServiceAccount plugin would (Pods only). */
   injected?: string;
+  /**
+   * What the API server itself rejects in this object (API validation, before any validating
+   * webhook is called), in its own words: such an object is refused in every mode.
+   */
+  invalid?: string[];
 }
 
 /** Mutate, then validate the mutated object, as the API server calls the two webhooks. */
@@ -119,6 +124,14 @@ export async function evaluateCreate(engine: Engine, request: AdmissionRequest):
     mutatedBy: mutation.patch ? mutation.fired : [],
     findings: [...mutation.findings, ...validation.findings],
   };
+  const invalid = validation.findings.flatMap((f) => (f.apiRejection ? [f.apiRejection] : []));
+  if (invalid.length) {
+    // The API server refuses it before the validating webhook is called: only the mutating
+    // webhook's warnings would reach the user, and kubectl prints the API server's error.
+    out.allowed = false;
+    out.invalid = invalid;
+    out.warnings = limitWarnings(mutation.warnings);
+  }
   if (validation.denial) out.denial = validation.denial.message;
   if (mutation.patch) out.patch = mutation.patch;
   if (injected) out.injected = injected;

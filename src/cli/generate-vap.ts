@@ -47,14 +47,17 @@ export interface GenerateIO {
 
 const processIO: GenerateIO = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
 
+const GENERATE_VAP_FLAGS = { config: { type: 'string' }, mode: { type: 'string' }, 'no-mutating': { type: 'boolean' } } as const;
+
 export const generateVapCommand: Command = {
   name: 'generate vap',
   help: HELP,
+  flags: GENERATE_VAP_FLAGS,
   run: (args) => runGenerateVap(args, processIO),
 };
 
 export function runGenerateVap(args: string[], io: GenerateIO): Promise<number> {
-  const { values } = parseFlags(args, { config: { type: 'string' }, mode: { type: 'string' }, 'no-mutating': { type: 'boolean' } });
+  const { values } = parseFlags(args, GENERATE_VAP_FLAGS);
   const fail = (line: string) => {
     io.stderr(`tokenguard generate vap: ${line}\n`);
     return Promise.resolve(2);

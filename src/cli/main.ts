@@ -3,14 +3,15 @@
 
 import { fileURLToPath } from 'node:url';
 import { buildInfo } from '../observability/build-info.js';
-import { UsageError, type Command } from './command.js';
+import { CommandError, UsageError, type Command } from './command.js';
 import { errorMessage, errorStack } from '../observability/errors.js';
 
 /**
  * The subcommands, each loaded only when it runs: `serve` must not carry the other commands'
- * modules (and @kubernetes/client-node with them) in its memory.
+ * modules (and @kubernetes/client-node with them) in its memory. Multi-word names form a group
+ * (`token`, `dev`) that answers --help with its subcommands.
  */
-const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
+export const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
   { name: 'serve', summary: 'serve the admission webhook over HTTPS', load: async () => (await import('./serve.js')).serveCommand },
   { name: 'check', summary: 'run the policies offline on manifests (files, directories, stdin)', load: async () => (await import('./check.js')).checkCommand },
   {
@@ -28,17 +29,38 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
     summary: 'decode a service-account token and say whether kube-apiserver would accept it',
     load: async () => (await import('./token-inspect.js')).tokenInspectCommand,
   },
+  {
+    name: 'dev register',
+    summary: "register a locally running tokenguard's webhooks with the cluster of your kubeconfig",
+    load: async () => (await import('./dev.js')).devRegisterCommand,
+  },
+  {
+    name: 'dev unregister',
+    summary: 'remove the webhooks `dev register` created',
+    load: async () => (await import('./dev.js')).devUnregisterCommand,
+  },
 ];
 
+/** What each group of subcommands is about, for `tokenguard <group> --help`. */
+const GROUPS: Record<string, string> = {
+  generate: 'generate objects from the configuration for the API server to run',
+  token: 'service-account tokens',
+  dev: 'develop against a real cluster: point its webhooks at a tokenguard on this machine (npm start)',
+};
+
+function commandList(commands: typeof COMMANDS): string[] {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+}
+
 function usage(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
   return [
     'tokenguard: admission webhook that prevents service-account token and volume outages',
     '',
-    'Usage: tokenguard <command> [flags]',
+    'Usage: tokenguard <command> [flags]      (from a checkout: npx tokenguard <command> [flags])',
     '',
     'Commands:',
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    ...commandList(COMMANDS),
     '',
     'Flags:',
     '  -h, --help     show help (also: tokenguard <command> --help)',
@@ -46,9 +68,25 @@ function usage(): string {
   ].join('\n');
 }
 
+function groupUsage(group: string): string {
+  const members = COMMANDS.filter((c) => c.name.startsWith(`${group} `));
+  return [
+    `Usage: tokenguard ${group} <subcommand> [flags]`,
+    '',
+    `${GROUPS[group] ?? group}.`,
+    '',
+    'Subcommands:',
+    ...commandList(members),
+    '',
+    `Each answers --help: tokenguard ${members[0]!.name} --help`,
+  ].join('\n');
+}
+
+const isHelp = (a: string | undefined) => a === '-h' || a === '--help' || a === 'help';
+
 export async function main(argv: string[]): Promise<number> {
   const first = argv[0];
-  if (!first || first === '-h' || first === '--help' || first === 'help') {
+  if (!first || isHelp(first)) {
     process.stdout.write(usage() + '\n');
     return first ? 0 : 2;
   }
@@ -58,12 +96,19 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // Multi-word commands ("token inspect") match on as many words as they have.
-  const entry = COMMANDS.find((c) => {
-    const words = c.name.split(' ');
-    return words.every((w, i) => argv[i] === w);
-  });
+  const entry = COMMANDS.find((c) => c.name.split(' ').every((w, i) => argv[i] === w));
   if (!entry) {
-    process.stderr.write(`tokenguard: unknown command ${JSON.stringify(first)}\n\n${usage()}\n`);
+    if (first in GROUPS) {
+      const second = argv[1];
+      if (isHelp(second)) {
+        process.stdout.write(groupUsage(first) + '\n');
+        return 0;
+      }
+      const what = second === undefined ? 'missing a subcommand' : `unknown subcommand ${JSON.stringify(second)}`;
+      process.stderr.write(`tokenguard ${first}: ${what} (see tokenguard ${first} --help)\n`);
+      return 2;
+    }
+    process.stderr.write(`tokenguard: unknown command ${JSON.stringify(first)} (see tokenguard --help)\n`);
     return 2;
   }
   const command = await entry.load();
@@ -75,13 +120,16 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(args);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`tokenguard ${command.name}: ${err.message}\n(see tokenguard ${command.name} --help)\n`);
-      return 2;
-    }
-    process.stderr.write(`tokenguard ${command.name}: ${errorMessage(err)}\n`);
-    return 1;
+    process.stderr.write(`${errorLine(command.name, err)}\n`);
+    return err instanceof UsageError ? 2 : err instanceof CommandError ? err.exitCode : 1;
   }
+}
+
+/** The one line a failed command prints: what was wrong, and what to do. */
+export function errorLine(command: string, err: unknown): string {
+  if (err instanceof UsageError) return `tokenguard ${command}: ${err.message} (see tokenguard ${command} --help)`;
+  if (err instanceof CommandError) return `tokenguard ${command}: ${err.message}${err.hint ? `; ${err.hint}` : ''}`;
+  return `tokenguard ${command}: ${errorMessage(err)}`;
 }
 
 const invokedDirectly = process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1]);

@@ -6,14 +6,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../admission/engine.js';
-import { loadConfig, type ConfigOverrides } from '../config/load.js';
+import { ConfigError, loadConfig, type ConfigOverrides } from '../config/load.js';
 import { callerAuthCAFile, type TokenguardConfig } from '../config/schema.js';
 import { connectCluster } from '../cluster/connect.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { batchedStdout, createLogger, type Logger, type LogLevel } from '../observability/log.js';
 import { startServer, type RunningServer } from '../server/server.js';
-import { parseFlags, UsageError, type Command } from './command.js';
-import { errorStack } from '../observability/errors.js';
+import { CommandError, parseFlags, UsageError, type Command } from './command.js';
+import { errorCode, errorMessage, errorStack } from '../observability/errors.js';
 
 const HELP = `Usage: tokenguard serve [flags]
 
@@ -29,27 +29,55 @@ Flags (each also settable by the environment variable shown, and in the config f
   --client-ca FILE     accept client certificates signed by this CA (with --caller-auth)  TOKENGUARD_CLIENT_CA
   --kubeconfig FILE    cluster access (else KUBECONFIG, in-cluster, ~/.kube/config)
   --no-cluster         never talk to a cluster (cluster-backed checks warn that they could not run)
+  --mode MODE          default mode of every policy: enforce, warn or off (default warn)  TOKENGUARD_MODE
   --log-level LEVEL    debug, info, warn or error (default info)   TOKENGUARD_LOG_LEVEL
-  --dev                generate development certificates under certs/ when missing and print the caBundle
+  --dev                development: listen on 127.0.0.1 unless --address says otherwise, generate
+                       certificates under certs/ when missing, print the caBundle and how to
+                       register with a cluster (tokenguard dev register)
+
+Examples:
+  npm start                                  # the same as: tokenguard serve --dev
+  npx tokenguard serve --dev --mode enforce  # try enforce without a config file
 `;
 
 const DEFAULT_CERT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../certs');
 
-function num(flag: string, value: string | undefined): number | undefined {
+/** A port from a flag or the environment: one wording whichever of the two `name` is. */
+function port(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new UsageError(`${flag} must be an integer, got ${JSON.stringify(value)}`);
+  const n = /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!(n >= 0 && n <= 65535)) throw new UsageError(`${name} must be a port number from 0 to 65535, got ${JSON.stringify(value)}`);
   return n;
 }
 
+const MODES = ['enforce', 'warn', 'off'] as const;
+
+export const SERVE_FLAGS = {
+  config: { type: 'string' },
+  address: { type: 'string' },
+  port: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'caller-auth': { type: 'string' },
+  'client-ca': { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'no-cluster': { type: 'boolean' },
+  mode: { type: 'string' },
+  'log-level': { type: 'string' },
+  dev: { type: 'boolean' },
+} as const;
+
 export function flagOverrides(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): ConfigOverrides {
   const pick = (flag: string, envName: string) => (values[flag] as string | undefined) ?? env[envName];
+  // Which of the two a value came from, to name it in an error.
+  const source = (flag: string, envName: string) => (values[flag] !== undefined ? `--${flag}` : envName);
   const server: Partial<TokenguardConfig['server']> = {};
   const set = <K extends keyof TokenguardConfig['server']>(k: K, v: TokenguardConfig['server'][K] | undefined) => {
     if (v !== undefined) server[k] = v;
   };
-  set('address', pick('address', 'TOKENGUARD_ADDRESS'));
-  set('port', num('--port', pick('port', 'TOKENGUARD_PORT')));
+  // --dev serves this machine only unless told otherwise: what it announces is what it binds.
+  set('address', pick('address', 'TOKENGUARD_ADDRESS') ?? (values.dev ? '127.0.0.1' : undefined));
+  set('port', port(source('port', 'TOKENGUARD_PORT'), pick('port', 'TOKENGUARD_PORT')));
   set('tlsCertFile', pick('tls-cert', 'TOKENGUARD_TLS_CERT'));
   set('tlsKeyFile', pick('tls-key', 'TOKENGUARD_TLS_KEY'));
   const callerAuth: Record<string, unknown> = {};
@@ -60,6 +88,13 @@ export function flagOverrides(values: Record<string, string | boolean | undefine
   // Validated like the file (a bad mode is named with its path), so the shape is checked there.
   if (Object.keys(callerAuth).length) server.callerAuth = callerAuth as unknown as TokenguardConfig['server']['callerAuth'];
   const overrides: ConfigOverrides = { server };
+  const mode = pick('mode', 'TOKENGUARD_MODE');
+  if (mode !== undefined) {
+    if (!(MODES as readonly string[]).includes(mode)) {
+      throw new UsageError(`${source('mode', 'TOKENGUARD_MODE')} must be enforce, warn or off, got ${JSON.stringify(mode)}`);
+    }
+    overrides.mode = mode as (typeof MODES)[number];
+  }
   const level = pick('log-level', 'TOKENGUARD_LOG_LEVEL');
   if (level) overrides.log = { level: level as LogLevel };
   const cluster: Partial<TokenguardConfig['cluster']> = {};
@@ -80,43 +115,67 @@ function ensureDevCertificates(config: TokenguardConfig, logger: Logger): void {
   logger.info('generated development certificates', { dir });
 }
 
-function printDevInfo(config: TokenguardConfig, url: string): void {
+/** `127.0.0.1:8443 (this machine only)`: the address bound, and who can reach it. */
+export function listeningOn(address: string, port: number): string {
+  const host = address.includes(':') ? `[${address}]` : address;
+  const who =
+    address === '0.0.0.0' || address === '::'
+      ? 'every address of this machine'
+      : address.startsWith('127.') || address === '::1' || address === 'localhost'
+        ? 'this machine only'
+        : 'this address only';
+  return `${host}:${port} (${who})`;
+}
+
+function printDevInfo(config: TokenguardConfig, url: string, port: number): void {
   const caFile = resolve(dirname(config.server.tlsCertFile), 'ca.crt');
-  const lines = [`tokenguard is serving on ${url} (POST /validate, POST /mutate, GET /healthz /readyz /metrics)`];
+  const lines = [
+    `tokenguard is serving on ${url} (POST /validate, POST /mutate, GET /healthz /readyz /metrics)`,
+    `  listening:   ${listeningOn(config.server.address, port)}`,
+    `  mode:        ${config.mode}`,
+  ];
   lines.push(`  certificate: ${resolve(config.server.tlsCertFile)}`, `  key:         ${resolve(config.server.tlsKeyFile)}`);
   if (existsSync(caFile)) {
     lines.push(`  CA:          ${caFile}`);
     lines.push(`  caBundle:    ${readFileSync(caFile).toString('base64')}`);
     lines.push(`  try: curl --cacert ${caFile} ${url}/readyz`);
   }
+  lines.push(`  register with the cluster of your kubeconfig: npx tokenguard dev register --url ${url}`);
   process.stderr.write(lines.join('\n') + '\n');
 }
 
 export const serveCommand: Command = {
   name: 'serve',
   help: HELP,
+  flags: SERVE_FLAGS,
   async run(args) {
-    const { values } = parseFlags(args, {
-      config: { type: 'string' },
-      address: { type: 'string' },
-      port: { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'caller-auth': { type: 'string' },
-      'client-ca': { type: 'string' },
-      kubeconfig: { type: 'string' },
-      'no-cluster': { type: 'boolean' },
-      'log-level': { type: 'string' },
-      dev: { type: 'boolean' },
-    });
+    const { values } = parseFlags(args, SERVE_FLAGS);
     const configPath = values.config ?? process.env.TOKENGUARD_CONFIG;
     const config = loadConfig(configPath, BUILTIN_POLICIES, flagOverrides(values, process.env));
-    const logger = createLogger(config.log.level, batchedStdout());
-    if (values.dev) ensureDevCertificates(config, logger);
-
-    const running = await runServer(config, logger);
-    logger.info('tokenguard started', { url: running.url, policies: BUILTIN_POLICIES.map((p) => p.name), mode: config.mode });
-    if (values.dev) printDevInfo(config, running.url);
+    // Until the server listens, log lines wait here: a start-up that fails ends with its one error
+    // line, not with log lines about what it was doing meanwhile.
+    const out = batchedStdout();
+    const held: string[] = [];
+    let write: (line: string) => void = (line) => {
+      held.push(line);
+    };
+    const logger = createLogger(config.log.level, (line) => write(line));
+    let running: RunningServer;
+    try {
+      if (values.dev) ensureDevCertificates(config, logger);
+      running = await runServer(config, logger);
+    } catch (err) {
+      throw startupError(err, config, !!values.dev);
+    }
+    for (const line of held) out(line);
+    write = out;
+    logger.info('tokenguard started', {
+      url: running.url,
+      listening: listeningOn(config.server.address, running.port),
+      policies: BUILTIN_POLICIES.map((p) => p.name),
+      mode: config.mode,
+    });
+    if (values.dev) printDevInfo(config, running.url, running.port);
 
     const stop = (signal: string) => {
       logger.info('signal received', { signal });
@@ -127,6 +186,33 @@ export const serveCommand: Command = {
     return -1;
   },
 };
+
+/** A start-up failure as one line: what went wrong, and what to do about it. */
+export function startupError(err: unknown, config: TokenguardConfig, dev: boolean): Error {
+  if (err instanceof CommandError || err instanceof UsageError || err instanceof ConfigError) return err;
+  const code = errorCode(err) ?? errorCode((err as { cause?: unknown } | undefined)?.cause);
+  const { address, port: p } = config.server;
+  const where = `${address.includes(':') ? `[${address}]` : address}:${p}`;
+  switch (code) {
+    case 'EADDRINUSE':
+      return new CommandError(`cannot listen on ${where}: the address is in use`, 'stop the process using it, or choose another --port');
+    case 'EACCES':
+      return new CommandError(`cannot listen on ${where}: permission denied`, 'ports below 1024 need privileges: choose --port 8443');
+    case 'EADDRNOTAVAIL':
+      return new CommandError(`cannot listen on ${where}: ${address} is not an address of this machine`, 'use --address 127.0.0.1 or 0.0.0.0');
+  }
+  const message = errorMessage(err);
+  if (/^cannot read TLS /.test(message)) {
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : message.replace(/^cannot read TLS \S+ \S+: /, '');
+    const what = message.replace(/^(cannot read TLS \S+ \S+): .*$/s, '$1');
+    return new CommandError(
+      `${what}: ${why}`,
+      dev ? 'check --tls-cert and --tls-key' : 'run npx tokenguard serve --dev (it generates development certificates), or pass --tls-cert and --tls-key',
+    );
+  }
+  if (/kubeconfig/.test(message)) return new CommandError(message, 'pass --kubeconfig with a working file, or --no-cluster');
+  return new CommandError(message);
+}
 
 /** Start the server for a loaded config; the cluster layer is attached when one is configured. */
 export async function runServer(config: TokenguardConfig, logger: Logger): Promise<RunningServer> {

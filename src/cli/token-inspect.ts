@@ -249,18 +249,16 @@ const defaultIO: InspectIO = {
   now: () => new Date(),
 };
 
+export const TOKEN_INSPECT_FLAGS = {
+  kubeconfig: { type: 'string' },
+  'no-cluster': { type: 'boolean' },
+  audience: { type: 'string' },
+  at: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
 export async function runTokenInspect(args: string[], io: InspectIO = defaultIO): Promise<number> {
-  const { values, positionals } = parseFlags(
-    args,
-    {
-      kubeconfig: { type: 'string' },
-      'no-cluster': { type: 'boolean' },
-      audience: { type: 'string' },
-      at: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-    true,
-  );
+  const { values, positionals } = parseFlags(args, TOKEN_INSPECT_FLAGS, true);
   if (positionals.length !== 1) throw new UsageError(positionals.length ? 'give exactly one token source' : 'missing the token: a file, a mounted token directory, or - for stdin');
   if (values.kubeconfig && values['no-cluster']) throw new UsageError('--kubeconfig and --no-cluster contradict each other');
   let now = io.now();
@@ -300,5 +298,6 @@ export async function runTokenInspect(args: string[], io: InspectIO = defaultIO)
 export const tokenInspectCommand: Command = {
   name: 'token inspect',
   help: HELP,
+  flags: TOKEN_INSPECT_FLAGS,
   run: (args) => runTokenInspect(args),
 };

@@ -7,7 +7,7 @@ export interface ApiAccess {
   group: string;
   resource: string;
   verbs: readonly ('get' | 'list' | 'watch' | 'create')[];
-  /** Why tokenguard needs it, for the README and the manifest's comments. */
+  /** Why tokenguard needs it, for the docs and the manifest's comments. */
   why: string;
 }
 

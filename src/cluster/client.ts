@@ -129,7 +129,7 @@ export class ApiClient {
       const timer = bounds.timeoutMs
         ? setTimeout(() => fail(new Error(`${method} ${url.pathname}: no answer within ${bounds.timeoutMs} ms`)), bounds.timeoutMs)
         : undefined;
-      req.on('error', (err) => fail(new Error(`${method} ${url.pathname}: ${err.message}`)));
+      req.on('error', (err) => fail(new Error(`${method} ${url.pathname}: ${err.message}`, { cause: err })));
       req.end(body);
     });
   }

@@ -5,7 +5,9 @@
 
 import { KubeConfig } from '@kubernetes/client-node';
 import { locateKubeConfig, type KubeConfigLocation, type KubeConfigLookup } from './kubeconfig-location.js';
-import { errorMessage } from '../observability/errors.js';
+import { errorCode, errorMessage } from '../observability/errors.js';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 export { SERVICE_ACCOUNT_DIR, type KubeConfigLookup } from './kubeconfig-location.js';
 
@@ -16,24 +18,46 @@ export interface KubeConfigSource {
   server: string;
 }
 
-function fromFiles(files: string[], source: string): KubeConfigSource {
+/** One kubeconfig file, loaded; a file that cannot be read, parsed or holds no cluster is named with why. */
+function loadFile(file: string): KubeConfig {
+  const fail = (why: string, hint: string) => new Error(`cannot load kubeconfig ${file}: ${why} (${hint})`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = errorCode(err);
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : errorMessage(err);
+    throw fail(why, 'name a kubeconfig file with --kubeconfig or KUBECONFIG');
+  }
   const kc = new KubeConfig();
   try {
-    kc.loadFromFile(files[0]!);
-    for (const extra of files.slice(1)) {
-      const more = new KubeConfig();
-      more.loadFromFile(extra);
-      kc.mergeConfig(more, true);
-    }
+    kc.loadFromString(text);
+    // As loadFromFile does: certificate and key paths are relative to the file.
+    kc.makePathsAbsolute(dirname(file));
   } catch (err) {
-    throw new Error(`cannot load kubeconfig from ${source}: ${errorMessage(err)}`, { cause: err });
+    // client-node's own words for an empty or non-kubeconfig file are a TypeError about `clusters`.
+    if (err instanceof TypeError || text.trim() === '') throw fail('it defines no cluster', 'is it a kubeconfig? kind and minikube write one to ~/.kube/config');
+    throw fail(errorMessage(err).split('\n')[0]!, 'is it a kubeconfig?');
   }
+  if (kc.getClusters().length === 0) throw fail('it defines no cluster', 'is it a kubeconfig? kind and minikube write one to ~/.kube/config');
+  return kc;
+}
+
+function fromFiles(files: string[], source: string): KubeConfigSource {
+  const kc = loadFile(files[0]!);
+  for (const extra of files.slice(1)) kc.mergeConfig(loadFile(extra), true);
   return withServer(kc, source);
 }
 
 function withServer(kc: KubeConfig, source: string): KubeConfigSource {
   const cluster = kc.getCurrentCluster();
-  if (!cluster?.server) throw new Error(`kubeconfig from ${source} has no current context with a cluster server`);
+  if (!cluster?.server) {
+    const context = kc.getCurrentContext();
+    throw new Error(
+      `kubeconfig from ${source} has no current context with a cluster server ` +
+        `(current-context ${context ? JSON.stringify(context) : 'unset'}: pick one with kubectl config use-context)`,
+    );
+  }
   return { kc, source, server: cluster.server };
 }
 

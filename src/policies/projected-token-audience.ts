@@ -7,7 +7,7 @@
 // Azure workload identity, SPIRE, Vault and GCP workload identity (both audience forms).
 
 import { Type, type Static } from '@sinclair/typebox';
-import { NamespaceGlobs, StringList, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
+import { fitWarning, NamespaceGlobs, StringList, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { globMatcher, namespaceScope } from '../k8s/glob.js';
 import { podSpecOf, POD_SPEC_RULES, tokenProjections } from '../k8s/pod-spec.js';
@@ -55,17 +55,19 @@ export function prepareAudiences(settings: AudienceSettings): PreparedAudiences 
   };
 }
 
-/** Audiences longer than this are cut in messages (in characters, i.e. code points). */
-export const SHOWN_AUDIENCE_CHARS = 60;
-
 /**
  * The texts of this policy's findings, as templates of already-rendered parts: the policy fills
  * them with values, the ValidatingAdmissionPolicy generator (src/vap/) with CEL expressions.
+ * An audience has no length limit: too long for one warning, the message gives its length
+ * instead (never a cut audience) and the detail names it.
  */
 export const AUDIENCE_TEXT = {
-  /** `quoted`: the audience as shown (cut to 60 characters), as JSON. */
-  /** `quotedVolume`: the volume name as JSON (`"t"`). */
+  /** `quoted`: the audience as JSON; `quotedVolume`: the volume name as JSON (`"t"`). */
   notAllowed: (quoted: string, quotedVolume: string) => `token audience ${quoted} is not allowed (volume ${quotedVolume})`,
+  /** `length`: the audience's length in characters. */
+  notAllowedLong: (length: string, quotedVolume: string) => `token audience of ${length} characters is not allowed (volume ${quotedVolume})`,
+  /** Before the detail when the message could not show the audience. */
+  named: (quoted: string) => `The audience is ${quoted}. `,
   /** `allowed`: the audiences allowed here joined with ", ", or `(none)`. */
   detail: (allowed: string) => `Allowed here: ${allowed}, or no audience (the API server's own).`,
   none: '(none)',
@@ -73,12 +75,6 @@ export const AUDIENCE_TEXT = {
     'use the audience your token consumer validates, or allow it under policies.projected-token-audience ' +
     '(additionalAllowed, or namespaces for one namespace)',
 } as const;
-
-/** The audience as a message shows it: cut to 60 characters (never inside one), then quoted. */
-export function shownAudience(audience: string): string {
-  const chars = Array.from(audience);
-  return JSON.stringify(chars.length > SHOWN_AUDIENCE_CHARS ? `${chars.slice(0, SHOWN_AUDIENCE_CHARS - 1).join('')}…` : audience);
-}
 
 export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudiences> = {
   name: POLICY,
@@ -99,18 +95,25 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudi
         findings.push({
           policy: POLICY,
           severity: 'deny',
-          message: `token audience must be a string, got ${JSON.stringify(audience)?.slice(0, 40)} (volume ${JSON.stringify(p.volume)})`,
+          message: fitWarning(
+            `token audience must be a string, got ${JSON.stringify(audience)}; the API server rejects it (volume ${JSON.stringify(p.volume)})`,
+            `token audience must be a string; the API server rejects it (volume ${JSON.stringify(p.volume)})`,
+          ),
+          apiRejection: `${path}: Invalid value: ${JSON.stringify(audience)}: the API server cannot decode it as a string`,
           path,
           fix: AUDIENCE_TEXT.fix,
         });
         continue;
       }
       if (ctx.settings.allowed(req.namespace, audience)) continue;
+      const quoted = JSON.stringify(audience);
+      const volume = JSON.stringify(p.volume);
+      const message = fitWarning(AUDIENCE_TEXT.notAllowed(quoted, volume), AUDIENCE_TEXT.notAllowedLong(String(Array.from(audience).length), volume));
       findings.push({
         policy: POLICY,
         severity: 'deny',
-        message: AUDIENCE_TEXT.notAllowed(shownAudience(audience), JSON.stringify(p.volume)),
-        detail: AUDIENCE_TEXT.detail(ctx.settings.allowedIn(req.namespace).join(', ') || AUDIENCE_TEXT.none),
+        message,
+        detail: (message.includes(quoted) ? '' : AUDIENCE_TEXT.named(quoted)) + AUDIENCE_TEXT.detail(ctx.settings.allowedIn(req.namespace).join(', ') || AUDIENCE_TEXT.none),
         path,
         fix: AUDIENCE_TEXT.fix,
       });

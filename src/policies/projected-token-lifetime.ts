@@ -9,7 +9,7 @@
 // one year. The injected volume itself is never flagged; a user-written copy of it is warned about.
 
 import { Type, type Static } from '@sinclair/typebox';
-import { NamespaceGlobs, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
+import { fitWarning, NamespaceGlobs, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { namespaceScope } from '../k8s/glob.js';
 import { podSpecOf, POD_SPEC_RULES, tokenProjections, type TokenProjection } from '../k8s/pod-spec.js';
@@ -83,7 +83,7 @@ export function prepareBounds(settings: LifetimeSettings): PreparedLifetime {
 
 /** The common case, decided before any message is built: a whole number within every bound. */
 function unremarkable(p: TokenProjection, bounds: EffectiveBounds): boolean {
-  const value = p.expirationSeconds === undefined ? DEFAULT_EXPIRATION_SECONDS : p.expirationSeconds;
+  const value = p.expirationSeconds ?? DEFAULT_EXPIRATION_SECONDS;
   return (
     Number.isInteger(value) &&
     (value as number) >= Math.max(bounds.min, API_MIN_SECONDS) &&
@@ -121,20 +121,27 @@ export const LIFETIME_TEXT = {
 } as const;
 
 function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Finding | undefined {
-  // The gist first, the volume last: the engine cuts warnings at 120 characters.
+  // The gist first, the volume last (a volume name is a DNS label: at most 63 characters, so
+  // every message here fits in one warning).
   const T = LIFETIME_TEXT;
   const volume = T.volume(JSON.stringify(p.volume));
   const at = { policy: POLICY, path };
   const fix = T.fix(String(bounds.min), String(bounds.max));
   const scope = (fromNamespace: boolean) => (fromNamespace ? T.scopeNamespace : T.scopeGlobal);
   const boundSource = (fromNamespace: boolean) => (fromNamespace ? T.boundSource(String(bounds.namespace)) : '');
-  const raw = p.expirationSeconds;
+  // JSON null is no value to the API server: it defaults it like a missing one.
+  const raw = p.expirationSeconds ?? undefined;
 
   if (raw !== undefined && (typeof raw !== 'number' || !Number.isInteger(raw))) {
+    const shown = JSON.stringify(raw) ?? typeof raw;
     return {
       ...at,
       severity: 'deny',
-      message: `expirationSeconds must be a whole number of seconds, got ${JSON.stringify(raw)?.slice(0, 40)}${volume}`,
+      message: fitWarning(
+        `expirationSeconds must be a whole number of seconds, got ${shown}; the API server rejects it${volume}`,
+        `expirationSeconds must be a whole number of seconds; the API server rejects it${volume}`,
+      ),
+      apiRejection: `${path}: Invalid value: ${shown}: the API server cannot decode it as a whole number of seconds`,
       fix,
     };
   }
@@ -145,8 +152,9 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `token lifetime ${value} s is below 600 s; the API server rejects it anyway${volume}`,
+      message: `token lifetime ${value} s is below 600 s: the API server rejects it${volume}`,
       detail: 'Kubernetes refuses projected tokens shorter than 10 minutes (may not specify a duration less than 10 minutes).',
+      apiRejection: `${path}: Invalid value: ${value}: may not specify a duration less than 10 minutes`,
       fix,
     };
   }
@@ -154,7 +162,8 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `token lifetime ${value} s is above 2^32 s; the API server rejects it anyway${volume}`,
+      message: `token lifetime ${value} s is above 2^32 s: the API server rejects it${volume}`,
+      apiRejection: `${path}: Invalid value: ${value}: may not specify a duration larger than 2^32 seconds`,
       fix,
     };
   }

@@ -10,15 +10,13 @@
 // `gather` does the I/O (cache, else a bounded live LIST); `validate` is pure.
 
 import { objectName, type AdmissionRequest } from '../admission/review.js';
-import { errorMessage, type Finding, type PodSummary, type Policy, type PolicyContext } from '../admission/policy.js';
+import { errorMessage, fitWarning, MAX_WARNING_CHARS, type Finding, type PodSummary, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { KubeObject } from '../k8s/object.js';
 
 export const BREAK_GLASS_ANNOTATION = 'tokenguard.io/allow-delete';
 const NAME = 'pvc-in-use';
 /** Pods named in a message or a denial, before "and N more". */
 const MAX_NAMED = 5;
-/** kubectl prints each warning on one line; the engine cuts at 120 characters. */
-const LINE = 120;
 
 export type PvcLookup =
   | { source: 'cache' | 'live'; pods: PodSummary[] }
@@ -56,33 +54,46 @@ export function kubeletAffectedBy130442(version: string | undefined): boolean | 
 
 // ---- text ------------------------------------------------------------------------------------
 
-/** `a, b, c and 4 more`, as many entries (at most MAX_NAMED) as fit in `budget` characters. */
-export function fitList(entries: string[], budget: number): string {
+/**
+ * `a, b, c and 4 more`: as many entries (at most MAX_NAMED) as fit in `budget` characters, each
+ * whole. When not even the first fits (names can be 253 characters long), `N pods`.
+ */
+export function fitList(entries: string[], budget: number, noun = 'pod'): string {
   let out = '';
   let shown = 0;
   for (const e of entries.slice(0, MAX_NAMED)) {
     const next = out ? `${out}, ${e}` : e;
     const rest = entries.length - shown - 1;
     const suffix = rest > 0 ? ` and ${rest} more` : '';
-    if (shown > 0 && next.length + suffix.length > budget) break;
+    if (Array.from(next).length + suffix.length > budget) break;
     out = next;
     shown++;
   }
+  if (shown === 0) return plural(entries.length, noun);
   const rest = entries.length - shown;
   return rest > 0 ? `${out} and ${rest} more` : out;
 }
 
-/** One line: `<head><list><tail>`, with the list cut to what fits in 120 characters. */
-function line(head: string, entries: string[], tail = ''): string {
-  return head + fitList(entries, Math.max(20, LINE - head.length - tail.length)) + tail;
+/**
+ * One warning: `<head><list><tail>`, the list cut to whole entries that fit. Two heads: the one
+ * that names the claim, and one without it (the claim's name, up to 253 characters, is the one the
+ * user just typed: the least useful part to keep when something must go).
+ */
+function line(heads: [string, string], entries: string[], noun = 'pod'): string {
+  const candidates = heads.map((head) => head + fitList(entries, MAX_WARNING_CHARS - Array.from(head).length, noun));
+  return fitWarning(...candidates);
 }
 
-const short = (p: PodSummary) => (p.nodeName ? `${p.name} (${p.nodeName})` : p.name);
+/** A pod as a warning names it: `db-0 (Running on node-a)`; its phase as Kubernetes names it. */
+const short = (p: PodSummary) => (p.nodeName ? `${p.name} (${phaseOf(p)} on ${p.nodeName})` : p.name);
+
+/** The pod's phase (Pending, Running, Succeeded, Failed, Unknown); a pod has none only before the API server sets Pending. */
+const phaseOf = (p: PodSummary) => p.phase || 'Pending';
 
 /** For the denial message and logs: owner, node and phase of up to 5 pods, then "and N more". */
 function described(pods: PodSummary[]): string {
   const parts = pods.slice(0, MAX_NAMED).map((p) => {
-    const facts = [p.owner ? `${p.owner.kind} ${p.owner.name}` : 'no owner', p.nodeName ? `node ${p.nodeName}` : 'not scheduled', p.phase || 'phase unknown'];
+    const facts = [p.owner ? `${p.owner.kind} ${p.owner.name}` : 'no owner', p.nodeName ? `node ${p.nodeName}` : 'not scheduled', phaseOf(p)];
     return `${p.name} (${facts.join(', ')})`;
   });
   if (pods.length > MAX_NAMED) parts.push(`and ${pods.length - MAX_NAMED} more`);
@@ -141,12 +152,11 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
     const denyOnFailure = !!lookup && !(lookup instanceof Error) && lookup.source === 'failed' && ctx.lookup?.onFailure === 'deny';
     const findings: Finding[] = [];
     if (breakGlass) findings.push(breakGlassFinding(ref, undefined));
+    const outcome = denyOnFailure ? 'refused (cluster.onLookupFailure=deny)' : 'deletion not checked';
     findings.push({
       policy: NAME,
       severity: denyOnFailure && !breakGlass ? 'deny' : 'warn',
-      message: denyOnFailure
-        ? `could not check which pods use ${ref}; refused (cluster.onLookupFailure=deny)`
-        : `could not check which pods use ${ref}; deletion not checked`,
+      message: fitWarning(`could not check which pods use ${ref}; ${outcome}`, `could not check which pods use this PVC; ${outcome}`),
       detail: reason,
       fix: denyOnFailure ? `retry when the API server is reachable, or annotate the PVC ${BREAK_GLASS_ANNOTATION}=true` : undefined,
     });
@@ -158,7 +168,9 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
   if (breakGlass) findings.push(breakGlassFinding(ref, pods));
   if (pods.length === 0) return findings;
 
-  const running = pods.filter((p) => p.nodeName && !TERMINAL.has(p.phase));
+  // As the pvc-protection controller counts them: scheduled and not finished (Pending on a node,
+  // Running, Unknown) keep the claim; so do finished ones until their objects are deleted.
+  const active = pods.filter((p) => p.nodeName && !TERMINAL.has(p.phase));
   const finished = pods.filter((p) => p.nodeName && TERMINAL.has(p.phase));
   const unscheduled = pods.filter((p) => !p.nodeName);
 
@@ -166,18 +178,18 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
     findings.push({
       policy: NAME,
       severity: 'warn',
-      message: line(`${ref} is already Terminating; still used by `, pods.map(short)),
+      message: line([`${ref} is already Terminating; still used by `, 'this PVC is already Terminating; still used by '], pods.map(short)),
       detail: `A second delete changes nothing. Pods still using it: ${described(pods)}.`,
     });
   } else {
-    if (running.length) {
+    if (active.length) {
       findings.push({
         policy: NAME,
         severity: blockSeverity,
-        message: line(`${ref} would hang in Terminating: used by running `, running.map(short)),
+        message: line([`${ref} would hang in Terminating: in use by `, 'this PVC would hang in Terminating: in use by '], active.map(short)),
         detail:
-          `${stillUse(running.length, 'scheduled pod')}: ${described(running)}. The claim stays Terminating ` +
-          `behind kubernetes.io/pvc-protection until they are gone, and their projected tokens may stop refreshing.`,
+          `${stillUse(active.length, 'scheduled pod')}: ${described(active)}. The claim stays Terminating ` +
+          `behind kubernetes.io/pvc-protection until ${active.length === 1 ? 'it is gone, and its projected token' : 'they are gone, and their projected tokens'} may stop refreshing.`,
         fix: `delete or scale down those pods first, or annotate the PVC ${BREAK_GLASS_ANNOTATION}=true to override`,
       });
     }
@@ -185,7 +197,7 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
       findings.push({
         policy: NAME,
         severity: 'warn',
-        message: line(`${ref} stays Terminating until finished pods are deleted: `, finished.map(short)),
+        message: line([`${ref} stays Terminating until finished pods are deleted: `, 'this PVC stays Terminating until finished pods are deleted: '], finished.map(short)),
         detail: `Succeeded/Failed pods still count as users until the pod objects are deleted: ${described(finished)}.`,
       });
     }
@@ -193,21 +205,31 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
       findings.push({
         policy: NAME,
         severity: 'warn',
-        message: line(`unscheduled pods can never start once ${ref} is Terminating: `, unscheduled.map((p) => p.name)),
+        message: line([`unscheduled pods can never start once ${ref} is Terminating: `, 'unscheduled pods can never start once this PVC is Terminating: '], unscheduled.map((p) => p.name)),
         detail: `kubelet does not start a pod whose claim is being deleted: ${described(unscheduled)}.`,
       });
     }
+    // Allowed while scheduled pods keep the claim: `kubectl delete` then waits for a deletion the
+    // pvc-protection finalizer holds, which looks like a hang. Say so, and how not to wait.
+    const allowed = !(active.length && blockSeverity === 'deny' && ctx.mode === 'enforce');
+    if (allowed && (active.length || finished.length)) findings.push({ policy: NAME, severity: 'warn', message: waitHint(active.length > 0) });
   }
 
-  const tokenRisk = tokenRefreshFinding(ctx, ref, running);
+  const tokenRisk = tokenRefreshFinding(ctx, ref, active);
   if (tokenRisk) findings.push(tokenRisk);
   return findings;
 }
 
+/** The second line of an allowed deletion of a claim in use: why kubectl seems to hang, and the way out. */
+export function waitHint(podsRunning: boolean): string {
+  const until = podsRunning ? 'those pods stop' : 'those pods are deleted';
+  return `the PVC stays Terminating until ${until}, and kubectl delete waits for that: pass --wait=false to return at once`;
+}
+
 /** Running pods with a projected token on kubelets affected by kubernetes#130442 (checked, not assumed). */
-function tokenRefreshFinding(ctx: PolicyContext, ref: string, running: PodSummary[]): Finding | undefined {
+function tokenRefreshFinding(ctx: PolicyContext, ref: string, active: PodSummary[]): Finding | undefined {
   const byNode = new Map<string, { version: string; affected: boolean | undefined; pods: string[] }>();
-  for (const p of running) {
+  for (const p of active) {
     if (!p.hasProjectedToken) continue;
     let entry = byNode.get(p.nodeName);
     if (!entry) {
@@ -225,7 +247,7 @@ function tokenRefreshFinding(ctx: PolicyContext, ref: string, running: PodSummar
   return {
     policy: NAME,
     severity: 'warn',
-    message: line('projected tokens stop refreshing (kubelet bug kubernetes#130442) on ', nodes),
+    message: line(['projected tokens stop refreshing (kubelet bug kubernetes#130442) on ', 'projected tokens stop refreshing (kubelet bug kubernetes#130442) on '], nodes, 'node'),
     detail:
       `While ${ref} is Terminating, kubelets before 1.30.12, 1.31.8, 1.32.4 (fixed in 1.33.0) stop refreshing the projected ` +
       `volumes of pods using it; their service-account tokens expire. Nodes: ${nodes.join(', ')}. ` +
@@ -236,17 +258,27 @@ function tokenRefreshFinding(ctx: PolicyContext, ref: string, running: PodSummar
   };
 }
 
+/** A comma-separated list within `max` characters, whole entries only, then `,...` when some were left out. */
+function wholeEntries(list: string, max: number): string {
+  if (list.length <= max) return list;
+  const head = list.slice(0, max - 4);
+  return `${head.slice(0, Math.max(0, head.lastIndexOf(',')))},...`;
+}
+
 function breakGlassFinding(ref: string, pods: PodSummary[] | undefined): Finding {
   const users = pods === undefined ? 'unknown (lookup failed)' : pods.map((p) => `${p.namespace}/${p.name}`).join(',') || 'none';
   return {
     policy: NAME,
     severity: 'warn',
-    message:
-      pods === undefined
-        ? `${ref} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); pods using it not checked`
-        : `${ref} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); ${stillUse(pods.length, 'pod')}`,
+    message: fitWarning(
+      ...[ref, 'this PVC'].map((what) =>
+        pods === undefined
+          ? `${what} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); pods using it not checked`
+          : `${what} deletion allowed by ${BREAK_GLASS_ANNOTATION}=true (break glass); ${stillUse(pods.length, 'pod')}`,
+      ),
+    ),
     detail: `Pods using it: ${pods ? described(pods) || 'none' : 'unknown'}.`,
-    audit: { 'break-glass': `${BREAK_GLASS_ANNOTATION}=true`, 'pods-in-use': users.length > 1000 ? users.slice(0, 1000) + '...' : users },
+    audit: { 'break-glass': `${BREAK_GLASS_ANNOTATION}=true`, 'pods-in-use': wholeEntries(users, 1000) },
   };
 }
 

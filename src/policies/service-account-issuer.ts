@@ -23,7 +23,7 @@ import {
   issuerFlags,
   type IssuerFlags,
 } from '../k8s/apiserver-flags.js';
-import type { Finding, IssuerRisk, Policy, PolicyContext } from '../admission/policy.js';
+import { fitWarning, type Finding, type IssuerRisk, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { KubeObject } from '../k8s/object.js';
 
 export const POLICY = 'service-account-issuer';
@@ -31,9 +31,25 @@ export const POLICY = 'service-account-issuer';
 /** Annotation listing issuers (comma-separated) whose removal the operator acknowledges. */
 export const ALLOW_REMOVAL_ANNOTATION = 'tokenguard.io/allow-issuer-removal';
 
-const MIGRATION =
-  'Safe path (kOps docs): add the new issuer as an extra --service-account-issuer, roll; make it the first one, roll; ' +
-  'wait at least 24 h (longer if tokens are handed out with longer lifetimes), remove the old one, roll.';
+/**
+ * The safe migration path (kOps docs), one step each: the denial's detail says it for any issuers,
+ * its Fix for the two at hand, from the same words, so the two can never disagree.
+ */
+export const MIGRATION_STEPS: ((old: string, next: string, removal?: string) => string)[] = [
+  (old, next) => `add ${next} as an extra --service-account-issuer after ${old}, roll`,
+  (old, next) => `make ${next} the first one, keep ${old} after it, roll`,
+  (old, _next, removal = '') =>
+    `wait until every token ${old} signed has expired (at least 24 h, longer if tokens are handed out with longer lifetimes), then remove ${old}${removal}, roll`,
+];
+
+/** `1. ...; 2. ...; 3. ...` from step `from` (1-based) on. */
+export function migrationSteps(old: string, next: string, removal?: string, from = 1): string {
+  return MIGRATION_STEPS.slice(from - 1)
+    .map((step, i) => `${i + from}. ${step(old, next, removal)}`)
+    .join('; ');
+}
+
+export const MIGRATION = `Safe path (kOps docs): ${migrationSteps('the old issuer', 'the new issuer')}.`;
 
 type SubjectKind = 'mirror-pod' | 'kubeadm-config' | 'kubeadm-control-plane';
 
@@ -195,7 +211,12 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
     out.findings.push({
       ...base,
       severity: 'warn',
-      message: `${subject.label}: ${subject.error}; issuer flags not checked`,
+      message: fitWarning(
+        `${subject.label}: ${subject.error}; issuer flags not checked`,
+        `${subject.label}: cannot read the issuer flags; not checked`,
+        'cannot read the issuer flags; not checked',
+      ),
+      detail: `${subject.label}: ${subject.error}`,
     });
     return out;
   }
@@ -217,7 +238,10 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
       out.findings.push({
         ...base,
         severity: blocking,
-        message: `--service-account-issuer ${i} is listed twice: kube-apiserver will not start`,
+        message: fitWarning(
+          `--service-account-issuer ${i} is listed twice: kube-apiserver will not start`,
+          'a --service-account-issuer value is listed twice: kube-apiserver will not start',
+        ),
         detail: `${subject.label} lists ${issuers.join(', ')}. kube-apiserver refuses duplicate issuers.`,
         fix: `list ${i} once in ${subject.where}`,
       });
@@ -234,7 +258,10 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
       out.findings.push({
         ...base,
         severity: 'warn',
-        message: `issuer ${issuer} removed (acknowledged by ${ALLOW_REMOVAL_ANNOTATION}): its tokens are rejected now`,
+        message: fitWarning(
+          `issuer ${issuer} removed (acknowledged by ${ALLOW_REMOVAL_ANNOTATION}): its tokens are rejected now`,
+          `an issuer was removed (acknowledged by ${ALLOW_REMOVAL_ANNOTATION}): its tokens are rejected now`,
+        ),
         audit: { acknowledgedRemoval: issuer },
       });
       continue;
@@ -247,11 +274,17 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
     out.findings.push({
       ...base,
       severity: blocking,
-      message: `drops issuer ${issuer} (its tokens fail): keep it as an extra --service-account-issuer`,
+      // The issuer is the point: the advice goes before the issuer is ever left out, and an
+      // issuer too long for a warning is left out whole (the denial and the log name it).
+      message: fitWarning(
+        `drops issuer ${issuer} (its tokens fail): keep it as an extra --service-account-issuer`,
+        `drops issuer ${issuer} (its tokens fail)`,
+        'drops a trusted issuer (its tokens fail): keep it as an extra --service-account-issuer',
+      ),
       detail: withNote(detail),
-      fix:
-        `in ${subject.where}, keep ${primary} first and ${issuer} as an additional --service-account-issuer after it; ` +
-        `once every token it signed has expired, annotate ${ALLOW_REMOVAL_ANNOTATION}=${issuer} to remove it`,
+      // The safe path for these two issuers: from step 1 when the dropped one signs today's tokens,
+      // else from step 2 (it is already an extra issuer: keep it so until its tokens expired).
+      fix: `in ${subject.where}: ${migrationSteps(issuer, primary, ` (annotate ${ALLOW_REMOVAL_ANNOTATION}=${issuer})`, issuer === b.previousPrimary ? 1 : 2)}`,
     });
     if (mirror) {
       out.risks.push({
@@ -273,7 +306,11 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
     out.findings.push({
       ...base,
       severity: 'warn',
-      message: `new tokens carry issuer ${primary}; keep ${prev} accepted 24 h+`,
+      message: fitWarning(
+        `new tokens carry issuer ${primary}; keep ${prev} accepted 24 h+`,
+        `new tokens carry issuer ${primary}; keep the old issuer accepted 24 h+`,
+        'the signing issuer changes; keep the old one accepted 24 h+',
+      ),
       detail: withNote(
         `${subject.label} makes ${primary} the signing issuer (was ${prev}). ${prev} must stay accepted until every ` +
           `token it signed has expired: at least 24 h for kubelet-refreshed tokens, longer for tokens handed out ` +
@@ -289,7 +326,11 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
     out.findings.push({
       ...base,
       severity: 'warn',
-      message: `--service-account-jwks-uri changed to ${flags.jwksUri ?? '(unset)'} while the issuer stays ${primary}`,
+      message: fitWarning(
+        `--service-account-jwks-uri changed to ${flags.jwksUri ?? '(unset)'} while the issuer stays ${primary}`,
+        `--service-account-jwks-uri changed to ${flags.jwksUri ?? '(unset)'} while the issuer stays the same`,
+        '--service-account-jwks-uri changed while the issuer stays the same',
+      ),
       detail:
         `${b.previousJwksUri.from} publishes ${b.previousJwksUri.value ?? '(the default)'}. External verifiers ` +
         `(cloud IAM, Vault, SPIRE) fetch keys from the jwks_uri of the discovery document; make sure the new URL serves the same keys.`,
@@ -299,7 +340,10 @@ export function analyzeIssuerChange(req: AdmissionRequest, ctx: PolicyContext): 
     out.findings.push({
       ...base,
       severity: 'warn',
-      message: `--service-account-jwks-uri host ${jwksHost} is not the issuer's host ${issuerHost}`,
+      message: fitWarning(
+        `--service-account-jwks-uri host ${jwksHost} is not the issuer's host ${issuerHost}`,
+        "--service-account-jwks-uri is on another host than the issuer's",
+      ),
       detail: `Verifiers that discover keys from ${primary}/.well-known/openid-configuration may refuse a jwks_uri on another host.`,
     });
   }

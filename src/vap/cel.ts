@@ -2,7 +2,7 @@
 // webhook's semantics, the policies' text templates rendered as CEL, and the engine's warning cut.
 // Everything here returns CEL source text; nothing evaluates CEL.
 
-import { MAX_WARNING_CHARS } from '../admission/warnings.js';
+import { MAX_WARNING_CHARS, TOO_LONG_WARNING } from '../admission/warnings.js';
 import { denialText } from '../admission/engine.js';
 
 /** A CEL string literal: JSON's escapes (`\"`, `\\`, `\n`, `\uXXXX`) are CEL's too. */
@@ -88,15 +88,22 @@ export function celDenial(policy: string, message: string, path: string, detail:
 }
 
 /**
- * The engine's warning cut (src/admission/warnings.ts): at most MAX_WARNING_CHARS characters,
- * else the first MAX_WARNING_CHARS - 1 with trailing space trimmed, and an ellipsis. Both count
+ * The engine's sendableWarning (src/admission/warnings.ts): a message of at most MAX_WARNING_CHARS
+ * characters as it is; a longer one (the policies build theirs within the limit, so only a bug
+ * makes one) shortened at its last space among the first MAX_WARNING_CHARS - 1 characters, with an
+ * ellipsis, or replaced by the engine's note when that space comes too early. Both count
  * characters (code points). The messages reach this with no control characters in them (volume
  * and namespace names are DNS labels; audiences are quoted as JSON), so the engine's
  * control-character step has nothing to do.
  */
 export function celCut(message: string): string {
   const max = MAX_WARNING_CHARS;
-  return bind('m', message, `m.size() <= ${max} ? m : m.substring(0, ${max - 1}).trim() + ${str('…')}`);
+  const shortened = bind(
+    'h',
+    `m.substring(0, ${max - 1})`,
+    bind('sp', "h.lastIndexOf(' ')", `sp > ${max / 2} ? h.substring(0, sp).trim() + ${str('…')} : ${str(TOO_LONG_WARNING)}`),
+  );
+  return bind('m', message, `m.size() <= ${max} ? m : ${shortened}`);
 }
 
 /**

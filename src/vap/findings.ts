@@ -6,12 +6,12 @@
 // both on the same objects through a real kube-apiserver.
 
 import type { AnyPolicy } from '../admission/policy.js';
+import { MAX_WARNING_CHARS } from '../admission/warnings.js';
 import { policySettings, type TokenguardConfig } from '../config/schema.js';
 import { POD_SPEC_TOKENS } from '../k8s/pod-spec.js';
 import {
   AUDIENCE_TEXT,
   POLICY as AUDIENCE,
-  SHOWN_AUDIENCE_CHARS,
   projectedTokenAudiencePolicy,
   type AudienceSettings,
 } from '../policies/projected-token-audience.js';
@@ -139,10 +139,14 @@ export function audienceCel(config: TokenguardConfig): CelPolicy {
   const a = 's.serviceAccountToken.audience';
   const allowed = [matchesAny(a, everywhere), ...s.namespaces.map((e) => `(${matchesAny(NAMESPACE, e.namespaces)} && ${matchesAny(a, e.allowed)})`)].join(' || ');
   const allowedHere = s.namespaces.reduce((acc, e) => `${acc} + (${matchesAny(NAMESPACE, e.namespaces)} ? ${strList(e.allowed)} : [])`, strList(everywhere));
-  const max = SHOWN_AUDIENCE_CHARS;
-  const shown = celJsonString(`(${a}.size() > ${max} ? ${a}.substring(0, ${max - 1}) + ${str('…')} : ${a})`);
-  const message = celText(T.notAllowed, shown, QUOTED_VOLUME);
-  const detail = celText(T.detail, `variables.allowedHere.size() == 0 ? ${str(T.none)} : variables.allowedHere.join(', ')`);
+  // fitWarning: the whole audience when the message fits in one warning, else its length, and the
+  // detail names it.
+  const quoted = celJsonString(a);
+  const full = celText(T.notAllowed, quoted, QUOTED_VOLUME);
+  const fits = `size(${full}) <= ${MAX_WARNING_CHARS}`;
+  const message = `(${fits} ? ${full} : ${celText(T.notAllowedLong, `string(size(${a}))`, QUOTED_VOLUME)})`;
+  const allowedText = celText(T.detail, `variables.allowedHere.size() == 0 ? ${str(T.none)} : variables.allowedHere.join(', ')`);
+  const detail = `(${fits} ? '' : ${celText(T.named, quoted)}) + ${allowedText}`;
   const bad = finding(AUDIENCE, 'deny', message, sourcePath('audience'), detail, str(T.fix));
   const findings =
     `variables.volumes.transformList(i, v, ${PROJECTED}, ` +

@@ -1,42 +1,56 @@
-// Warning limits: one line each, at most 120 characters with an ellipsis, deduplicated, and all
-// together within 4096 (with a note saying how many were left out).
+// Warning limits: one line each, never cut inside a word or name, within the API server's 256
+// characters per warning, deduplicated, and all together within 4096 (with a note saying how many
+// were left out). Policies fit their own messages (fitWarning); test/policies/message-limits.test.ts
+// checks every message they can produce.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { limitWarnings, MAX_TOTAL_WARNING_CHARS, MAX_WARNING_CHARS, truncateWarning } from '../../src/admission/warnings.js';
+import { fitWarning, limitWarnings, MAX_TOTAL_WARNING_CHARS, MAX_WARNING_CHARS, sendableWarning } from '../../src/admission/warnings.js';
 
 const chars = (s: string) => Array.from(s).length;
 
-describe('truncateWarning', () => {
-  it('keeps a warning of exactly 120 characters as it is', () => {
+describe('sendableWarning', () => {
+  it('is the API server limit: 256 characters (longer ones it may truncate)', () => {
+    assert.equal(MAX_WARNING_CHARS, 256);
+  });
+
+  it('keeps a warning of exactly the limit as it is', () => {
     const w = 'x'.repeat(MAX_WARNING_CHARS);
-    assert.equal(truncateWarning(w), w);
+    assert.equal(sendableWarning(w), w);
   });
 
-  it('cuts a longer one to 120 characters ending in an ellipsis', () => {
-    const w = 'volume data: ' + 'word '.repeat(60);
-    const cut = truncateWarning(w);
-    assert.equal(chars(cut), MAX_WARNING_CHARS);
-    assert.ok(cut.endsWith('…'));
-    assert.ok(w.startsWith(cut.slice(0, -1)), 'the gist at the start is kept');
+  it('leaves the end of a longer one out at a space, never inside a word, and marks it', () => {
+    const name = 'https://kubernetes.default.svc.cluster.local';
+    const w = 'word '.repeat(45) + name + ' and more';
+    const sent = sendableWarning(w);
+    assert.ok(chars(sent) <= MAX_WARNING_CHARS);
+    assert.ok(sent.endsWith('…'));
+    assert.ok(!sent.includes('https://kubernetes.default.svc.c…'), 'the name is never cut in two');
+    assert.ok(w.startsWith(sent.slice(0, -1)), 'the start is kept');
+    assert.ok(sent.includes(name) || !sent.includes('https://'), 'the name is whole or absent');
   });
 
-  it('counts characters, not UTF-16 units, and never splits a surrogate pair', () => {
-    const w = '🔒'.repeat(130);
-    const cut = truncateWarning(w);
-    assert.equal(chars(cut), MAX_WARNING_CHARS);
-    assert.equal(cut, '🔒'.repeat(119) + '…');
+  it('a single word over the limit is replaced by a note, not cut', () => {
+    assert.equal(sendableWarning('🔒'.repeat(300)), 'tokenguard: a warning too long to send was left out; see the tokenguard logs');
   });
 
   it('turns newlines and control characters into spaces: a warning is one header line', () => {
-    assert.equal(truncateWarning('first line\nsecond\tline\u0000end\r\n'), 'first line second line end');
+    assert.equal(sendableWarning('first line\nsecond\tline\u0000end\r\n'), 'first line second line end');
+  });
+});
+
+describe('fitWarning', () => {
+  it('takes the most complete candidate that fits, else the last one', () => {
+    assert.equal(fitWarning('short', 'shorter'), 'short');
+    assert.equal(fitWarning('x'.repeat(300), 'fallback'), 'fallback');
+    assert.equal(fitWarning('x'.repeat(300), 'y'.repeat(290)), 'y'.repeat(290));
   });
 });
 
 describe('limitWarnings', () => {
-  it('removes duplicates, including ones that become equal once cut', () => {
+  it('removes duplicates', () => {
     const long = 'y'.repeat(200);
-    assert.deepEqual(limitWarnings(['a', 'b', 'a', long, long + 'z', '', '  ']), ['a', 'b', truncateWarning(long)]);
+    assert.deepEqual(limitWarnings(['a', 'b', 'a', long, long, '', '  ']), ['a', 'b', long]);
   });
 
   it('keeps all warnings together within 4096 characters and says how many were omitted', () => {
@@ -47,7 +61,7 @@ describe('limitWarnings', () => {
     const note = out.at(-1)!;
     const kept = out.length - 1;
     assert.match(note, new RegExp(`^tokenguard: ${60 - kept} more warnings omitted`));
-    assert.deepEqual(out.slice(0, kept), many.slice(0, kept).map((w) => truncateWarning(w)), 'the first ones are kept, in order');
+    assert.deepEqual(out.slice(0, kept), many.slice(0, kept), 'the first ones are kept whole, in order');
     assert.ok(kept >= 30, `kept ${kept}`);
   });
 

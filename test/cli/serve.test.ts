@@ -40,11 +40,43 @@ describe('tokenguard CLI', () => {
     }
   });
 
-  it('an unknown flag is a usage error (exit 2)', () => {
+  it('an unknown flag is a usage error (exit 2) in one line of our own words, not parseArgs\'', () => {
     const r = run(['serve', '--prot', '1']);
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /Unknown option '--prot'/);
-    assert.match(r.stderr, /see tokenguard serve --help/);
+    assert.equal(r.stderr, 'tokenguard serve: unknown flag --prot (see tokenguard serve --help)\n');
+    const check = run(['check', '--foo', 'x.yaml']);
+    assert.equal(check.status, 2);
+    assert.equal(check.stderr, 'tokenguard check: unknown flag --foo (see tokenguard check --help)\n');
+    assert.equal(run(['serve', '--port']).stderr, 'tokenguard serve: flag --port needs a value (see tokenguard serve --help)\n');
+    assert.equal(run(['serve', '--dev=yes']).stderr, 'tokenguard serve: flag --dev takes no value (see tokenguard serve --help)\n');
+    assert.equal(run(['audit', 'extra']).stderr, 'tokenguard audit: unexpected argument "extra": this command takes flags only (see tokenguard audit --help)\n');
+  });
+
+  it('npx tokenguard works from a checkout after the build, as the README calls it (tokenguard is on no PATH)', () => {
+    const r = spawnSync('npx', ['--no-install', 'tokenguard', '--version'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^tokenguard \d+\.\d+\.\d+ /);
+  });
+
+  it('every command and group answers --help with exit 0', () => {
+    for (const args of [['token', '--help'], ['token', '-h'], ['dev', '--help'], ['token', 'inspect', '--help'], ['dev', 'register', '--help'], ['dev', 'unregister', '--help'], ['check', '--help'], ['audit', '--help'], ['serve', '-h']]) {
+      const r = run(args);
+      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage: tokenguard /, args.join(' '));
+    }
+    assert.match(run(['token', '--help']).stdout, /^\s+token inspect\s+decode a service-account token/m);
+    assert.match(run(['dev', '--help']).stdout, /^\s+dev register\s+.*\n\s+dev unregister\s+/m);
+    const missing = run(['dev']);
+    assert.equal(missing.status, 2);
+    assert.equal(missing.stderr, 'tokenguard dev: missing a subcommand (see tokenguard dev --help)\n');
+    assert.equal(run(['token', 'decode']).stderr, 'tokenguard token: unknown subcommand "decode" (see tokenguard token --help)\n');
+    assert.equal(run(['frobnicate']).stderr, 'tokenguard: unknown command "frobnicate" (see tokenguard --help)\n');
+  });
+
+  it('--kubeconfig /dev/null says it defines no cluster, not client-node\'s TypeError', () => {
+    const r = run(['check', '--kubeconfig', '/dev/null', join(PROJECT_ROOT, 'test/fixtures/manifests/check/apps/web.yaml')]);
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, 'tokenguard check: cannot load kubeconfig /dev/null: it defines no cluster (is it a kubeconfig? kind and minikube write one to ~/.kube/config)\n');
   });
 
   const badConfigs: [string, string, RegExp][] = [
@@ -65,16 +97,77 @@ describe('tokenguard CLI', () => {
     });
   }
 
-  it('a bad value in the environment exits 1 naming the variable\'s key', () => {
-    const r = run(['serve', '--no-cluster'], { TOKENGUARD_PORT: '99999' });
+  it('a bad port says the same whether it came from --port or TOKENGUARD_PORT, naming which', () => {
+    for (const value of ['99999', 'abc']) {
+      const flag = run(['serve', '--no-cluster', '--port', value]);
+      const env = run(['serve', '--no-cluster'], { TOKENGUARD_PORT: value });
+      assert.equal(flag.status, 2);
+      assert.equal(env.status, 2);
+      assert.equal(flag.stderr, `tokenguard serve: --port must be a port number from 0 to 65535, got "${value}" (see tokenguard serve --help)\n`);
+      assert.equal(env.stderr, `tokenguard serve: TOKENGUARD_PORT must be a port number from 0 to 65535, got "${value}" (see tokenguard serve --help)\n`);
+    }
+  });
+
+  it('a bad value in the environment is reported like the file, naming its key', () => {
+    const r = run(['serve', '--no-cluster'], { TOKENGUARD_LOG_LEVEL: 'chatty' });
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /invalid configuration in flags and environment:\n\s+- server\.port: must be <= 65535/);
+    assert.match(r.stderr, /invalid configuration in flags and environment:\n\s+- log\.level: must be one of/);
+  });
+
+  it('--mode sets the default mode without a config file; a bad one is a usage error', () => {
+    assert.equal(run(['serve', '--mode', 'strict']).stderr, 'tokenguard serve: --mode must be enforce, warn or off, got "strict" (see tokenguard serve --help)\n');
   });
 
   it('missing certificate files stop start-up with the file named', () => {
     const r = run(['serve', '--no-cluster', '--port', '0', '--tls-cert', join(dir, 'nope.crt'), '--tls-key', join(dir, 'nope.key')]);
     assert.equal(r.status, 1);
-    assert.match(r.stderr, new RegExp(`cannot read TLS certificate ${join(dir, 'nope.crt').replace(/[.]/g, '\\.')}: ENOENT`));
+    // One line: what was wrong and what to do; no log line of what start-up did meanwhile follows it.
+    assert.equal(
+      r.stderr,
+      `tokenguard serve: cannot read TLS certificate ${join(dir, 'nope.crt')}: no such file; run npx tokenguard serve --dev (it generates development certificates), or pass --tls-cert and --tls-key\n`,
+    );
+    assert.equal(r.stdout, '', 'no log line after the error');
+  });
+
+  it('a port in use: one line naming the address and what to do', async () => {
+    const certs = testCerts();
+    const first = spawn(process.execPath, [MAIN, 'serve', '--no-cluster', '--address', '127.0.0.1', '--port', '0', '--tls-cert', certs.certFile, '--tls-key', certs.keyFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      const started = await collectLog(first).waitFor((e) => e.msg === 'tokenguard started');
+      const port = new URL(started.url).port;
+      const r = run(['serve', '--no-cluster', '--address', '127.0.0.1', '--port', port, '--tls-cert', certs.certFile, '--tls-key', certs.keyFile]);
+      assert.equal(r.status, 1);
+      assert.equal(r.stderr, `tokenguard serve: cannot listen on 127.0.0.1:${port}: the address is in use; stop the process using it, or choose another --port\n`);
+      assert.equal(r.stdout, '');
+    } finally {
+      first.kill('SIGKILL');
+    }
+  });
+
+  it('--dev binds the address it announces: 127.0.0.1 unless --address says otherwise; --mode shows in the banner', async () => {
+    const certs = testCerts();
+    const child = spawn(process.execPath, [MAIN, 'serve', '--dev', '--no-cluster', '--mode', 'enforce', '--port', '0', '--tls-cert', certs.certFile, '--tls-key', certs.keyFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    try {
+      const started = await collectLog(child).waitFor((e) => e.msg === 'tokenguard started');
+      assert.equal(started.mode, 'enforce');
+      const port = new URL(started.url).port;
+      assert.equal(started.url, `https://127.0.0.1:${port}`);
+      assert.equal(started.listening, `127.0.0.1:${port} (this machine only)`);
+      const deadline = Date.now() + 5000;
+      while (!stderr.includes('register with') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.match(stderr, new RegExp(`^tokenguard is serving on https://127\\.0\\.0\\.1:${port} `, 'm'));
+      assert.match(stderr, new RegExp(`^  listening:   127\\.0\\.0\\.1:${port} \\(this machine only\\)$`, 'm'));
+      assert.match(stderr, /^ {2}mode: {8}enforce$/m);
+      assert.match(stderr, new RegExp(`^  register with the cluster of your kubeconfig: npx tokenguard dev register --url https://127\\.0\\.0\\.1:${port}$`, 'm'));
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('serves over HTTPS, then on SIGTERM turns unready, finishes, and exits 0', async () => {

@@ -265,7 +265,7 @@ describe('token inspect offline', () => {
     await assert.rejects(inspect(['a', 'b']), /give exactly one token source/);
     await assert.rejects(inspect(['--at', 'yesterday', 'x']), /--at must be an RFC 3339 time/);
     await assert.rejects(inspect(['--no-cluster', '--kubeconfig', 'x', 'y']), /contradict/);
-    await assert.rejects(inspect(['--bogus', 'x']), /Unknown option '--bogus'/);
+    await assert.rejects(inspect(['--bogus', 'x']), /unknown flag --bogus$/);
   });
 });
 
@@ -285,7 +285,7 @@ describe('tokenguard token inspect (the real binary)', () => {
     assert.equal(garbage.err, '');
     const usage = await run(['token', 'inspect']);
     assert.equal(usage.code, 2);
-    assert.match(usage.err, /missing the token.*\n\(see tokenguard token inspect --help\)/);
+    assert.equal(usage.err, "tokenguard token inspect: missing the token: a file, a mounted token directory, or - for stdin (see tokenguard token inspect --help)\n");
     const help = await run(['token', 'inspect', '--help']);
     assert.equal(help.code, 0);
     assert.match(help.out, /^Usage: tokenguard token inspect/);

@@ -55,7 +55,7 @@ test('with a kubeconfig: unready (saying why) until the first sync, then the gua
 
     const review = await call(running.port, 'POST', '/validate', reviewByPrefix('070'));
     assert.equal(review.json.response.allowed, false);
-    assert.match(review.json.response.status.message, /db-1 \(node-a\), reader-1 \(node-b\)/);
+    assert.match(review.json.response.status.message, /db-1 \(Running on node-a\), reader-1 \(Running on node-b\)/);
     await running.shutdown();
     shutDown = true;
     await until(() => fake.openWatches() === 0, 'the watches to close after shutdown');

@@ -143,7 +143,7 @@ describe('IssuerMonitor against the fake API server', () => {
 
   it('the key set is negotiated as kube-apiserver v1.26 does: 406 for application/json, so discovery asks for jwk-set+json', async () => {
     const client = new ApiClient(kc);
-    // What the real API server answered to each Accept header (see README, "What the end-to-end suite found").
+    // What the real API server answered to each Accept header (see docs/development.md, the end-to-end suite).
     const measured: [string, number][] = [
       ['application/json', 406],
       ['application/*', 406],

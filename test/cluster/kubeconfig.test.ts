@@ -33,8 +33,20 @@ test('--kubeconfig wins over everything else', async () => {
 });
 
 test('an explicit kubeconfig that cannot be read is an error naming it, not a silent fallback', () => {
-  assert.throws(() => findKubeConfig({ kubeconfig: '/nonexistent/kubeconfig', env: {}, home: emptyHome() }), /cannot load kubeconfig from --kubeconfig \/nonexistent\/kubeconfig/);
-  assert.throws(() => findKubeConfig({ env: { KUBECONFIG: '/nonexistent/a' }, home: emptyHome() }), /KUBECONFIG \/nonexistent\/a/);
+  assert.throws(() => findKubeConfig({ kubeconfig: '/nonexistent/kubeconfig', env: {}, home: emptyHome() }), /cannot load kubeconfig \/nonexistent\/kubeconfig: no such file \(name a kubeconfig file with --kubeconfig or KUBECONFIG\)$/);
+  assert.throws(() => findKubeConfig({ env: { KUBECONFIG: '/nonexistent/a' }, home: emptyHome() }), /cannot load kubeconfig \/nonexistent\/a: no such file/);
+});
+
+test('a file that is no kubeconfig (/dev/null, an empty file) says it defines no cluster, not client-node\'s TypeError', () => {
+  for (const file of ['/dev/null']) {
+    assert.throws(
+      () => findKubeConfig({ kubeconfig: file, env: {}, home: emptyHome() }),
+      (err: Error) => {
+        assert.equal(err.message, `cannot load kubeconfig ${file}: it defines no cluster (is it a kubeconfig? kind and minikube write one to ~/.kube/config)`);
+        return true;
+      },
+    );
+  }
 });
 
 test('KUBECONFIG: the first file gives the context, later files are merged', async () => {

@@ -155,13 +155,13 @@ describe('invalid configuration', () => {
   it('bad values from flags and environment are reported like the file', () => {
     let err: unknown;
     try {
-      loadConfig(undefined, POLICIES, flagOverrides({}, { TOKENGUARD_PORT: '99999', TOKENGUARD_LOG_LEVEL: 'chatty' }));
+      loadConfig(undefined, POLICIES, flagOverrides({}, { TOKENGUARD_PORT: '9443', TOKENGUARD_CALLER_AUTH: 'maybe', TOKENGUARD_LOG_LEVEL: 'chatty' }));
     } catch (e) {
       err = e;
     }
     assert.ok(err instanceof ConfigError);
     assert.equal(err.source, 'flags and environment');
-    assert.deepEqual(new Set(err.problems), new Set(['server.port: must be <= 65535', 'log.level: must be one of ["debug","info","warn","error"]']));
+    assert.deepEqual(new Set(err.problems), new Set(['server.callerAuth.mode: must be one of ["off","audit","enforce"]', 'log.level: must be one of ["debug","info","warn","error"]']));
   });
 });
 

@@ -33,7 +33,7 @@ const NODE = 'e2e-auth-node';
 /** Another webhook's configuration, registered beside tokenguard's. */
 const BYSTANDER = 'e2e-bystander';
 
-/** The AdmissionConfiguration and webhook kubeconfig a kubeadm user writes (README, "Authenticating the API server"). */
+/** The AdmissionConfiguration and webhook kubeconfig a kubeadm user writes (docs/operations.md, "Authenticating the API server"). */
 function admissionConfig(dir: string, host: string, token: string): string {
   const kubeconfig = join(dir, 'webhook-auth.kubeconfig');
   writeFileSync(kubeconfig, stringify({ apiVersion: 'v1', kind: 'Config', users: [{ name: host, user: { token } }] }), { mode: 0o600 });

@@ -124,7 +124,7 @@ describe('end to end, the webhook served from the container image', { skip }, ()
   it('a PVC in use is refused in enforce, naming the pod, and stays', async () => {
     const denial =
       `Error from server (Forbidden): admission webhook "validate.tokenguard.io" denied the request: [pvc-in-use] ` +
-      `PVC ${ENFORCE}/data would hang in Terminating: used by running db-0 (node-old).`;
+      `PVC ${ENFORCE}/data would hang in Terminating: in use by db-0 (Running on node-old).`;
     // The container's cache follows the pods by watch: wait until it has seen db-0 running.
     const dry = await eventually(async () => {
       const r = await kubectl(['delete', 'pvc', 'data', '-n', ENFORCE, '--dry-run=server']);

@@ -5,6 +5,7 @@
 
 import { before, describe } from 'node:test';
 import { callerAuthScenario } from './caller-auth.js';
+import { devRegisterScenario } from './dev-register.js';
 import { atLeast, findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
 import { vapScenarios } from './vap.js';
@@ -30,4 +31,5 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
     : `kube-apiserver ${assets.serverVersion.gitVersion} serves ValidatingAdmissionPolicy only as v1alpha1 behind a feature gate, without the CEL the generated policies use (needs v1.30+, tested on v1.36)`;
   describe('generated admission policies (tokenguard generate vap), tokenguard not running', { skip: vap }, () => vapScenarios(assets));
   describe('audit --report: findings as OpenReports and wgpolicyk8s.io reports, replaced run after run', () => reportsScenario(assets));
+  describe('tokenguard dev register and unregister: a local server registered with a real cluster', () => devRegisterScenario(assets));
 });

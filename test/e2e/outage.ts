@@ -95,7 +95,7 @@ export function outageScenario(assets: Assets): void {
     assert.ok(answers.every((a) => a.warnings.length > 0), 'never a silent pass');
     assert.ok(answers.every((a) => a.ready === 200), 'stays ready: a stale cache must not take the webhook out of the Service');
     // First from the cache (it still names the pod), then, once stale, the live lookup fails and says so.
-    const named = answers.filter((a) => a.warnings.some((w) => w.includes('used by running db-0 (node-a)')));
+    const named = answers.filter((a) => a.warnings.some((w) => w.includes('in use by db-0 (Pending on node-a)')));
     const unchecked = answers.filter((a) => a.warnings.some((w) => w === `could not check which pods use PVC ${NS}/data; deletion not checked`));
     assert.ok(named.length > 0 && unchecked.length > 0, `${named.length} from the cache, ${unchecked.length} unchecked`);
     assert.equal(named.length + unchecked.length, answers.length);
@@ -110,7 +110,7 @@ export function outageScenario(assets: Assets): void {
       const d = await e.kubectl(['delete', 'pvc', 'data', '-n', NS, '--dry-run=server']);
       return warnings(d).some((w) => w.includes('db-1')) ? d : undefined;
     }, 'the guard to see db-1');
-    assert.ok(warnings(r).includes(`PVC ${NS}/data would hang in Terminating: used by running db-0 (node-a), db-1 (node-a)`), r.stderr);
+    assert.ok(warnings(r).includes(`PVC ${NS}/data would hang in Terminating: in use by db-0 (Pending on node-a), db-1 (Pending on node-a)`), r.stderr);
     t.diagnostic(
       `outage: kube-apiserver took ${stopped - down} ms to stop, was down ${OUTAGE_MS} ms and ${back - stopped - OUTAGE_MS} ms to be ready again; ` +
         `${answers.length} reviews answered meanwhile (${named.length} from the cache, ${unchecked.length} unchecked), ` +

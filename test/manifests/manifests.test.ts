@@ -262,7 +262,7 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
         assert.ok(config.server.tlsKeyFile.startsWith(tls.mount.mountPath + '/'));
         assert.equal(tls.mount.subPath, undefined, 'the Secret is mounted as a folder so renewals reach the pod');
         assert.equal(tlsSecretName(r), tls.volume.secret.secretName, 'the mounted Secret is the one the overlay produces');
-        // A rolling update that loses nothing (README, "Graceful shutdown"): a new pod is ready
+        // A rolling update that loses nothing (docs/operations.md, "Graceful shutdown"): a new pod is ready
         // before an old one goes, the old one stays up unready while its endpoint removal
         // propagates, drains, and is not killed before it is done.
         assert.deepEqual(deploy.spec.strategy.rollingUpdate, { maxSurge: 1, maxUnavailable: 0 });

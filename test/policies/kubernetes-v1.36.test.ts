@@ -83,7 +83,7 @@ describe('reviews from a real v1.36 kube-apiserver', () => {
     assert.equal(res.status, 200, res.text);
     const r = res.json.response;
     assert.equal(r.allowed, false);
-    assert.match(r.status.message, /^\[pvc-in-use\] PVC shop\/shared would hang in Terminating: used by running db-1 \(node-a\)\./);
+    assert.match(r.status.message, /^\[pvc-in-use\] PVC shop\/shared would hang in Terminating: in use by db-1 \(Running on node-a\)\./);
     assert.deepEqual(r.warnings, ['projected tokens stop refreshing (kubelet bug kubernetes#130442) on node-a (v1.31.2)']);
   });
 });

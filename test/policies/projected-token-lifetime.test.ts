@@ -43,17 +43,17 @@ describe('projected-token-lifetime: bounds and values', () => {
     ['exactly 86400 (the upper bound) passes', { expirationSeconds: 86400 }, undefined],
     ['missing means 3600 and passes', {}, undefined],
     ['3607 with an audience is an ordinary lifetime', { expirationSeconds: 3607, audience: 'vault' }, undefined],
-    ['599', { expirationSeconds: 599 }, 'deny', 'token lifetime 599 s is below 600 s; the API server rejects it anyway (volume "tok")'],
-    ['0', { expirationSeconds: 0 }, 'deny', 'token lifetime 0 s is below 600 s; the API server rejects it anyway (volume "tok")'],
-    ['-5', { expirationSeconds: -5 }, 'deny', 'token lifetime -5 s is below 600 s; the API server rejects it anyway (volume "tok")'],
+    ['599', { expirationSeconds: 599 }, 'deny', 'token lifetime 599 s is below 600 s: the API server rejects it (volume "tok")'],
+    ['0', { expirationSeconds: 0 }, 'deny', 'token lifetime 0 s is below 600 s: the API server rejects it (volume "tok")'],
+    ['-5', { expirationSeconds: -5 }, 'deny', 'token lifetime -5 s is below 600 s: the API server rejects it (volume "tok")'],
     ['86401', { expirationSeconds: 86401 }, 'deny', 'token lifetime 86401 s is above the 86400 s maximum (volume "tok")'],
-    ['above 2^32', { expirationSeconds: 2 ** 32 + 1 }, 'deny', 'token lifetime 4294967297 s is above 2^32 s; the API server rejects it anyway (volume "tok")'],
+    ['above 2^32', { expirationSeconds: 2 ** 32 + 1 }, 'deny', 'token lifetime 4294967297 s is above 2^32 s: the API server rejects it (volume "tok")'],
     ['3607 with the default audience', { expirationSeconds: 3607 }, 'warn', 'a 3607 s default-audience token really lives one year (token extension) (volume "tok")'],
     ['3607 with an empty audience', { expirationSeconds: 3607, audience: '' }, 'warn', 'a 3607 s default-audience token really lives one year (token extension) (volume "tok")'],
-    ['a fraction', { expirationSeconds: 600.5 }, 'deny', 'expirationSeconds must be a whole number of seconds, got 600.5 (volume "tok")'],
-    ['a string', { expirationSeconds: '3600' }, 'deny', 'expirationSeconds must be a whole number of seconds, got "3600" (volume "tok")'],
-    ['null', { expirationSeconds: null }, 'deny', 'expirationSeconds must be a whole number of seconds, got null (volume "tok")'],
-    ['an object', { expirationSeconds: { seconds: 1 } }, 'deny', 'expirationSeconds must be a whole number of seconds, got {"seconds":1} (volume "tok")'],
+    ['a fraction', { expirationSeconds: 600.5 }, 'deny', 'expirationSeconds must be a whole number of seconds, got 600.5; the API server rejects it (volume "tok")'],
+    ['a string', { expirationSeconds: '3600' }, 'deny', 'expirationSeconds must be a whole number of seconds, got "3600"; the API server rejects it (volume "tok")'],
+    ['null means unset to the API server: 3600, and passes', { expirationSeconds: null }, undefined],
+    ['an object', { expirationSeconds: { seconds: 1 } }, 'deny', 'expirationSeconds must be a whole number of seconds, got {"seconds":1}; the API server rejects it (volume "tok")'],
   ];
   for (const [what, token, severity, message] of table) {
     it(what, async () => {
@@ -61,6 +61,14 @@ describe('projected-token-lifetime: bounds and values', () => {
       assert.deepEqual(got, severity ? [{ severity, message, path: PATH }] : []);
     });
   }
+
+  it('marks what the API server itself rejects with its own words (check fails those in every mode)', async () => {
+    const rejection = async (token: Record<string, unknown>) => (await e.validate(requestFor(pod('shop', token)))).findings[0]?.apiRejection;
+    assert.equal(await rejection({ expirationSeconds: 480 }), `${PATH}: Invalid value: 480: may not specify a duration less than 10 minutes`);
+    assert.equal(await rejection({ expirationSeconds: 2 ** 32 + 1 }), `${PATH}: Invalid value: 4294967297: may not specify a duration larger than 2^32 seconds`);
+    assert.equal(await rejection({ expirationSeconds: '1h' }), `${PATH}: Invalid value: "1h": the API server cannot decode it as a whole number of seconds`);
+    assert.equal(await rejection({ expirationSeconds: 86401 }), undefined, 'over the configured maximum is tokenguard\'s rule, not the API server\'s');
+  });
 
   it('never flags the injected kube-api-access volume, even when 3607 s is above a namespace maximum', async () => {
     const e2 = engine({ namespaces: [{ namespaces: ['shop'], maxSeconds: 1800 }] });
@@ -76,10 +84,11 @@ describe('projected-token-lifetime: bounds and values', () => {
     assert.equal(d.findings[1]!.message, 'token lifetime 3607 s is above this namespace\'s 1800 s maximum (volume "u")');
   });
 
-  it('every message fits on one kubectl warning line (120 characters) with a 30-character volume name', async () => {
+  it('every message fits in one warning (256 characters, the API server\'s limit) with a 63-character volume name, the longest there is', async () => {
     for (const [, token] of table) {
-      for (const f of await findings(e, pod('shop', token, 'aws-iam-token-for-the-exporter'))) {
-        assert.ok(f.message.length <= 120, `${f.message.length}: ${f.message}`);
+      for (const f of await findings(e, pod('shop', token, 'v'.repeat(63)))) {
+        assert.ok(Array.from(f.message).length <= 256, `${f.message.length}: ${f.message}`);
+        assert.ok(f.message.includes('v'.repeat(63)), `the volume named whole: ${f.message}`);
       }
     }
   });

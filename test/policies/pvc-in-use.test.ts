@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ClusterCache } from '../../src/cluster/cache.js';
 import { fitList, kubeletAffectedBy130442, parseKubeletVersion, pvcInUsePolicy } from '../../src/policies/pvc-in-use.js';
+import { MAX_WARNING_CHARS } from '../../src/admission/warnings.js';
 import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
 import { clusterState, reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -63,7 +64,7 @@ function nodeLike(name: string, kubeletVersion: string): any {
   return n;
 }
 
-const everyWarningFits = (a: Answer) => assert.ok(a.warnings.every((w) => w.length <= 120), JSON.stringify(a.warnings));
+const everyWarningFits = (a: Answer) => assert.ok(a.warnings.every((w) => Array.from(w).length <= MAX_WARNING_CHARS), JSON.stringify(a.warnings));
 
 describe('with the captured cluster state', () => {
   let rig: CacheRig;
@@ -84,7 +85,7 @@ describe('with the captured cluster state', () => {
   test('070: a claim used by running pods is denied, naming them, their nodes, and the affected kubelet', async () => {
     const a = await review(enforce, reviewByPrefix('070'));
     assert.equal(a.allowed, false);
-    assert.match(a.message, /PVC shop\/shared would hang in Terminating: used by running db-1 \(node-a\), reader-1 \(node-b\)/);
+    assert.match(a.message, /PVC shop\/shared would hang in Terminating: in use by db-1 \(Running on node-a\), reader-1 \(Running on node-b\)/);
     assert.match(a.message, /db-1 \(no owner, node node-a, Running\)/);
     const tokenWarning = a.warnings.find((w) => w.includes('kubernetes#130442'));
     assert.ok(tokenWarning, JSON.stringify(a.warnings));
@@ -96,14 +97,27 @@ describe('with the captured cluster state', () => {
   test('070 in warn mode: allowed, with the same text as a warning', async () => {
     const a = await review(warn, reviewByPrefix('070'));
     assert.equal(a.allowed, true);
-    assert.ok(a.warnings.includes('PVC shop/shared would hang in Terminating: used by running db-1 (node-a), reader-1 (node-b)'));
+    // Exactly what kubectl prints in warn mode: the claim, the way out of kubectl's wait, the kubelet bug.
+    assert.deepEqual(a.warnings, [
+      'PVC shop/shared would hang in Terminating: in use by db-1 (Running on node-a), reader-1 (Running on node-b)',
+      'the PVC stays Terminating until those pods stop, and kubectl delete waits for that: pass --wait=false to return at once',
+      'projected tokens stop refreshing (kubelet bug kubernetes#130442) on node-a (v1.31.2)',
+    ]);
     everyWarningFits(a);
+  });
+
+  test('a Pending pod on a node is called Pending, never "running"', async () => {
+    rig.fake.upsert('pods', podLike('starting-0', { namespace: 'sc-pending', nodeName: 'node-b', claim: 'data', phase: 'Pending' }));
+    await until(() => rig.cache.podsUsingClaim('sc-pending', 'data').length === 1, 'the pod in the cache');
+    const a = await review(warn, deleteReview('sc-pending', 'data'));
+    assert.equal(a.warnings[0], 'PVC sc-pending/data would hang in Terminating: in use by starting-0 (Pending on node-b)');
+    assert.doesNotMatch(JSON.stringify(a), /running/i);
   });
 
   test('071: a second delete of a Terminating claim is allowed, warning with the pods', async () => {
     const a = await review(enforce, reviewByPrefix('071'));
     assert.equal(a.allowed, true);
-    assert.ok(a.warnings.some((w) => /already Terminating; still used by db-1 \(node-a\), reader-1 \(node-b\)/.test(w)), JSON.stringify(a.warnings));
+    assert.ok(a.warnings.some((w) => /already Terminating; still used by db-1 \(Running on node-a\), reader-1 \(Running on node-b\)/.test(w)), JSON.stringify(a.warnings));
   });
 
   test('053 (dry-run) and 054: allowed, warning that unscheduled web-0 can never start; the same answer', async () => {
@@ -166,7 +180,8 @@ describe('with the captured cluster state', () => {
     await until(() => rig.cache.podsUsingClaim('sc-terminal', 'out').length === 1, 'the pod in the cache');
     const a = await review(enforce, deleteReview('sc-terminal', 'out'));
     assert.equal(a.allowed, true);
-    assert.deepEqual(a.warnings, ['PVC sc-terminal/out stays Terminating until finished pods are deleted: done-1 (node-b)']);
+    assert.deepEqual(a.warnings, ['PVC sc-terminal/out stays Terminating until finished pods are deleted: done-1 (Succeeded on node-b)',
+      'the PVC stays Terminating until those pods are deleted, and kubectl delete waits for that: pass --wait=false to return at once']);
   });
 
   test('a generic ephemeral claim counts only when owned by the pod', async () => {
@@ -174,7 +189,7 @@ describe('with the captured cluster state', () => {
     await until(() => rig.cache.podsUsingClaim('sc-eph', 'eph-scratch').length === 1, 'the pod in the cache');
     const owned = await review(enforce, deleteReview('sc-eph', 'eph-scratch', { ownerPodUid: 'uid-sc-eph-eph' }));
     assert.equal(owned.allowed, false);
-    assert.match(owned.message, /used by running eph \(node-b\)/);
+    assert.match(owned.message, /in use by eph \(Running on node-b\)/);
     const notOwned = await review(enforce, deleteReview('sc-eph', 'eph-scratch', { ownerPodUid: 'someone-else' }));
     assert.deepEqual(notOwned.warnings, []);
     assert.equal(notOwned.allowed, true);
@@ -189,7 +204,7 @@ describe('with the captured cluster state', () => {
     assert.doesNotMatch(shop.message, /elsewhere/);
   });
 
-  test('many pods: up to 5 named with owner and node, then "and N more"; warnings stay under 120', async () => {
+  test('many pods: up to 5 named with owner and node, then "and N more"; warnings stay within the limit', async () => {
     for (let i = 0; i < 12; i++) {
       rig.fake.upsert(
         'pods',
@@ -209,7 +224,7 @@ describe('with the captured cluster state', () => {
     assert.equal(denied.message.match(/\(Deployment web, node/g)?.length, 5);
     const warned = await review(warn, deleteReview('sc-many', 'shared-cache'));
     everyWarningFits(warned);
-    assert.ok(warned.warnings.some((w) => /would hang in Terminating: used by running .* and \d+ more$/.test(w)), JSON.stringify(warned.warnings));
+    assert.ok(warned.warnings.some((w) => /would hang in Terminating: in use by .* and \d+ more$/.test(w)), JSON.stringify(warned.warnings));
   });
 
   test('one pod: the denial and the break-glass warning say "1 ... pod still uses it"', async () => {
@@ -298,7 +313,7 @@ describe('when the cache cannot answer', () => {
       assert.equal(cache.status().synced, false);
       const a = await review(server, reviewByPrefix('070'));
       assert.equal(a.allowed, false);
-      assert.match(a.message, /db-1 \(node-a\), reader-1 \(node-b\)/);
+      assert.match(a.message, /db-1 \(Running on node-a\), reader-1 \(Running on node-b\)/);
       assert.ok(fake.requests.some((r) => r.path === '/api/v1/namespaces/shop/pods'), 'a live namespaced LIST was made');
       assert.equal(cache.status().synced, false);
     } finally {

@@ -174,14 +174,34 @@ describe('service-account-issuer: an external token signer (--service-account-si
   });
 });
 
+/**
+ * The denial's one-line Fix and its safe migration path agree step by step: the Fix's numbered
+ * steps are the path's (from step `from`), with the two issuers named and the removal annotation.
+ */
+function assertFixFollowsSafePath(message: string, old: string, next: string, from: number): void {
+  const path = /Safe path \(kOps docs\): (.*?)\. Fix: /.exec(message)?.[1]?.split('; ');
+  const fix = /Fix: in [^:]+: (.*)$/.exec(message)?.[1]?.split('; ');
+  assert.ok(path && fix, message);
+  assert.equal(path.length, 3, 'three steps: add, make first, remove');
+  const concrete = path.map((step) => step.replaceAll('the old issuer', old).replaceAll('the new issuer', next));
+  const annotation = ` (annotate tokenguard.io/allow-issuer-removal=${old})`;
+  assert.ok(fix.at(-1)!.includes(annotation), 'the last step names the acknowledgement annotation');
+  assert.deepEqual(
+    fix.map((s) => s.replace(annotation, '')),
+    concrete.slice(from - 1),
+  );
+}
+
 describe('service-account-issuer: kubeadm-config and KubeadmControlPlane (deny)', () => {
   it('046 kubeadm-config CREATE (v1beta3) without the served issuer: denied in enforce, warned in warn', async () => {
     const d = await engine(cluster(CAPTURED).view).validate(req('046'));
     assert.equal(d.allowed, false);
     assert.match(d.denial!.message, /^\[service-account-issuer\] drops issuer https:\/\/kubernetes\.default\.svc \(its tokens fail\)/);
     assert.match(d.denial!.message, /\(at data\.ClusterConfiguration\)/);
-    assert.match(d.denial!.message, /Fix: in apiServer\.extraArgs of data\.ClusterConfiguration, keep https:\/\/kubernetes\.default\.svc\.cluster\.local first/);
-    assert.match(d.denial!.message, /wait at least 24 h/);
+    assert.match(d.denial!.message, /Fix: in apiServer\.extraArgs of data\.ClusterConfiguration: 1\. add https:\/\/kubernetes\.default\.svc\.cluster\.local as an extra --service-account-issuer after https:\/\/kubernetes\.default\.svc, roll; 2\. /);
+    assert.match(d.denial!.message, /at least 24 h/);
+    // The served issuer signs today's tokens: the Fix starts at step 1 of the safe path, as the detail gives it.
+    assertFixFollowsSafePath(d.denial!.message, CAPTURED, 'https://kubernetes.default.svc.cluster.local', 1);
     const w = await engine(cluster(CAPTURED).view, 'warn').validate(req('046'));
     assert.equal(w.allowed, true);
     assert.ok(w.warnings.some((x) => x.startsWith(`drops issuer ${CAPTURED}`)));
@@ -207,7 +227,7 @@ describe('service-account-issuer: kubeadm-config and KubeadmControlPlane (deny)'
       const d = await engine(cluster(served, [KOPS_POD_044()]).view).validate(req('050'));
       assert.equal(d.allowed, false, `served ${served}`);
       assert.match(d.denial!.message, /drops issuer https:\/\/master\.prod\.example\.com \(its tokens fail\): keep it as an extra --service-account-issuer/);
-      assert.match(d.denial!.message, /keep https:\/\/api\.internal\.prod\.example\.com first and https:\/\/master\.prod\.example\.com as an additional/);
+      assertFixFollowsSafePath(d.denial!.message, 'https://master.prod.example.com', 'https://api.internal.prod.example.com', 1);
       // Judged against its own previous version only: never "the served issuer" of this cluster.
       assert.match(d.denial!.message, /https:\/\/master\.prod\.example\.com is accepted by the previous version of KubeadmControlPlane prod-control-plane, but/);
       assert.doesNotMatch(d.denial!.message, /served issuer|kube-apiserver pod/);

@@ -22,7 +22,7 @@ const auditing: AnyPolicy = {
   validate: (req) => [{ policy: 'auditing', severity: 'warn', message: 'audited', audit: { subject: req.object?.metadata?.name ?? '' } }],
 };
 
-const longWarning = 'this warning is far too long for one kubectl line: ' + 'blah '.repeat(40);
+const longWarning = 'this warning is far too long for the API server: ' + 'blah '.repeat(60);
 const POLICIES: AnyPolicy[] = [
   denyPolicy('strict', { match: [PODS_CREATE] }),
   warnPolicy('chatty', ['same text', 'same text', longWarning, ...Array.from({ length: 50 }, (_, i) => `filler ${i} ` + 'f'.repeat(100))], [PODS_CREATE]),
@@ -55,14 +55,14 @@ describe('admission responses over HTTPS', () => {
     assert.equal(r.patch, undefined);
   });
 
-  it('warnings are deduplicated, cut to 120 characters with an ellipsis, and within 4096 in total', async () => {
+  it('warnings are deduplicated, an over-long one shortened at a space (never inside a word) with an ellipsis, and within 4096 in total', async () => {
     const res = await server.post('/validate', reviewByPrefix('004'));
     const warnings: string[] = res.json.response.warnings;
     assert.equal(warnings.filter((w) => w === 'same text').length, 1);
     const cut = warnings.find((w) => w.startsWith('this warning is far too long'))!;
-    assert.equal(Array.from(cut).length, 120);
-    assert.ok(cut.endsWith('…'));
-    assert.ok(warnings.every((w) => Array.from(w).length <= 120));
+    assert.ok(Array.from(cut).length <= 256);
+    assert.ok(cut.endsWith(' blah…'), cut);
+    assert.ok(warnings.every((w) => Array.from(w).length <= 256));
     assert.ok(warnings.join('').length <= 4096);
     assert.match(warnings.at(-1)!, /^tokenguard: \d+ more warnings omitted/);
     assert.deepEqual(res.json.response.auditAnnotations, { 'auditing.subject': 'web-0' });

@@ -4,7 +4,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../helpers/tls.js';
 // What `tokenguard serve` imports with a cluster and caller authentication on (it loads those
@@ -170,11 +170,15 @@ describe('GET /metrics', () => {
     }
   });
 
-  it('lists exactly the families of docs/monitoring.md\'s metrics reference, with the same types', () => {
-    const doc = readFileSync(join(PROJECT_ROOT, 'docs', 'monitoring.md'), 'utf8');
-    const start = doc.indexOf('## Metrics reference');
-    assert.ok(start >= 0, 'docs/monitoring.md has a "## Metrics reference" section');
-    const section = doc.slice(start, doc.indexOf('\n## ', start + 1) === -1 ? undefined : doc.indexOf('\n## ', start + 1));
+  it('lists exactly the families of the docs\' metrics reference, with the same types', () => {
+    // The one document (README.md or docs/*.md) with a "Metrics reference" heading.
+    const docs = [join(PROJECT_ROOT, 'README.md'), ...readdirSync(join(PROJECT_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join(PROJECT_ROOT, 'docs', f))];
+    const holders = docs.filter((f) => /^#{2,3} Metrics reference$/m.test(readFileSync(f, 'utf8')));
+    assert.equal(holders.length, 1, `one metrics reference, found in: ${holders.join(', ') || 'none'}`);
+    const text = readFileSync(holders[0]!, 'utf8');
+    const start = text.search(/^#{2,3} Metrics reference$/m);
+    const next = text.indexOf('\n## ', start + 1);
+    const section = text.slice(start, next === -1 ? undefined : next);
     const rows = [...section.matchAll(/^\| `(tokenguard_[a-z_]+)` \| (counter|gauge|histogram) \|/gm)].map((m) => [m[1], m[2]]);
     assert.deepEqual(
       rows.sort(),

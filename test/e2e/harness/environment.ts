@@ -12,6 +12,7 @@ import type { Assets } from './assets.js';
 import { ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 import { kubectlFor, ok, warnings, type Kubectl } from './kubectl.js';
 import { TokenguardProcess } from '../../helpers/tokenguard-process.js';
+import { webhooksAtUrl } from '../../../src/k8s/webhook-manifests.js';
 
 export const MANIFESTS = join(PROJECT_ROOT, 'manifests', 'base');
 
@@ -36,15 +37,12 @@ export interface E2eOptions extends ControlPlaneOptions {
   beforeTokenguard?: (ctx: { cp: ControlPlane; kubectl: Kubectl; url: string }) => Promise<void>;
 }
 
-/** The webhook configurations of the manifests, each webhook pointed at `url` + its path. */
+/** The webhook configurations of the manifests, each webhook pointed at `url` + its path (as `tokenguard dev register` does). */
 export function webhooksFor(url: string, caBundle: string): string {
   const docs = parseAllDocuments(readFileSync(join(MANIFESTS, 'webhooks.yaml'), 'utf8')).map((d) => d.toJS());
-  for (const doc of docs) {
-    for (const webhook of doc.webhooks) {
-      webhook.clientConfig = { url: url + webhook.clientConfig.service.path, caBundle };
-    }
-  }
-  return docs.map((d) => stringify(d)).join('---\n');
+  return webhooksAtUrl(docs, url, caBundle)
+    .map((d) => stringify(d))
+    .join('---\n');
 }
 
 /**
