@@ -402,10 +402,11 @@ export function vapScenarios(assets: Assets): void {
       if (c.refused) {
         refusedByApi++;
         // The API server refuses it before any admission (validation, or decoding a string where a
-        // number belongs): both refuse, and the engine's deny finding says why.
+        // number belongs): both refuse, and the engine's deny finding says why (and that it is the
+        // API server's own rejection: what makes `check` fail in every mode).
         if (v.created || !v.error || DENIAL.test(v.error)) problems.push(`${where}: refused by API validation in phase 1, but now: ${v.error ?? 'created'}`);
         const judged = engine.matchingPolicies(request, 'validate').includes(projectedTokenLifetimePolicy.name);
-        if (judged && !ev.findings.some((f) => f.policy === projectedTokenLifetimePolicy.name && f.severity === 'deny' && /the API server rejects it anyway|must be a whole number/.test(f.message))) {
+        if (judged && !ev.findings.some((f) => f.policy === projectedTokenLifetimePolicy.name && f.severity === 'deny' && f.apiRejection !== undefined)) {
           problems.push(`${where}: the API server refuses it (${c.refused}), but the engine has no deny finding for it`);
         }
         continue;
