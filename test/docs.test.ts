@@ -15,12 +15,6 @@ import { PROJECT_ROOT } from './helpers/tls.js';
 const README = join(PROJECT_ROOT, 'README.md');
 const DOCS = join(PROJECT_ROOT, 'docs');
 
-/**
- * Pages another branch of this release adds (issue 21: metrics, alerts, runbooks). Links to them
- * are checked once they exist; until then only their absence is forgiven.
- */
-const PENDING_PAGES = new Set(['docs/monitoring.md', 'docs/runbooks.md']);
-
 function markdownFiles(): string[] {
   return [README, ...readdirSync(DOCS).filter((f) => f.endsWith('.md')).map((f) => join(DOCS, f))];
 }
@@ -94,7 +88,7 @@ describe('documentation', () => {
         const target = path ? resolve(dirname(file), decodeURIComponent(path)) : file;
         const rel = relative(PROJECT_ROOT, target);
         if (!existsSync(target)) {
-          if (!PENDING_PAGES.has(rel)) problems.push(`${from}: ${link}: no file ${rel}`);
+          problems.push(`${from}: ${link}: no file ${rel}`);
           continue;
         }
         if (anchor === undefined) continue;
