@@ -12,19 +12,19 @@
 // MutatingWebhookConfiguration objects.
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { reviewByPrefix } from '../helpers/fixtures.js';
-import { CLI, TokenguardProcess } from '../helpers/tokenguard-process.js';
+import { TokenguardProcess } from '../helpers/tokenguard-process.js';
 import type { Assets } from './harness/assets.js';
 import { SERVED_ISSUER } from './harness/control-plane.js';
 import { ensureNamespace, startE2e, webhooksFor, type E2e } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
 import { ok, warnings, type Kubectl } from './harness/kubectl.js';
+import { tokenguardCli } from './harness/cli.js';
 
 const NS = 'e2e-auth';
 const WEBHOOK_AUTH = 'system:serviceaccount:kube-system:webhook-auth';
@@ -312,13 +312,7 @@ export function callerAuthScenario(assets: Assets): void {
 }
 
 /** `tokenguard token inspect --kubeconfig KUBECONFIG [--json] FILE`, as a user runs it. */
-function inspectCli(kubeconfig: string, file: string, ...flags: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, 'token', 'inspect', '--kubeconfig', kubeconfig, ...flags, file], { timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr }),
-    );
-  });
-}
+const inspectCli = (kubeconfig: string, file: string, ...flags: string[]) => tokenguardCli(['token', 'inspect', '--kubeconfig', kubeconfig, ...flags, file]);
 
 /**
  * A token signed as kube-apiserver signs them, for kube-system/webhook-auth: with the cluster's own

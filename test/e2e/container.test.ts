@@ -12,7 +12,6 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { Container, imageUnderTest, podFiles } from '../helpers/container.js';
 import { freePort } from '../helpers/ports.js';
 import { makeCerts } from '../helpers/tls.js';
@@ -21,6 +20,7 @@ import { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace, MANIFESTS, webhooksFor } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
 import { kubectlFor, ok, warnings, type Kubectl } from './harness/kubectl.js';
+import { yaml } from './harness/cli.js';
 
 const ENFORCE = 'e2e-image-enforce';
 const WARN = 'e2e-image-warn';
@@ -29,7 +29,6 @@ const assetsFound = findAssets();
 const imageFound = imageUnderTest();
 const skip = 'skip' in assetsFound ? assetsFound.skip : 'skip' in imageFound ? imageFound.skip : false;
 
-const yaml = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
 
 describe('end to end, the webhook served from the container image', { skip }, () => {
   if ('skip' in assetsFound || 'skip' in imageFound) return;

@@ -5,30 +5,19 @@
 
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
-import { CLI, TokenguardProcess } from '../helpers/tokenguard-process.js';
+import { parseAllDocuments } from 'yaml';
+import { TokenguardProcess } from '../helpers/tokenguard-process.js';
 import type { Assets } from './harness/assets.js';
 import { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace, MANIFESTS } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
-import { kubectlFor, ok, warnings, type Kubectl, type KubectlResult } from './harness/kubectl.js';
+import { kubectlFor, ok, warnings, type Kubectl } from './harness/kubectl.js';
+import { tokenguardCli, yaml } from './harness/cli.js';
 
 const WARN_NS = 'dev-warn';
 const ENFORCE_NS = 'dev-enforce';
-
-function cli(args: string[]): Promise<KubectlResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const yaml = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
 
 const longTokenPod = (ns: string) => ({
   apiVersion: 'v1',
@@ -61,7 +50,7 @@ export function devRegisterScenario(assets: Assets): void {
   });
 
   it('dev register writes the manifests\' webhooks at the URL, with the CA of the certificates', async () => {
-    const r = await cli(['dev', 'register', '--kubeconfig', cp.kubeconfig, '--url', tokenguard.url, '--certs', tokenguard.certs.dir]);
+    const r = await tokenguardCli(['dev', 'register', '--kubeconfig', cp.kubeconfig, '--url', tokenguard.url, '--certs', tokenguard.certs.dir]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(
       r.stdout,
@@ -129,7 +118,7 @@ export function devRegisterScenario(assets: Assets): void {
   });
 
   it('dev unregister removes them: the configurations are gone and kubectl gets no warning', async () => {
-    const r = await cli(['dev', 'unregister', '--kubeconfig', cp.kubeconfig]);
+    const r = await tokenguardCli(['dev', 'unregister', '--kubeconfig', cp.kubeconfig]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'ValidatingWebhookConfiguration tokenguard deleted\nMutatingWebhookConfiguration tokenguard deleted\n');
     const left = await must(['get', 'validatingwebhookconfigurations,mutatingwebhookconfigurations', '-o', 'name']);
@@ -138,21 +127,21 @@ export function devRegisterScenario(assets: Assets): void {
       const dry = await kubectl(['apply', '--dry-run=server', '-f', '-'], yaml({ ...longTokenPod(WARN_NS), metadata: { name: 'long-token-2', namespace: WARN_NS } }));
       return dry.code === 0 && warnings(dry).length === 0;
     }, 'kube-apiserver to stop calling the webhooks');
-    const again = await cli(['dev', 'unregister', '--kubeconfig', cp.kubeconfig]);
+    const again = await tokenguardCli(['dev', 'unregister', '--kubeconfig', cp.kubeconfig]);
     assert.equal(again.stdout, 'ValidatingWebhookConfiguration tokenguard: not registered\nMutatingWebhookConfiguration tokenguard: not registered\n');
   });
 
   it('leaves an installed tokenguard alone: register refuses, unregister skips it, without --force', async () => {
     const installed = readFileSync(join(MANIFESTS, 'webhooks.yaml'), 'utf8');
     await must(['apply', '-f', '-'], installed);
-    const reg = await cli(['dev', 'register', '--kubeconfig', cp.kubeconfig, '--url', tokenguard.url, '--certs', tokenguard.certs.dir]);
+    const reg = await tokenguardCli(['dev', 'register', '--kubeconfig', cp.kubeconfig, '--url', tokenguard.url, '--certs', tokenguard.certs.dir]);
     assert.equal(reg.code, 1);
     assert.equal(
       reg.stderr,
       'tokenguard dev register: ValidatingWebhookConfiguration tokenguard already exists and it calls Service tokenguard/tokenguard: an installed tokenguard; ' +
         'uninstall it first (docs/installation.md#uninstall), or pass --force to replace it\n',
     );
-    const unreg = await cli(['dev', 'unregister', '--kubeconfig', cp.kubeconfig]);
+    const unreg = await tokenguardCli(['dev', 'unregister', '--kubeconfig', cp.kubeconfig]);
     assert.match(unreg.stdout, /^ValidatingWebhookConfiguration tokenguard: left alone: it calls Service tokenguard\/tokenguard: an installed tokenguard \(--force removes it\)$/m);
     await must(['delete', '-f', '-'], installed);
   });

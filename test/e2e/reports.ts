@@ -7,17 +7,16 @@
 
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import type { Assets } from './harness/assets.js';
 import { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
-import { kubectlFor, ok, type Kubectl, type KubectlResult } from './harness/kubectl.js';
-import { CLI } from '../helpers/tokenguard-process.js';
+import { kubectlFor, ok, type Kubectl } from './harness/kubectl.js';
 import { PROJECT_ROOT } from '../helpers/tls.js';
+import { tokenguardCli, yaml } from './harness/cli.js';
 
 const NS = 'e2e-reports';
 const MANIFESTS = join(PROJECT_ROOT, 'manifests');
@@ -26,24 +25,13 @@ const APIS = [
   { api: 'wgpolicyk8s.io/v1alpha2', resource: 'policyreports.wgpolicyk8s.io', crds: 'crds/wgpolicyk8s.io', flags: ['--report-api', 'wgpolicyk8s.io/v1alpha2'] },
 ] as const;
 
-function tokenguardCli(args: string[]): Promise<KubectlResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const yaml = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
-
 export function reportsScenario(assets: Assets): void {
   let cp: ControlPlane;
   let kubectl: Kubectl;
   /** The audit CronJob's ServiceAccount, as a kubeconfig. */
   let auditKubeconfig: string;
   const must = async (args: string[], input?: string) => ok(await kubectl(args, input), `kubectl ${args.join(' ')}`);
-  const audit = (flags: readonly string[]) => tokenguardCli(['audit', '--kubeconfig', auditKubeconfig, '--report', ...flags]);
+  const audit = (flags: readonly string[]) => tokenguardCli(['audit', '--kubeconfig', auditKubeconfig, '--report', ...flags], { timeoutMs: 120_000 });
   /** tokenguard's report in the namespace, or undefined when there is none. */
   const ownReport = async (resource: string) => {
     const r = await kubectl(['get', resource, 'tokenguard-audit', '-n', NS, '-o', 'json']);

@@ -20,7 +20,7 @@
 
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -36,13 +36,13 @@ import { nfsMountOptionsPolicy } from '../../src/policies/nfs-mount-options.js';
 import { projectedTokenAudiencePolicy } from '../../src/policies/projected-token-audience.js';
 import { projectedTokenLifetimePolicy } from '../../src/policies/projected-token-lifetime.js';
 import { pvcTokenRiskPolicy, RISK_ANNOTATION, RISK_LABEL } from '../../src/policies/pvc-token-risk.js';
-import { CLI } from '../helpers/tokenguard-process.js';
 import type { Assets } from './harness/assets.js';
 import { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
-import { kubectlFor, ok, warnings, type Kubectl, type KubectlResult } from './harness/kubectl.js';
+import { kubectlFor, ok, warnings, type Kubectl } from './harness/kubectl.js';
 import { creatable, fixtureObjects, randomCorpus, type CorpusObject } from './vap-corpus.js';
+import { tokenguardCli, yaml } from './harness/cli.js';
 
 /** The configuration both sides run with: every kind of setting the generator translates. */
 export const DIFF_CONFIG = {
@@ -107,16 +107,6 @@ function kubectlMerged(binary: string, kubeconfig: string): (args: string[], inp
     });
 }
 
-function tokenguardCli(args: string[]): Promise<KubectlResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const yaml = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
 const list = (items: KubeObject[]) => JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
 
 function tokenPod(name: string, namespace: string, expirationSeconds: number, audience?: string): KubeObject {

@@ -5,33 +5,19 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { SERVED_ISSUER } from './harness/control-plane.js';
 import { atLeast, type Assets } from './harness/assets.js';
 import { ensureNamespace, startE2e, type E2e } from './harness/environment.js';
-import { deletedLine, ok, warnings, type KubectlResult } from './harness/kubectl.js';
-import { CLI } from '../helpers/tokenguard-process.js';
+import { deletedLine, ok, warnings } from './harness/kubectl.js';
 import { eventually } from './harness/eventually.js';
+import { tokenguardCli, yaml } from './harness/cli.js';
 
 const ENFORCE = 'e2e-enforce';
 const WARN = 'e2e-warn';
 const RISK_KEY = 'tokenguard.io/pvc-token-risk';
-
-/** Run the tokenguard CLI; resolves with its exit code and output. */
-function tokenguardCli(args: string[]): Promise<KubectlResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const yaml = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
 
 function claim(ns: string, name: string): object {
   return {
