@@ -5,14 +5,14 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runAudit, type AuditReport } from '../../src/cli/audit.js';
 import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { serveOidc } from '../helpers/oidc.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const SERVED = 'https://kubernetes.default.svc';
 
@@ -169,7 +169,7 @@ describe('tokenguard audit', () => {
     const silent = createServer(() => {});
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const port = (silent.address() as AddressInfo).port;
-    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-audit-'));
+    const dir = tempDir('tokenguard-audit-');
     const kubeconfig = join(dir, 'kubeconfig');
     writeFileSync(
       kubeconfig,

@@ -6,8 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import jsonPatch from 'fast-json-patch';
 import { EXAMPLE, runCheck, VALIDATING_WEBHOOK, type CheckReport } from '../../src/cli/check.js';
@@ -18,6 +17,7 @@ import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserv
 import { FIXTURES } from '../helpers/fixtures.js';
 import { startTestServer } from '../helpers/server.js';
 import { PROJECT_ROOT } from '../helpers/tls.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const DIR = join(FIXTURES, 'manifests', 'check');
 const at = (rel: string) => join(DIR, rel);
@@ -161,7 +161,7 @@ describe('tokenguard check', () => {
   });
 
   it('an object the API server itself rejects fails in every mode, printed as kubectl prints it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-check-'));
+    const dir = tempDir('tokenguard-check-');
     const file = join(dir, 'cron.yaml');
     writeFileSync(
       file,
@@ -187,7 +187,7 @@ describe('tokenguard check', () => {
   });
 
   it('applies the modes of a --config file (per-policy and per-namespace) like the server', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-check-'));
+    const dir = tempDir('tokenguard-check-');
     const denying = (await checkJson(['--mode', 'enforce', at('apps/nested/nightly.json')])).report.objects[0]!.findings.map((f) => f.policy);
     const config = join(dir, 'config.yaml');
     // Enforce everywhere except the CronJob's namespace, where one of the two denying policies is off.

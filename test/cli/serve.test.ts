@@ -5,17 +5,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from 'node:https';
 import { PROJECT_ROOT } from '../helpers/tls.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { httpsCall } from '../helpers/server.js';
 import { testCerts } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const MAIN = join(PROJECT_ROOT, 'dist', 'src', 'cli', 'main.js');
-const dir = mkdtempSync(join(tmpdir(), 'tokenguard-cli-'));
+const dir = tempDir('tokenguard-cli-');
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   return spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });

@@ -5,14 +5,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runTokenInspect, type InspectIO } from '../../src/cli/token-inspect.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { CLUSTER_STATE_DIR, reviewByPrefix } from '../helpers/fixtures.js';
 import { makeSigningKey, serveOidc, signToken, type OidcServer, type SigningKey } from '../helpers/oidc.js';
 import { PROJECT_ROOT } from '../helpers/tls.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const SERVED = 'https://kubernetes.default.svc';
 const NOW = new Date('2026-11-24T12:00:00Z');
@@ -38,7 +38,7 @@ async function inspect(args: string[], opts: { stdin?: string; env?: NodeJS.Proc
   return { code, out, err };
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'token-inspect-'));
+const dir = tempDir('token-inspect-');
 function tokenFile(name: string, token: string): string {
   const path = join(dir, name);
   writeFileSync(path, token + '\n');
@@ -210,7 +210,7 @@ describe('token inspect offline', () => {
 
   it('reads a mounted token directory and stdin; says the signature was not verified', async () => {
     const token = await signToken(key, { issuer: SERVED, audience: SERVED, iat: NOW_S - 60 });
-    const mount = mkdtempSync(join(tmpdir(), 'sa-mount-'));
+    const mount = tempDir('sa-mount-');
     writeFileSync(join(mount, 'token'), token);
     const d = await inspect(['--no-cluster', mount]);
     assert.equal(d.code, 0);

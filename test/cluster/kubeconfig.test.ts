@@ -3,12 +3,12 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { ApiClient } from '../../src/cluster/client.js';
 import { findKubeConfig, SERVICE_ACCOUNT_DIR } from '../../src/cluster/kubeconfig.js';
 import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 let fake: FakeApiServer;
 before(async () => {
@@ -17,7 +17,7 @@ before(async () => {
 });
 after(() => fake.close());
 
-const emptyHome = () => mkdtempSync(join(tmpdir(), 'home-'));
+const emptyHome = () => tempDir('home-');
 
 async function canList(found: ReturnType<typeof findKubeConfig>): Promise<number> {
   assert.ok(found);
@@ -50,7 +50,7 @@ test('a file that is no kubeconfig (/dev/null, an empty file) says it defines no
 });
 
 test('KUBECONFIG: the first file gives the context, later files are merged', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kc-'));
+  const dir = tempDir('kc-');
   const extra = join(dir, 'extra');
   writeFileSync(
     extra,
@@ -64,7 +64,7 @@ test('KUBECONFIG: the first file gives the context, later files are merged', asy
 });
 
 test('in-cluster: service-account token file, CA and KUBERNETES_SERVICE_HOST/PORT', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'sa-'));
+  const root = tempDir('sa-');
   const sa = join(root, SERVICE_ACCOUNT_DIR);
   mkdirSync(sa, { recursive: true });
   writeFileSync(join(sa, 'token'), fake.token!);

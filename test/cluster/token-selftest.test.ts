@@ -4,8 +4,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ApiClient } from '../../src/cluster/client.js';
@@ -27,6 +26,7 @@ import { createLogger } from '../../src/observability/log.js';
 import { registry } from '../../src/observability/metrics.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { makeSigningKey, serveOidc, signToken, type OidcServer, type SigningKey } from '../helpers/oidc.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const SERVED = 'https://kubernetes.default.svc';
 const gauge = async (g: { get(): Promise<{ values: { value: number }[] }> }) => (await g.get()).values[0]?.value;
@@ -290,7 +290,7 @@ describe('acceptedIssuers and ownServiceAccount', () => {
   it('from TOKENGUARD_SERVICE_ACCOUNT, else from the mounted token, else unknown', async () => {
     assert.deepEqual(ownServiceAccount({ TOKENGUARD_SERVICE_ACCOUNT: 'tg/guard' }, '/nonexistent'), { namespace: 'tg', name: 'guard' });
     assert.equal(ownServiceAccount({ TOKENGUARD_SERVICE_ACCOUNT: 'not-a-ref' }, '/nonexistent'), undefined);
-    const root = mkdtempSync(join(tmpdir(), 'sa-'));
+    const root = tempDir('sa-');
     mkdirSync(join(root, SERVICE_ACCOUNT_DIR), { recursive: true });
     const key = await makeSigningKey('k');
     writeFileSync(join(root, SERVICE_ACCOUNT_DIR, 'token'), await signToken(key, { issuer: SERVED, audience: 'x', namespace: 'sec', serviceAccount: 'tokenguard' }));

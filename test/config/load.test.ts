@@ -3,8 +3,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
@@ -12,6 +11,7 @@ import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { flagOverrides } from '../../src/cli/serve.js';
 import { projectedTokenLifetimePolicy } from '../../src/policies/projected-token-lifetime.js';
 import type { AnyPolicy } from '../../src/admission/policy.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const POLICIES: AnyPolicy[] = [
   {
@@ -23,7 +23,7 @@ const POLICIES: AnyPolicy[] = [
   { name: 'pvc-guard', description: 'test policy', match: [] },
 ];
 
-const dir = mkdtempSync(join(tmpdir(), 'tokenguard-config-'));
+const dir = tempDir('tokenguard-config-');
 function file(name: string, text: string): string {
   const path = join(dir, name);
   writeFileSync(path, text);

@@ -6,20 +6,20 @@
 
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, renameSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { PacedLoad, type LoadCounts } from '../helpers/paced-load.js';
 import { makeCerts } from '../helpers/tls.js';
 import { TokenguardProcess } from '../helpers/tokenguard-process.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const REVIEW = JSON.stringify(reviewByPrefix('006')); // a plain Pod: allowed, no findings
 const RATE = 250;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const workdir = () => mkdtempSync(join(tmpdir(), 'tokenguard-faults-'));
+const workdir = () => tempDir('tokenguard-faults-');
 
 function paced(tg: TokenguardProcess, opts: { rate?: number; maxConnections?: number; ca?: Buffer } = {}): PacedLoad {
   const load = new PacedLoad({

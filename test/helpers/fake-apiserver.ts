@@ -17,14 +17,14 @@
 // test/fixtures/cluster-state can be loaded verbatim with `loadList`.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clusterState } from './fixtures.js';
 import { makeCerts, type CertSet } from './tls.js';
+import { tempDir } from './temp-dir.js';
 
 export type KubeObject = Record<string, any>;
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -170,7 +170,7 @@ export class FakeApiServer {
     this.certs = opts.tls === false ? undefined : (opts.certs ?? sharedCerts());
     this.expiredWatch = opts.expiredWatch ?? 'event';
     this.server = this.createServer();
-    this.kubeconfigPath = join(mkdtempSync(join(tmpdir(), 'fake-apiserver-')), 'kubeconfig');
+    this.kubeconfigPath = join(tempDir('fake-apiserver-'), 'kubeconfig');
   }
 
   static async start(opts: FakeApiServerOptions = {}): Promise<FakeApiServer> {

@@ -1,10 +1,10 @@
 // Test certificates, made by the project's own generator (certs/generate.sh) into a temp folder.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from './temp-dir.js';
 
 export const PROJECT_ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 export const GENERATOR = join(PROJECT_ROOT, 'certs', 'generate.sh');
@@ -18,7 +18,7 @@ export interface CertSet {
 }
 
 /** A fresh CA + serving pair in its own temp folder (`generate.sh DIR --force`). */
-export function makeCerts(dir = mkdtempSync(join(tmpdir(), 'tokenguard-certs-'))): CertSet {
+export function makeCerts(dir = tempDir('tokenguard-certs-')): CertSet {
   execFileSync('bash', [GENERATOR, dir, '--force']);
   return certsIn(dir);
 }

@@ -4,16 +4,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../helpers/tls.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const CHECK = join(PROJECT_ROOT, 'hack', 'check-deps.mjs');
 
 describe('hack/check-deps.mjs', () => {
   it('fails naming a locked package missing from node_modules, passes once it is there', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-check-deps-'));
+    const dir = tempDir('tokenguard-check-deps-');
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'demo', version: '1.0.0', dependencies: { yaml: '2.9.1' } }));
     const lock = {
       name: 'demo',

@@ -4,11 +4,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildInfo, fromCheckout, gitRevision, UNKNOWN_REVISION } from '../../src/observability/build-info.js';
 import { PROJECT_ROOT } from '../helpers/tls.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const REVISION = /^[0-9a-f]{40}(-dirty)?$/;
 
@@ -27,7 +27,7 @@ describe('build info', () => {
   });
 
   it('the revision is the commit, -dirty with uncommitted changes, unknown outside a git checkout', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-build-info-'));
+    const dir = tempDir('tokenguard-build-info-');
     writeFileSync(join(dir, 'package.json'), '{"name":"x","version":"9.8.7"}\n');
     assert.deepEqual(fromCheckout(dir), { version: '9.8.7', revision: UNKNOWN_REVISION });
     git(dir, 'init', '-q');

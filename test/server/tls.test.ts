@@ -4,11 +4,10 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { Agent, request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../src/observability/log.js';
 import { certificateNotAfter, earliestNotAfter } from '../../src/server/tls.js';
@@ -16,6 +15,7 @@ import { eventually } from '../helpers/eventually.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, httpsCall, type TestServer } from '../helpers/server.js';
 import { makeCerts, type CertSet } from '../helpers/tls.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const fingerprint = (pem: Buffer) => new X509Certificate(pem).fingerprint256;
 const notAfter = (file: string) => Date.parse(new X509Certificate(readFileSync(file)).validTo) / 1000;
@@ -66,7 +66,7 @@ describe('certificate rotation', () => {
     } finally {
       delete process.env.TOKENGUARD_CERT_DAYS;
     }
-    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-live-'));
+    const dir = tempDir('tokenguard-live-');
     for (const f of ['tls.crt', 'tls.key', 'ca.crt']) copyFileSync(join(a.dir, f), join(dir, f));
     live = { ...a, dir, certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), caFile: join(dir, 'ca.crt') };
     server = await startTestServer({ certs: live, config: { server: { tlsReloadSeconds: 0.2 } }, logger: createLogger('info', (l) => lines.push(l)) });

@@ -5,8 +5,7 @@
 import { describe, it } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { runGenerateVap } from '../../src/cli/generate-vap.js';
@@ -17,6 +16,7 @@ import { LIFETIME_TEXT } from '../../src/policies/projected-token-lifetime.js';
 import { celText, globToRe2, matchesAny } from '../../src/vap/cel.js';
 import { generateAdmissionPolicies, WARNINGS_PER_POLICY, type KubeManifest } from '../../src/vap/generate.js';
 import { CLI } from '../helpers/tokenguard-process.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -83,7 +83,7 @@ describe('tokenguard generate vap', () => {
     const mode = await run(['--mode', 'strict']);
     assert.equal(mode.code, 2);
     assert.equal(mode.stderr, 'tokenguard generate vap: --mode must be enforce, warn or audit, got "strict"\n');
-    const dir = mkdtempSync(join(tmpdir(), 'tokenguard-vap-'));
+    const dir = tempDir('tokenguard-vap-');
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'policies:\n  projected-token-lifetime:\n    maxSeconds: 10\n  nope: {}\n');
     const config = await run(['--config', bad]);
