@@ -19,32 +19,27 @@ import { CAUSES, decodeToken, verifyToken, type TokenProblem } from './token-ver
 import type { ClusterView } from './view.js';
 import { Periodic } from './periodic.js';
 
-// Both gauges join the registry with the first self-test result, not before: an unset gauge reads
+// The self-test's gauges join the registry with its first result, not before: an unset gauge reads
 // 0, which for the success gauge means "failed" and would fire its alert after every start, and
 // for good wherever the self-test is off (outside a cluster, `cluster.tokenSelfTestSeconds: 0`).
-export const selfTestSuccess = new Gauge({
-  name: 'tokenguard_token_selftest_success',
-  help: '1 when the last token self-test (TokenRequest + verification of the token) passed, 0 when it failed.',
-  registers: [],
-});
+const unregisteredGauge = (name: string, help: string) => new Gauge({ name, help, registers: [] });
 
-export const clockSkew = new Gauge({
-  name: 'tokenguard_clock_skew_seconds',
-  help: "The API server's clock minus tokenguard's, from the last self-test token's iat (1 s resolution).",
-  registers: [],
-});
-
-export const selfTestLastSuccess = new Gauge({
-  name: 'tokenguard_token_selftest_last_success_timestamp_seconds',
-  help: 'When the token self-test last passed (Unix time); absent until one has.',
-  registers: [],
-});
-
-export const clockSkewBound = new Gauge({
-  name: 'tokenguard_clock_skew_bound_seconds',
-  help: 'The clock skew the self-test tolerates (config cluster.maxClockSkewSeconds): an alert compares |tokenguard_clock_skew_seconds| with it.',
-  registers: [],
-});
+export const selfTestSuccess = unregisteredGauge(
+  'tokenguard_token_selftest_success',
+  '1 when the last token self-test (TokenRequest + verification of the token) passed, 0 when it failed.',
+);
+export const clockSkew = unregisteredGauge(
+  'tokenguard_clock_skew_seconds',
+  "The API server's clock minus tokenguard's, from the last self-test token's iat (1 s resolution).",
+);
+export const selfTestLastSuccess = unregisteredGauge(
+  'tokenguard_token_selftest_last_success_timestamp_seconds',
+  'When the token self-test last passed (Unix time); absent until one has.',
+);
+export const clockSkewBound = unregisteredGauge(
+  'tokenguard_clock_skew_bound_seconds',
+  'The clock skew the self-test tolerates (config cluster.maxClockSkewSeconds): an alert compares |tokenguard_clock_skew_seconds| with it.',
+);
 
 /** The audience the self-test asks for, so the audience check is exact. */
 export const SELF_TEST_AUDIENCE = 'tokenguard.io/self-test';

@@ -167,21 +167,14 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
       fix,
     };
   }
-  if (value < bounds.min) {
+  const side = value < bounds.min ? 'below' : value > bounds.max ? 'above' : undefined;
+  if (side) {
+    const [bound, fromNamespace] = side === 'below' ? [bounds.min, bounds.minFromNamespace] : [bounds.max, bounds.maxFromNamespace];
     return {
       ...at,
       severity: 'deny',
-      message: T.below(stated, scope(bounds.minFromNamespace), String(bounds.min), volume),
-      detail: T.belowDetail + boundSource(bounds.minFromNamespace),
-      fix,
-    };
-  }
-  if (value > bounds.max) {
-    return {
-      ...at,
-      severity: 'deny',
-      message: T.above(stated, scope(bounds.maxFromNamespace), String(bounds.max), volume),
-      detail: T.aboveDetail + boundSource(bounds.maxFromNamespace),
+      message: T[side](stated, scope(fromNamespace), String(bound), volume),
+      detail: T[`${side}Detail`] + boundSource(fromNamespace),
       fix,
     };
   }
