@@ -23,7 +23,8 @@ import type { Assets } from './harness/assets.js';
 import { SERVED_ISSUER } from './harness/control-plane.js';
 import { ensureNamespace, startE2e, webhooksFor, type E2e } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
-import { ok, warnings, type Kubectl } from './harness/kubectl.js';
+import { mustWith, ok, warnings, type Kubectl } from './harness/kubectl.js';
+import { tokenPod } from './harness/objects.js';
 import { tokenguardCli } from './harness/cli.js';
 
 const NS = 'e2e-auth';
@@ -77,7 +78,7 @@ export function callerAuthScenario(assets: Assets): void {
   let e: E2e;
   let url = '';
   let signing: { key: KeyObject; kid: string };
-  const must = async (args: string[], input?: string) => ok(await e.kubectl(args, input), `kubectl ${args.join(' ')}`);
+  const must = mustWith(() => e.kubectl);
   const post = (target: TokenguardProcess, bearer?: string, route = '/validate', review = '006') =>
     target.call('POST', route, JSON.stringify(reviewByPrefix(review)), {
       'content-type': 'application/json',
@@ -142,15 +143,7 @@ export function callerAuthScenario(assets: Assets): void {
   });
 
   it('reviews from kube-apiserver pass: kubectl shows the warnings, the callers were its bearer token', async () => {
-    const pod = stringify({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'long-token', namespace: NS },
-      spec: {
-        containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }],
-        volumes: [{ name: 't', projected: { sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 172800, audience: 'vault' } }] } }],
-      },
-    });
+    const pod = stringify(tokenPod(NS, 'long-token', 172800, 'vault'));
     const r = await e.kubectl(['apply', '-f', '-'], pod);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(warnings(r), ['token lifetime 172800 s is above the 86400 s maximum (volume "t")']);

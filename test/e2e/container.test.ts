@@ -19,7 +19,8 @@ import { findAssets } from './harness/assets.js';
 import { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace, MANIFESTS, webhooksFor } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
-import { kubectlFor, ok, warnings, type Kubectl } from './harness/kubectl.js';
+import { kubectlFor, mustWith, warnings, type Kubectl } from './harness/kubectl.js';
+import { claim, podOn, tokenPod } from './harness/objects.js';
 import { yaml } from './harness/cli.js';
 
 const ENFORCE = 'e2e-image-enforce';
@@ -37,7 +38,7 @@ describe('end to end, the webhook served from the container image', { skip }, ()
   let cp: ControlPlane;
   let kubectl: Kubectl;
   let container: Container;
-  const must = async (args: string[], input?: string) => ok(await kubectl(args, input), `kubectl ${args.join(' ')}`);
+  const must = mustWith(() => kubectl);
 
   before(async () => {
     cp = await ControlPlane.start(assets);
@@ -82,20 +83,14 @@ describe('end to end, the webhook served from the container image', { skip }, ()
     await ensureNamespace(kubectl, WARN);
     await must(['apply', '-f', '-'], yaml({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-old' } }));
     await must(['patch', 'node', 'node-old', '--subresource=status', '--type=merge', '-p', '{"status":{"nodeInfo":{"kubeletVersion":"v1.31.2"}}}']);
-    const claim = { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'data', namespace: ENFORCE }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } };
-    const pod = {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'db-0', namespace: ENFORCE },
-      spec: { nodeName: 'node-old', containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }] },
-    };
+    const pod = podOn(ENFORCE, 'db-0', 'node-old', 'data');
     // kube-apiserver picks the webhook configurations up a moment after they are written: the
     // pod's creation goes through /mutate once they are (the pvc-token-risk label).
     await eventually(async () => {
       const r = await kubectl(['create', '--dry-run=server', '-o', 'jsonpath={.metadata.labels}', '-f', '-'], yaml(pod));
       return r.stdout.includes('tokenguard.io/pvc-token-risk');
     }, 'the webhooks to be called');
-    await must(['apply', '-f', '-'], yaml(claim, pod));
+    await must(['apply', '-f', '-'], yaml(claim(ENFORCE, 'data'), pod));
     await must(['patch', 'pod', 'db-0', '-n', ENFORCE, '--subresource=status', '--type=merge', '-p', '{"status":{"phase":"Running"}}']);
   });
 
@@ -105,15 +100,7 @@ describe('end to end, the webhook served from the container image', { skip }, ()
   });
 
   it('a pod whose projected token lives too long is admitted with the warning (warn)', async () => {
-    const pod = yaml({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'long-token', namespace: WARN },
-      spec: {
-        containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }],
-        volumes: [{ name: 't', projected: { sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 172800, audience: 'vault' } }] } }],
-      },
-    });
+    const pod = yaml(tokenPod(WARN, 'long-token', 172800, 'vault'));
     const r = await kubectl(['apply', '-f', '-'], pod);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'pod/long-token created');

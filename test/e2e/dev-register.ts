@@ -13,27 +13,18 @@ import type { Assets } from './harness/assets.js';
 import { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace, MANIFESTS } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
-import { kubectlFor, ok, warnings, type Kubectl } from './harness/kubectl.js';
+import { kubectlFor, mustWith, warnings, type Kubectl } from './harness/kubectl.js';
+import { claim, podOn, tokenPod } from './harness/objects.js';
 import { tokenguardCli, yaml } from './harness/cli.js';
 
 const WARN_NS = 'dev-warn';
 const ENFORCE_NS = 'dev-enforce';
 
-const longTokenPod = (ns: string) => ({
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { name: 'long-token', namespace: ns },
-  spec: {
-    containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }],
-    volumes: [{ name: 't', projected: { sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 172800, audience: 'unknown-audience' } }] } }],
-  },
-});
-
 export function devRegisterScenario(assets: Assets): void {
   let cp: ControlPlane;
   let tokenguard: TokenguardProcess;
   let kubectl: Kubectl;
-  const must = async (args: string[], input?: string) => ok(await kubectl(args, input), `kubectl ${args.join(' ')}`);
+  const must = mustWith(() => kubectl);
 
   before(async () => {
     cp = await ControlPlane.start(assets);
@@ -83,7 +74,7 @@ export function devRegisterScenario(assets: Assets): void {
   });
 
   it('a pod with a bad token gets its warnings through kubectl', async () => {
-    const pod = yaml(longTokenPod(WARN_NS));
+    const pod = yaml(tokenPod(WARN_NS, 'long-token', 172800, 'unknown-audience'));
     // kube-apiserver picks new webhook configurations up from a watch, a moment later.
     await eventually(async () => warnings(await kubectl(['apply', '--dry-run=server', '-f', '-'], pod)).length > 0, 'the webhooks to be called');
     const r = await must(['apply', '-f', '-'], pod);
@@ -93,18 +84,7 @@ export function devRegisterScenario(assets: Assets): void {
 
   it('a PVC in use is refused in enforce, naming the pod and its phase', async () => {
     await must(['apply', '-f', '-'], yaml({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'dev-node' } }));
-    await must(
-      ['apply', '-f', '-'],
-      yaml(
-        { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'data', namespace: ENFORCE_NS }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
-        {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'db-0', namespace: ENFORCE_NS },
-          spec: { nodeName: 'dev-node', containers: [{ name: 'db', image: 'registry.k8s.io/pause:3.9' }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }] },
-        },
-      ),
-    );
+    await must(['apply', '-f', '-'], yaml(claim(ENFORCE_NS, 'data'), podOn(ENFORCE_NS, 'db-0', 'dev-node', 'data')));
     const denial =
       `Error from server (Forbidden): admission webhook "validate.tokenguard.io" denied the request: [pvc-in-use] ` +
       `PVC ${ENFORCE_NS}/data would hang in Terminating: in use by db-0 (Pending on dev-node). 1 scheduled pod still uses it: `;
@@ -124,7 +104,7 @@ export function devRegisterScenario(assets: Assets): void {
     const left = await must(['get', 'validatingwebhookconfigurations,mutatingwebhookconfigurations', '-o', 'name']);
     assert.equal(left.stdout.trim(), '');
     await eventually(async () => {
-      const dry = await kubectl(['apply', '--dry-run=server', '-f', '-'], yaml({ ...longTokenPod(WARN_NS), metadata: { name: 'long-token-2', namespace: WARN_NS } }));
+      const dry = await kubectl(['apply', '--dry-run=server', '-f', '-'], yaml(tokenPod(WARN_NS, 'long-token-2', 172800, 'unknown-audience')));
       return dry.code === 0 && warnings(dry).length === 0;
     }, 'kube-apiserver to stop calling the webhooks');
     const again = await tokenguardCli(['dev', 'unregister', '--kubeconfig', cp.kubeconfig]);

@@ -11,22 +11,14 @@ import { reviewByPrefix } from '../helpers/fixtures.js';
 import type { Assets } from './harness/assets.js';
 import { ensureNamespace, startE2e, type E2e } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
-import { ok, warnings } from './harness/kubectl.js';
+import { mustWith, warnings } from './harness/kubectl.js';
+import { claim, podOn } from './harness/objects.js';
 import { PacedLoad } from '../helpers/paced-load.js';
 
 const NS = 'e2e-outage';
 const OUTAGE_MS = 10_000;
 /** Short, so the outage outlasts the cache's trust and the live-lookup fallback is exercised too. */
 const STALE_AFTER_SECONDS = 4;
-
-function podOn(name: string, node: string): string {
-  return stringify({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: NS },
-    spec: { nodeName: node, containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }], volumes: [{ name: 'd', persistentVolumeClaim: { claimName: 'data' } }] },
-  });
-}
 
 /** The captured DELETE review (054), for claim e2e-outage/data. */
 function deleteReview(): any {
@@ -39,14 +31,14 @@ function deleteReview(): any {
 
 export function outageScenario(assets: Assets): void {
   let e: E2e;
-  const must = async (args: string[], input?: string) => ok(await e.kubectl(args, input), `kubectl ${args.join(' ')}`);
+  const must = mustWith(() => e.kubectl);
 
   before(async () => {
     e = await startE2e(assets, { tokenguard: { cluster: { staleAfterSeconds: STALE_AFTER_SECONDS, lookupTimeoutMs: 1000 } } });
     await ensureNamespace(e.kubectl, NS);
     await must(['apply', '-f', '-'], 'apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n');
-    await must(['apply', '-f', '-'], stringify({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'data', namespace: NS }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } }));
-    await must(['apply', '-f', '-'], podOn('db-0', 'node-a'));
+    await must(['apply', '-f', '-'], stringify(claim(NS, 'data')));
+    await must(['apply', '-f', '-'], stringify(podOn(NS, 'db-0', 'node-a', 'data')));
     await eventually(async () => warnings(await e.kubectl(['delete', 'pvc', 'data', '-n', NS, '--dry-run=server'])).some((w) => w.includes('db-0')), 'the guard to see db-0');
   });
 
@@ -105,7 +97,7 @@ export function outageScenario(assets: Assets): void {
       const samples = await Promise.all(['pods', 'nodes', 'namespaces'].map((r) => e.tokenguard.metric(`tokenguard_cache_stale_seconds{resource="${r}"}`)));
       return samples.every((v) => v === 0) ? Date.now() : undefined;
     }, 'every watch to reopen', 45_000);
-    await must(['apply', '-f', '-'], podOn('db-1', 'node-a'));
+    await must(['apply', '-f', '-'], stringify(podOn(NS, 'db-1', 'node-a', 'data')));
     const r = await eventually(async () => {
       const d = await e.kubectl(['delete', 'pvc', 'data', '-n', NS, '--dry-run=server']);
       return warnings(d).some((w) => w.includes('db-1')) ? d : undefined;

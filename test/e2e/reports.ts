@@ -14,7 +14,8 @@ import type { Assets } from './harness/assets.js';
 import { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
-import { kubectlFor, ok, type Kubectl } from './harness/kubectl.js';
+import { kubectlFor, mustWith, ok, type Kubectl } from './harness/kubectl.js';
+import { claim, podOn } from './harness/objects.js';
 import { PROJECT_ROOT } from '../helpers/tls.js';
 import { tokenguardCli, yaml } from './harness/cli.js';
 
@@ -30,7 +31,7 @@ export function reportsScenario(assets: Assets): void {
   let kubectl: Kubectl;
   /** The audit CronJob's ServiceAccount, as a kubeconfig. */
   let auditKubeconfig: string;
-  const must = async (args: string[], input?: string) => ok(await kubectl(args, input), `kubectl ${args.join(' ')}`);
+  const must = mustWith(() => kubectl);
   const audit = (flags: readonly string[]) => tokenguardCli(['audit', '--kubeconfig', auditKubeconfig, '--report', ...flags], { timeoutMs: 120_000 });
   /** tokenguard's report in the namespace, or undefined when there is none. */
   const ownReport = async (resource: string) => {
@@ -65,22 +66,7 @@ export function reportsScenario(assets: Assets): void {
     await ensureNamespace(kubectl, NS);
     await must(['apply', '-f', '-'], yaml({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-reports' } }));
     await must(['patch', 'node', 'node-reports', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { nodeInfo: { kubeletVersion: 'v1.31.2' } } })]);
-    await must(
-      ['apply', '-f', '-'],
-      yaml(
-        { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'data', namespace: NS }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
-        {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'db-0', namespace: NS },
-          spec: {
-            nodeName: 'node-reports',
-            containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }],
-            volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
-          },
-        },
-      ),
-    );
+    await must(['apply', '-f', '-'], yaml(claim(NS, 'data'), podOn(NS, 'db-0', 'node-reports', 'data')));
     await must(['patch', 'pod', 'db-0', '-n', NS, '--subresource=status', '--type=merge', '-p', '{"status":{"phase":"Running"}}']);
     // Deleted while the pod uses it: the pvc-protection finalizer keeps it Terminating.
     await must(['delete', 'pvc', 'data', '-n', NS, '--wait=false']);

@@ -41,6 +41,7 @@ import { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
 import { kubectlFor, ok, warnings, type Kubectl } from './harness/kubectl.js';
+import { tokenPod } from './harness/objects.js';
 import { creatable, fixtureObjects, randomCorpus, type CorpusObject } from './vap-corpus.js';
 import { tokenguardCli, yaml } from './harness/cli.js';
 
@@ -108,18 +109,6 @@ function kubectlMerged(binary: string, kubeconfig: string): (args: string[], inp
 }
 
 const list = (items: KubeObject[]) => JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
-
-function tokenPod(name: string, namespace: string, expirationSeconds: number, audience?: string): KubeObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace },
-    spec: {
-      containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }],
-      volumes: [{ name: 't', projected: { sources: [{ serviceAccountToken: { path: 'token', expirationSeconds, ...(audience ? { audience } : {}) } }] } }],
-    },
-  };
-}
 
 /** A stand-in for tokenguard's cluster cache: what the engine reads of it here is namespace labels. */
 const namespaceView = { namespaceLabels: (ns: string) => NAMESPACES[ns] ?? {} } as unknown as ClusterView;
@@ -228,14 +217,14 @@ export function vapScenarios(assets: Assets): void {
   /** The generated policies apply a moment after they are created: wait until each one judges a probe. */
   async function untilPoliciesJudge(): Promise<void> {
     const probe = list([
-      tokenPod('probe-lifetime', 'vap-enforce', 172800),
-      tokenPod('probe-audience', 'vap-enforce', 3600, 'unknown-audience'),
+      tokenPod('vap-enforce', 'probe-lifetime', 172800),
+      tokenPod('vap-enforce', 'probe-audience', 3600, 'unknown-audience'),
     ]);
     const warnProbe = list([
-      tokenPod('probe-warn', 'vap-warn', 172800, 'unknown-audience'),
+      tokenPod('vap-warn', 'probe-warn', 172800, 'unknown-audience'),
       { apiVersion: 'v1', kind: 'PersistentVolume', metadata: { name: 'probe-nfs' }, spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteMany'], nfs: { server: 's', path: '/x' } } },
     ]);
-    const riskPod = { ...tokenPod('probe-risk', 'vap-warn', 3600), spec: { containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }], volumes: [{ name: 'd', persistentVolumeClaim: { claimName: 'd' } }] } };
+    const riskPod = { ...tokenPod('vap-warn', 'probe-risk', 3600), spec: { containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }], volumes: [{ name: 'd', persistentVolumeClaim: { claimName: 'd' } }] } };
     await eventually(async () => {
       const d = await kubectl(['create', '--dry-run=server', '-o', 'name', '-f', '-'], probe);
       const w = await kubectl(['create', '--dry-run=server', '-o', 'name', '-f', '-'], warnProbe);
@@ -337,11 +326,11 @@ export function vapScenarios(assets: Assets): void {
       `with binding 'tokenguard-projected-token-lifetime-enforce' denied request: [projected-token-lifetime] token lifetime 172800 s is above the 86400 s maximum (volume "t") ` +
       '(at spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds). kubelet refreshes a projected token at 80 % of its lifetime or after 24 h anyway, ' +
       'so a longer lifetime only lengthens how long a leaked token stays valid. Fix: set expirationSeconds between 600 and 86400';
-    const refused = await kubectl(['apply', '-f', '-'], yaml(tokenPod('two-days', 'vap-enforce', 172800)));
+    const refused = await kubectl(['apply', '-f', '-'], yaml(tokenPod('vap-enforce', 'two-days', 172800)));
     assert.equal(refused.code, 1);
     assert.equal(refused.stderr.trim(), denial);
 
-    const warned = await kubectl(['apply', '-f', '-'], yaml(tokenPod('two-days', 'vap-warn', 172800)));
+    const warned = await kubectl(['apply', '-f', '-'], yaml(tokenPod('vap-warn', 'two-days', 172800)));
     assert.equal(warned.code, 0, warned.stderr);
     assert.equal(warned.stdout.trim(), 'pod/two-days created');
     assert.deepEqual(warnings(warned), [
@@ -349,7 +338,7 @@ export function vapScenarios(assets: Assets): void {
         'token lifetime 172800 s is above the 86400 s maximum (volume "t")',
     ]);
 
-    const pod = tokenPod('x', 'vap-enforce', 3600, 'unknown-audience');
+    const pod = tokenPod('vap-enforce', 'x', 3600, 'unknown-audience');
     const deployment = {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -367,7 +356,7 @@ export function vapScenarios(assets: Assets): void {
         'Fix: use the audience your token consumer validates, or allow it under policies.projected-token-audience (additionalAllowed, or namespaces for one namespace)',
     );
 
-    const compliant = await kubectl(['apply', '-f', '-'], yaml(tokenPod('compliant', 'vap-enforce', 3600, 'vault')));
+    const compliant = await kubectl(['apply', '-f', '-'], yaml(tokenPod('vap-enforce', 'compliant', 3600, 'vault')));
     assert.equal(compliant.code, 0, compliant.stderr);
     assert.equal(compliant.stdout.trim(), 'pod/compliant created');
     assert.deepEqual(warnings(compliant), []);

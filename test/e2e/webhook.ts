@@ -11,7 +11,8 @@ import { reviewByPrefix } from '../helpers/fixtures.js';
 import { SERVED_ISSUER } from './harness/control-plane.js';
 import { atLeast, type Assets } from './harness/assets.js';
 import { ensureNamespace, startE2e, type E2e } from './harness/environment.js';
-import { deletedLine, ok, warnings } from './harness/kubectl.js';
+import { deletedLine, mustWith, warnings } from './harness/kubectl.js';
+import { claim, podOn, tokenSpec } from './harness/objects.js';
 import { eventually } from './harness/eventually.js';
 import { tokenguardCli, yaml } from './harness/cli.js';
 
@@ -19,45 +20,13 @@ const ENFORCE = 'e2e-enforce';
 const WARN = 'e2e-warn';
 const RISK_KEY = 'tokenguard.io/pvc-token-risk';
 
-function claim(ns: string, name: string): object {
-  return {
-    apiVersion: 'v1',
-    kind: 'PersistentVolumeClaim',
-    metadata: { name, namespace: ns },
-    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
-  };
-}
-
-/** A pod bound to `node` (there is no scheduler) that mounts `claimName`; the API server injects the token volume. */
-function podOn(ns: string, name: string, node: string, claimName: string): object {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: ns },
-    spec: {
-      nodeName: node,
-      containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }],
-      volumes: [{ name: 'data', persistentVolumeClaim: { claimName } }],
-    },
-  };
-}
-
-/** A projected token volume `t` with the given lifetime and audience, in a pod spec. */
-function tokenSpec(expirationSeconds: number, audience: string): object {
-  return {
-    containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }],
-    volumes: [{ name: 't', projected: { sources: [{ serviceAccountToken: { path: 'token', expirationSeconds, audience } }] } }],
-  };
-}
-
 const LONG_UNKNOWN_TOKEN = tokenSpec(172800, 'unknown-audience');
 
 export function webhookScenarios(assets: Assets): void {
   const noControllerManager = assets.kubeControllerManager ? false : `no kube-controller-manager in ${assets.dir}`;
   let e: E2e;
 
-  /** kubectl, failing the test with kubectl's words when it fails. */
-  const must = async (args: string[], input?: string) => ok(await e.kubectl(args, input), `kubectl ${args.join(' ')}`);
+  const must = mustWith(() => e.kubectl);
 
   before(async () => {
     e = await startE2e(assets, { controllerManager: !!assets.kubeControllerManager });

@@ -46,6 +46,14 @@ export function ok(r: KubectlResult, what: string): KubectlResult {
   return r;
 }
 
+/**
+ * kubectl that fails the test with kubectl's own words when it fails. `kubectl` is read at each
+ * call: scenarios make theirs in `before`.
+ */
+export function mustWith(kubectl: () => Kubectl): (args: string[], input?: string) => Promise<KubectlResult> {
+  return async (args, input) => ok(await kubectl()(args, input), `kubectl ${args.join(' ')}`);
+}
+
 /** `Warning: ...` lines kubectl printed on stderr, without the prefix. */
 export function warnings(r: KubectlResult): string[] {
   return r.stderr
