@@ -28,7 +28,7 @@ export interface Assets {
 
 export const HOW_TO_ENABLE =
   'set KUBEBUILDER_ASSETS to a directory holding etcd and kube-apiserver, e.g. ' +
-  'KUBEBUILDER_ASSETS=$(setup-envtest use -p path 1.31) npm test';
+  'KUBEBUILDER_ASSETS=$(setup-envtest use -p path 1.35) npm test';
 
 function executable(path: string): boolean {
   try {
