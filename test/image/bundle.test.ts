@@ -5,13 +5,13 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { reviewFiles, REVIEWS_DIR } from '../helpers/fixtures.js';
 import { makeCerts, PROJECT_ROOT } from '../helpers/tls.js';
 import { BUNDLE_CLI, CLI, TokenguardProcess } from '../helpers/tokenguard-process.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 const run = (cli: string, args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 20_000 });
@@ -22,7 +22,7 @@ describe('the bundle', () => {
   let source: TokenguardProcess;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tokenguard-bundle-'));
+    dir = tempDir('tokenguard-bundle-');
     const certs = makeCerts(join(dir, 'certs'));
     [bundled, source] = await Promise.all([
       TokenguardProcess.start({ dir, certs, cli: BUNDLE_CLI, config: { mode: 'warn' } }),
@@ -32,7 +32,6 @@ describe('the bundle', () => {
 
   after(async () => {
     await Promise.all([bundled?.stop(), source?.stop()]);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('answers every captured AdmissionReview exactly as the tsc build does', async () => {

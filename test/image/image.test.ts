@@ -8,8 +8,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { reviewFiles, REVIEWS_DIR } from '../helpers/fixtures.js';
@@ -17,6 +17,7 @@ import { Container, deploymentContainer, engineRun, imageUnderTest, inspectImage
 import { freePort } from '../helpers/ports.js';
 import { makeCerts, PROJECT_ROOT, type CertSet } from '../helpers/tls.js';
 import { TokenguardProcess } from '../helpers/tokenguard-process.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** Issue 18's targets. */
 const MAX_ABOVE_BASE_BYTES = 20e6;
@@ -74,7 +75,7 @@ describe('the container image', { skip: 'skip' in found ? found.skip : false }, 
   };
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tokenguard-image-'));
+    dir = tempDir('tokenguard-image-');
     certs = makeCerts(join(dir, 'certs'));
     files = podFiles(join(dir, 'pod'), certs, { cluster: { enabled: false } });
     reference = await TokenguardProcess.start({ dir, certs, config: { mode: 'warn' } });
@@ -85,7 +86,6 @@ describe('the container image', { skip: 'skip' in found ? found.skip : false }, 
   after(async () => {
     await reference?.stop();
     await c?.remove();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('is labelled with version and revision, runs as 65532, and says the same with --version', async () => {

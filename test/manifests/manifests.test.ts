@@ -7,8 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -23,6 +22,7 @@ import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { certsIn, PROJECT_ROOT } from '../helpers/tls.js';
 import { kubectlMissing, MANIFESTS, namespaceLabels, OVERLAYS, render, Rendered, selectorMatches, type K8sObject, type OverlayName } from './kustomize.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const skip = kubectlMissing();
 if (skip) console.log(`# SKIP manifest tests: ${skip}`);
@@ -342,38 +342,34 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
 
   it('self-signed: generate.sh makes a pair the server presents and the rendered caBundle verifies', async () => {
     // Work on a copy: the committed example stays untouched.
-    const root = mkdtempSync(join(tmpdir(), 'tokenguard-manifests-'));
-    try {
-      cpSync(MANIFESTS, join(root, 'manifests'), { recursive: true });
-      mkdirSync(join(root, 'certs'));
-      cpSync(join(PROJECT_ROOT, 'certs', 'generate.sh'), join(root, 'certs', 'generate.sh'));
-      const before = readFileSync(join(root, 'manifests/overlays/self-signed/generated/ca.crt'), 'utf8');
-      execFileSync('bash', [join(root, 'manifests/overlays/self-signed/generate.sh')], { stdio: 'pipe' });
-      const r = await render(join(root, 'manifests/overlays/self-signed'));
-      const secret = r.one('Secret', tlsSecretName(r));
-      const caPem = Buffer.from(r.webhooks()[0]!.clientConfig.caBundle.replace(/\s+/g, ''), 'base64');
-      assert.notEqual(caPem.toString(), before, 'a new CA was generated');
+    const root = tempDir('tokenguard-manifests-');
+    cpSync(MANIFESTS, join(root, 'manifests'), { recursive: true });
+    mkdirSync(join(root, 'certs'));
+    cpSync(join(PROJECT_ROOT, 'certs', 'generate.sh'), join(root, 'certs', 'generate.sh'));
+    const before = readFileSync(join(root, 'manifests/overlays/self-signed/generated/ca.crt'), 'utf8');
+    execFileSync('bash', [join(root, 'manifests/overlays/self-signed/generate.sh')], { stdio: 'pipe' });
+    const r = await render(join(root, 'manifests/overlays/self-signed'));
+    const secret = r.one('Secret', tlsSecretName(r));
+    const caPem = Buffer.from(r.webhooks()[0]!.clientConfig.caBundle.replace(/\s+/g, ''), 'base64');
+    assert.notEqual(caPem.toString(), before, 'a new CA was generated');
 
-      const dir = join(root, 'served');
-      mkdirSync(dir);
-      for (const f of ['tls.crt', 'tls.key', 'ca.crt']) writeFileSync(join(dir, f), Buffer.from(secret.data[f].replace(/\s+/g, ''), 'base64'));
-      const s = await startTestServer({ certs: certsIn(dir) });
-      try {
-        const svc = r.one('Service');
-        // What the API server does: trust only the caBundle, check the Service's DNS name.
-        const verdict = await new Promise<{ authorized: boolean; error?: Error }>((resolve, reject) => {
-          const socket = tlsConnect({ host: '127.0.0.1', port: s.port, ca: caPem, servername: `${svc.metadata.name}.${svc.metadata.namespace}.svc` }, () => {
-            resolve({ authorized: socket.authorized, error: socket.authorizationError });
-            socket.end();
-          });
-          socket.on('error', reject);
+    const dir = join(root, 'served');
+    mkdirSync(dir);
+    for (const f of ['tls.crt', 'tls.key', 'ca.crt']) writeFileSync(join(dir, f), Buffer.from(secret.data[f].replace(/\s+/g, ''), 'base64'));
+    const s = await startTestServer({ certs: certsIn(dir) });
+    try {
+      const svc = r.one('Service');
+      // What the API server does: trust only the caBundle, check the Service's DNS name.
+      const verdict = await new Promise<{ authorized: boolean; error?: Error }>((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: s.port, ca: caPem, servername: `${svc.metadata.name}.${svc.metadata.namespace}.svc` }, () => {
+          resolve({ authorized: socket.authorized, error: socket.authorizationError });
+          socket.end();
         });
-        assert.equal(verdict.authorized, true, String(verdict.error));
-      } finally {
-        await s.shutdown();
-      }
+        socket.on('error', reject);
+      });
+      assert.equal(verdict.authorized, true, String(verdict.error));
     } finally {
-      rmSync(root, { recursive: true, force: true });
+      await s.shutdown();
     }
   });
 
