@@ -67,8 +67,43 @@ export const SERVE_FLAGS = {
   dev: { type: 'boolean' },
 } as const;
 
+const SETTING_VARIABLES = [
+  'TOKENGUARD_ADDRESS',
+  'TOKENGUARD_PORT',
+  'TOKENGUARD_TLS_CERT',
+  'TOKENGUARD_TLS_KEY',
+  'TOKENGUARD_CALLER_AUTH',
+  'TOKENGUARD_CLIENT_CA',
+  'TOKENGUARD_MODE',
+  'TOKENGUARD_LOG_LEVEL',
+  'TOKENGUARD_CONFIG',
+];
+
+/**
+ * Kubernetes gives every pod, for each Service in its namespace, Docker-link style variables
+ * (`enableServiceLinks`, on by default): a Service named `tokenguard` sets
+ * `TOKENGUARD_PORT=tcp://10.0.0.127:443`, which is tokenguard's own port setting by name. The rule:
+ * a `TOKENGUARD_*` variable whose value is a service link (`<tcp|udp|sctp>://<host>:<port>`) is
+ * Kubernetes', never a setting, and is ignored; any other value is a setting and is checked as one.
+ */
+export function isServiceLink(value: string): boolean {
+  return /^(tcp|udp|sctp):\/\/[^\s/]+:\d+$/.test(value.trim());
+}
+
+/** The settings' environment variables that hold Kubernetes service links, to say at start that they were ignored. */
+export function ignoredServiceLinks(env: NodeJS.ProcessEnv): string[] {
+  return SETTING_VARIABLES.filter((name) => env[name] !== undefined && isServiceLink(env[name]));
+}
+
+
+/** A setting from the environment: undefined when unset or when it is a Kubernetes service link. */
+export function settingFromEnv(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || isServiceLink(value) ? undefined : value;
+}
+
 export function flagOverrides(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): ConfigOverrides {
-  const pick = (flag: string, envName: string) => (values[flag] as string | undefined) ?? env[envName];
+  const pick = (flag: string, envName: string) => (values[flag] as string | undefined) ?? settingFromEnv(env, envName);
   // Which of the two a value came from, to name it in an error.
   const source = (flag: string, envName: string) => (values[flag] !== undefined ? `--${flag}` : envName);
   const server: Partial<TokenguardConfig['server']> = {};
@@ -150,7 +185,7 @@ export const serveCommand: Command = {
   flags: SERVE_FLAGS,
   async run(args) {
     const { values } = parseFlags(args, SERVE_FLAGS);
-    const configPath = values.config ?? process.env.TOKENGUARD_CONFIG;
+    const configPath = values.config ?? settingFromEnv(process.env, 'TOKENGUARD_CONFIG');
     const config = loadConfig(configPath, BUILTIN_POLICIES, flagOverrides(values, process.env));
     // Until the server listens, log lines wait here: a start-up that fails ends with its one error
     // line, not with log lines about what it was doing meanwhile.
@@ -169,6 +204,9 @@ export const serveCommand: Command = {
     }
     for (const line of held) out(line);
     write = out;
+    for (const name of ignoredServiceLinks(process.env)) {
+      logger.info('ignored a Kubernetes service link, not a setting', { variable: name, value: process.env[name] });
+    }
     logger.info('tokenguard started', {
       url: running.url,
       listening: listeningOn(config.server.address, running.port),

@@ -13,9 +13,16 @@ import { reviewByPrefix } from '../helpers/fixtures.js';
 import { httpsCall } from '../helpers/server.js';
 import { testCerts } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { flagOverrides, isServiceLink } from '../../src/cli/serve.js';
 
 const MAIN = join(PROJECT_ROOT, 'dist', 'src', 'cli', 'main.js');
 const dir = tempDir('tokenguard-cli-');
+
+function writeConfig(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   return spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });
@@ -106,6 +113,53 @@ describe('tokenguard CLI', () => {
       assert.equal(flag.stderr, `tokenguard serve: --port must be a port number from 0 to 65535, got "${value}" (see tokenguard serve --help)\n`);
       assert.equal(env.stderr, `tokenguard serve: TOKENGUARD_PORT must be a port number from 0 to 65535, got "${value}" (see tokenguard serve --help)\n`);
     }
+  });
+
+  it('a Kubernetes service link in TOKENGUARD_PORT (a Service named tokenguard) is not a setting: the server starts and says so', async () => {
+    const certs = testCerts();
+    const link = 'tcp://10.0.0.127:443';
+    const child = spawn(process.execPath, [MAIN, 'serve', '--no-cluster', '--address', '127.0.0.1', '--tls-cert', certs.certFile, '--tls-key', certs.keyFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // What enableServiceLinks gives every pod in the namespace of a Service named tokenguard, port 443.
+      env: {
+        ...process.env,
+        TOKENGUARD_PORT: link,
+        TOKENGUARD_SERVICE_HOST: '10.0.0.127',
+        TOKENGUARD_SERVICE_PORT: '443',
+        TOKENGUARD_PORT_443_TCP: link,
+        TOKENGUARD_PORT_443_TCP_ADDR: '10.0.0.127',
+        TOKENGUARD_PORT_443_TCP_PORT: '443',
+        TOKENGUARD_PORT_443_TCP_PROTO: 'tcp',
+        // The port comes from the config file instead (as the Deployment's does: 8443 by default).
+        TOKENGUARD_CONFIG: writeConfig('service-link.yaml', 'server:\n  port: 0\n'),
+      },
+    });
+    const log = collectLog(child);
+    try {
+      const ignored = await log.waitFor((e) => e.msg === 'ignored a Kubernetes service link, not a setting');
+      assert.deepEqual([ignored.variable, ignored.value], ['TOKENGUARD_PORT', link]);
+      const started = await log.waitFor((e) => e.msg === 'tokenguard started');
+      assert.notEqual(new URL(started.url).port, '443');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('a port given on purpose in TOKENGUARD_PORT is honoured; anything else that is not a service link is still refused', () => {
+    const overrides = flagOverrides({}, { TOKENGUARD_PORT: '9443' });
+    assert.equal(overrides.server?.port, 9443);
+    assert.equal(flagOverrides({ port: '7443' }, { TOKENGUARD_PORT: 'tcp://10.0.0.127:443' }).server?.port, 7443);
+    assert.equal(flagOverrides({}, { TOKENGUARD_PORT: 'tcp://10.0.0.127:443' }).server?.port, undefined);
+    for (const value of ['tcp://', 'http://10.0.0.1:443/x', '443/tcp']) {
+      assert.throws(
+        () => flagOverrides({}, { TOKENGUARD_PORT: value }),
+        (err: Error) => err.message === `TOKENGUARD_PORT must be a port number from 0 to 65535, got ${JSON.stringify(value)}`,
+      );
+    }
+    // A service link is never a value, even on a flag: --port keeps its own check.
+    assert.throws(() => flagOverrides({ port: 'tcp://10.0.0.127:443' }, {}), /--port must be a port number/);
+    assert.equal(isServiceLink('udp://[fd00::1]:53'), true);
+    assert.equal(isServiceLink('8443'), false);
   });
 
   it('a bad value in the environment is reported like the file, naming its key', () => {

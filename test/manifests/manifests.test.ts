@@ -454,6 +454,29 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
     assert.equal(rest(r), rest(rendered['cert-manager']));
   });
 
+  it('a registry of your own: the one images: entry docs/installation.md gives changes every container, over any overlay', async () => {
+    const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8'));
+    // As published: every container runs the released image, its tag the package version.
+    const published = await render('overlays/audit-reports');
+    const images = (r: Rendered) =>
+      [...r.all('Deployment').map((d) => d.spec.template.spec), ...r.all('CronJob').map((c) => c.spec.jobTemplate.spec.template.spec)].flatMap((p) =>
+        p.containers.map((c: K8sObject) => c.image as string),
+      );
+    assert.deepEqual(images(published), [`ghcr.io/tokenguard/tokenguard:${pkg.version}`, `ghcr.io/tokenguard/tokenguard:${pkg.version}`]);
+    // What the docs tell an air-gapped user to write (and what kustomize edit set image writes).
+    const doc = readFileSync(join(PROJECT_ROOT, 'docs', 'installation.md'), 'utf8');
+    const entry = /```yaml\n(images:\n {2}- name: ghcr\.io\/tokenguard\/tokenguard\n[^`]*?)```/.exec(doc);
+    assert.ok(entry, 'docs/installation.md shows the images: entry for ghcr.io/tokenguard/tokenguard');
+    assert.match(doc, /kustomize edit set image ghcr\.io\/tokenguard\/tokenguard=/);
+    const mine = tempDir('tokenguard-own-overlay-');
+    cpSync(MANIFESTS, join(mine, 'manifests'), { recursive: true });
+    for (const overlay of OVERLAYS) {
+      writeFileSync(join(mine, 'kustomization.yaml'), `resources:\n  - manifests/overlays/${overlay}\ncomponents:\n  - manifests/components/audit-reports\n${entry[1]!.replace('<registry>/<name>', 'registry.example/tokenguard').replace('<tag>', '9.9.9')}`);
+      const r = await render(mine);
+      assert.deepEqual(images(r), ['registry.example/tokenguard:9.9.9', 'registry.example/tokenguard:9.9.9'], overlay);
+    }
+  });
+
   it('the container image runs the way the Deployment expects', () => {
     const dockerfile = readFileSync(join(PROJECT_ROOT, 'Dockerfile'), 'utf8');
     const deploy = rendered['cert-manager'].one('Deployment');

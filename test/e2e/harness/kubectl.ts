@@ -11,11 +11,16 @@ export interface KubectlResult {
 
 export type Kubectl = (args: string[], input?: string) => Promise<KubectlResult>;
 
-/** A kubectl bound to one kubeconfig; never rejects on a non-zero exit (the caller asserts it). */
-export function kubectlFor(binary: string, kubeconfig: string, timeoutMs = 30_000): Kubectl {
+/**
+ * A kubectl bound to one kubeconfig; never rejects on a non-zero exit (the caller asserts it).
+ * `wrap` runs it through another command first: `nsenter --net=...` for a cluster that listens
+ * only inside its network namespace.
+ */
+export function kubectlFor(binary: string, kubeconfig: string, timeoutMs = 30_000, wrap: string[] = []): Kubectl {
   return (args, input) =>
     new Promise((resolve, reject) => {
-      const child = spawn(binary, [`--kubeconfig=${kubeconfig}`, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+      const argv = [...wrap, binary, `--kubeconfig=${kubeconfig}`, ...args];
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout!.on('data', (c) => (stdout += c));
