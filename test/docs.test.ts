@@ -11,6 +11,7 @@ import { ADMISSION_ROUTES } from '../src/admission/routes.js';
 import { flagSpellings } from '../src/cli/command.js';
 import { COMMANDS } from '../src/cli/main.js';
 import { PROJECT_ROOT } from './helpers/tls.js';
+import { docBlocks, missingLines, pages, shapeOf } from './e2e/node/docs-run.js';
 
 const README = join(PROJECT_ROOT, 'README.md');
 const DOCS = join(PROJECT_ROOT, 'docs');
@@ -139,6 +140,30 @@ describe('documentation', () => {
       }
     }
     assert.deepEqual(missing, []);
+  });
+
+  it('every kubectl command of the install, runbook and troubleshooting pages is in a block the node suite runs, or marked with why not', () => {
+    const blocks = pages();
+    for (const file of ['installation.md', 'runbooks.md', 'troubleshooting.md']) {
+      const text = readFileSync(join(PROJECT_ROOT, 'docs', file), 'utf8');
+      // Lines that start a kubectl command (prompted or not) outside prose.
+      const commandLines = text.split('\n').filter((l) => /^\s*(\$ )?kubectl\s/.test(l)).length;
+      const inBlocks = blocks.filter((b) => b.file === `docs/${file}`).reduce((n, b) => n + b.commands.filter((c) => /^kubectl\s/.test(c)).length, 0);
+      assert.equal(inBlocks, commandLines, `docs/${file}: every kubectl line is read as a command`);
+    }
+    const uninstall = blocks.filter((b) => b.file === 'docs/installation.md' && b.section === 'Uninstall' && !b.skip);
+    assert.ok(uninstall.some((b) => b.commands.some((c) => /^kubectl delete -k /.test(c))), 'the uninstall steps run');
+    for (const b of blocks.filter((x) => x.skip)) assert.match(b.skip!, /\S{3,}/, `${b.file}:${b.line} says why it is not run`);
+  });
+
+  it('the node suite reads pages as a person does: prompts, output, continuations, marks', () => {
+    const page = ['# A', '', '<!-- node suite: skip: needs cert-manager -->', '    kubectl get certificate', '', '```', '$ kubectl get pods \\', '    -n x', 'NAME      READY', 'web-6d9f8c7b5d-2xkqp   1/1   40s', '```', ''].join('\n');
+    const [skipped, shown] = docBlocks('p.md', page);
+    assert.deepEqual([skipped!.commands, skipped!.skip], [['kubectl get certificate'], 'needs cert-manager']);
+    assert.deepEqual([shown!.commands, shown!.expected], [['kubectl get pods -n x'], [['NAME      READY', 'web-6d9f8c7b5d-2xkqp   1/1   40s']]]);
+    assert.ok(shapeOf('web-6d9f8c7b5d-2xkqp   1/1   40s').test('web-7c4b9d8f6-q2w8z 1/1 3m12s'));
+    assert.deepEqual(missingLines(['Error from server (Forbidden): denied: PVC a/b would hang ...'], 'Error from server (Forbidden): denied: PVC a/b would hang in Terminating'), []);
+    assert.deepEqual(missingLines(['pod/x created'], 'pod/y created'), ['pod/x created']);
   });
 
   it('the endpoints table lists exactly the admission routes of src/admission/routes.ts', () => {

@@ -11,6 +11,7 @@ import { inClusterScenario } from './node/in-cluster.js';
 import { install, ownKustomization } from './node/install.js';
 import { outcomeScenario } from './node/pvc-outcomes.js';
 import { disruptionScenario } from './node/disruption.js';
+import { docsScenario } from './node/docs-scenario.js';
 
 const found = findNodeAssets();
 
@@ -37,4 +38,6 @@ describe('on a real node: tokenguard installed from manifests/ and its image', {
   describe('in the cluster: Service, probes, RBAC, self-test, events', () => inClusterScenario(get));
   describe('prediction equals outcome: tokenguard says a claim will hang exactly when it does', () => outcomeScenario(get));
   describe('nothing lost while tokenguard itself moves (fail-closed webhooks)', () => disruptionScenario(get));
+  // Last: it uninstalls the suite's tokenguard and installs it again the way the docs say.
+  describe('the docs, run: installation, runbooks and troubleshooting commands', () => docsScenario(get, assets.image));
 });
