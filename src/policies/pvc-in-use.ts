@@ -163,7 +163,9 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
     return findings;
   }
 
-  const pods = lookup.pods.filter((p) => p.namespace === namespace && uses(p, name, pvc));
+  // By name: the cache holds pods in the order their watch events came, a live LIST in name order,
+  // and the same claim must get the same words either way (and from every replica).
+  const pods = lookup.pods.filter((p) => p.namespace === namespace && uses(p, name, pvc)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const findings: Finding[] = [];
   if (breakGlass) findings.push(breakGlassFinding(ref, pods));
   if (pods.length === 0) return findings;

@@ -90,6 +90,15 @@ describe('every policy message fits in one warning, names whole or left out', ()
     assert.equal(short[0]!.message, 'PVC shop/data would hang in Terminating: in use by db-0 (Pending on node-a)');
   });
 
+  it('pvc-in-use: the same pods in any order get the same words (the cache keeps watch order, a live LIST name order)', () => {
+    const req = { ...pvcDelete(), name: 'shared', namespace: 'shop', oldObject: { metadata: { name: 'shared', namespace: 'shop' } } };
+    const p = (name: string) => ({ ...pod(name, 'node-1', 'Running'), namespace: 'shop', claims: ['shared'] });
+    const watchOrder = validatePvcDelete(req, ctx('enforce'), { source: 'cache', pods: [p('reader-1'), p('db-1')] });
+    const listOrder = validatePvcDelete(req, ctx('enforce'), { source: 'live', pods: [p('db-1'), p('reader-1')] });
+    assert.deepEqual(watchOrder, listOrder);
+    assert.equal(watchOrder[0]!.message, 'PVC shop/shared would hang in Terminating: in use by db-1 (Running on node-1), reader-1 (Running on node-1)');
+  });
+
   it('service-account-issuer: every rule, with issuers and URLs far past the limit', () => {
     const [a, b, c] = [longUrl('a'), longUrl('b'), longUrl('c')];
     const kcp = (issuers: string[], extra: { name: string; value: string }[] = [], annotations: Record<string, string> = {}): KubeObject => ({
