@@ -96,7 +96,7 @@ case $CMD in
     while kill -0 "$PARENT" 2>/dev/null; do sleep 1; done
     # Stopped the ordinary way (the folder is gone, or marked): nothing to do, and nothing of a
     # cluster started since then is touched.
-    [ -d "$DIR" ] && [ ! -f "$DIR/.down" ] && down
+    if [ -d "$DIR" ] && [ ! -f "$DIR/.down" ]; then down; rm -rf "$DIR"; fi
     exit 0 ;;
   load)
     bins
