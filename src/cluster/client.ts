@@ -124,7 +124,8 @@ export class ApiClient {
           } catch {
             parsed = undefined;
           }
-          const message = typeof parsed?.message === 'string' ? parsed.message : text.slice(0, 200) || res.statusMessage;
+          // A plain-text body ("404 page not found\n" for a group/version not served) on one line.
+          const message = typeof parsed?.message === 'string' ? parsed.message : text.slice(0, 200).replace(/\s+/g, ' ').trim() || res.statusMessage;
           const causes: unknown[] = Array.isArray(parsed?.details?.causes) ? parsed.details.causes : [];
           const causeReasons = causes.map((c) => (c as { reason?: unknown })?.reason).filter((r): r is string => typeof r === 'string');
           reject(new ApiError(status, `${method} ${url.pathname}: ${status} ${message}`, parsed?.reason, causeReasons));

@@ -1,12 +1,12 @@
 // `audit --report`: the findings of an audit as OpenReports / wgpolicyk8s.io reports, and their
-// writing against a small in-memory API server: a run replaces tokenguard's previous results,
-// deletes its reports where nothing is left, and never touches a report of another source.
+// writing against the fake API server (test/helpers/fake-apiserver.ts, answering writes as
+// kube-apiserver does): a run replaces tokenguard's previous results, deletes its reports where
+// nothing is left, and never touches a report of another source; one namespace that refuses its
+// report (being deleted, RBAC, 5xx, a lasting conflict) never stops the others.
 // (test/e2e/reports.ts runs the same against a real kube-apiserver with the vendored CRDs.)
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ApiClient } from '../../src/cluster/client.js';
 import type { AuditReport } from '../../src/cli/audit.js';
@@ -124,122 +124,61 @@ describe('audit findings as report results', () => {
   });
 });
 
-/** Just enough of kube-apiserver for reports of one API: LIST (with a label selector), POST, PUT, DELETE. */
-class ReportsApi {
-  readonly objects = new Map<string, any>(); // key: `${plural}/${namespace}/${name}`
-  readonly requests: string[] = [];
-  /** Answer this many requests with 429 first (as kube-apiserver does while a new CRD's storage initializes). */
-  throttle = 0;
-  private server!: Server;
-  private rv = 1;
-  url = '';
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  close(): Promise<void> {
-    return new Promise((r) => this.server.close(() => r()));
-  }
-
-  put(plural: string, obj: any): void {
-    this.objects.set(`${plural}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`, { ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.rv++) } });
-  }
-
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const url = new URL(req.url ?? '/', this.url);
-      this.requests.push(`${req.method} ${url.pathname}`);
-      const send = (status: number, body: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(body));
-      };
-      if (this.throttle > 0) {
-        this.throttle--;
-        return send(429, { kind: 'Status', message: 'storage is (re)initializing', reason: 'TooManyRequests' });
-      }
-      const m = /^\/apis\/([^/]+\/[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+))?$/.exec(url.pathname);
-      if (!m) return send(404, { kind: 'Status', message: 'the server could not find the requested resource', reason: 'NotFound' });
-      const [, group, namespace, plural, name] = m;
-      if (group !== 'openreports.io/v1alpha1') return send(404, { kind: 'Status', message: 'the server could not find the requested resource', reason: 'NotFound' });
-      const body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
-      const key = `${plural}/${namespace ?? ''}/${name ?? body?.metadata?.name}`;
-      switch (req.method) {
-        case 'GET': {
-          const [k, v] = (url.searchParams.get('labelSelector') ?? '').split('=');
-          const items = [...this.objects.entries()].filter(([key2, o]) => key2.startsWith(`${plural}/`) && (!k || o.metadata.labels?.[k] === v)).map(([, o]) => o);
-          return send(200, { items });
-        }
-        case 'POST':
-          if (this.objects.has(key)) return send(409, { kind: 'Status', message: `"${body.metadata.name}" already exists`, reason: 'AlreadyExists' });
-          this.put(plural!, body);
-          return send(201, this.objects.get(key));
-        case 'PUT': {
-          const cur = this.objects.get(key);
-          if (!cur) return send(404, { kind: 'Status', message: 'not found', reason: 'NotFound' });
-          if (body.metadata.resourceVersion !== cur.metadata.resourceVersion) return send(409, { kind: 'Status', message: 'conflict', reason: 'Conflict' });
-          this.put(plural!, body);
-          return send(200, this.objects.get(key));
-        }
-        case 'DELETE':
-          if (!this.objects.delete(key)) return send(404, { kind: 'Status', message: 'not found', reason: 'NotFound' });
-          return send(200, { kind: 'Status', status: 'Success' });
-      }
-      return send(405, {});
-    });
-  }
-}
-
 describe('writing the reports', () => {
   const API = 'openreports.io/v1alpha1' as const;
-  let api: ReportsApi;
+  let fake: FakeApiServer;
   let client: ApiClient;
+  /** Answer this many requests for reports with 429 first (as kube-apiserver does while a new CRD's storage initializes). */
+  let throttle = 0;
   before(async () => {
-    api = new ReportsApi();
-    await api.start();
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: api.url, skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
+    fake = await FakeApiServer.start();
+    for (const name of ['jobs', 'kube-system', 'shop']) fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name }, status: { phase: 'Active' } });
+    fake.route('*', /^\/apis\/openreports\.io\//, (_req, res, { fake: f }) => {
+      if (throttle <= 0) return 'next';
+      throttle--;
+      f.sendJson(res, 429, statusBody(429, 'TooManyRequests', 'storage is (re)initializing'));
     });
+    const kc = new KubeConfig();
+    kc.loadFromFile(fake.kubeconfigPath);
     client = new ApiClient(kc);
   });
   after(async () => {
     client.close();
-    await api.close();
+    await fake.close();
   });
+  /** Every report the fake holds, as `namespace/name`. */
+  const stored = () => fake.list('reports').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort();
+  const clear = () => {
+    for (const o of fake.list('reports')) fake.remove('reports', o.metadata.namespace, o.metadata.name);
+    for (const o of fake.list('clusterreports')) fake.remove('clusterreports', undefined, o.metadata.name);
+  };
 
   it('creates, then replaces and deletes only its own; another source\'s reports are never touched', async () => {
     const foreign = { apiVersion: API, kind: 'Report', metadata: { name: 'kyverno-report', namespace: 'shop', labels: { [MANAGED_BY.key]: 'kyverno' } }, results: [{ policy: 'p' }] };
-    api.put('reports', foreign);
+    fake.upsert('reports', foreign);
     const first = await writeReports(client, API, buildReports(FULL, API, NOW).reports);
     assert.deepEqual(first, { created: ['tokenguard-audit (cluster)', 'jobs/tokenguard-audit', 'kube-system/tokenguard-audit', 'shop/tokenguard-audit'], replaced: [], deleted: [], terminating: [], failed: [] });
-    assert.equal(api.objects.get('reports/shop/tokenguard-audit').results.length, 2);
+    assert.equal(fake.get('reports', 'shop', REPORT_NAME)!.results.length, 2);
 
     // The claim and the risk pod are gone; the CronJob is still flagged.
     const later = audit({ findings: FULL.findings.slice(0, 1) });
     const second = await writeReports(client, API, buildReports(later, API, NOW).reports);
     assert.deepEqual(second, { created: [], replaced: ['jobs/tokenguard-audit'], deleted: ['kube-system/tokenguard-audit', 'shop/tokenguard-audit', 'tokenguard-audit (cluster)'], terminating: [], failed: [] });
-    assert.deepEqual([...api.objects.keys()].sort(), ['reports/jobs/tokenguard-audit', 'reports/shop/kyverno-report']);
-    assert.deepEqual(api.objects.get('reports/shop/kyverno-report').results, foreign.results, 'the other source\'s report is as it was');
-    assert.ok(!api.requests.some((r) => r.includes('kyverno-report')), 'never read, written or deleted by name');
+    assert.deepEqual(stored(), ['jobs/tokenguard-audit', 'shop/kyverno-report']);
+    assert.deepEqual(fake.list('clusterreports'), []);
+    assert.deepEqual(fake.get('reports', 'shop', 'kyverno-report')!.results, foreign.results, 'the other source\'s report is as it was');
+    assert.ok(!fake.requests.some((r) => r.path.includes('kyverno-report')), 'never read, written or deleted by name');
   });
 
   it('a report of the same name another tool owns is an error, left alone', async () => {
-    api.objects.clear();
-    api.put('reports', { apiVersion: API, kind: 'Report', metadata: { name: REPORT_NAME, namespace: 'shop', labels: {} }, results: [] });
+    clear();
+    fake.upsert('reports', { apiVersion: API, kind: 'Report', metadata: { name: REPORT_NAME, namespace: 'shop', labels: {} }, results: [] });
     const lines: string[] = [];
     const outcome = await publishAuditReports(client, FULL, API, { stderr: (t) => lines.push(t) }, NOW);
     assert.equal(outcome, 'partly written', 'the other namespaces are written');
     assert.match(lines.join(''), /Report shop\/tokenguard-audit not written \(namespace shop\): Report shop\/tokenguard-audit exists but is not tokenguard's \(no app\.kubernetes\.io\/managed-by=tokenguard label\): left alone/);
-    assert.ok(api.objects.has('reports/jobs/tokenguard-audit'));
-    assert.deepEqual(api.objects.get('reports/shop/tokenguard-audit').results, []);
+    assert.ok(fake.get('reports', 'jobs', REPORT_NAME));
+    assert.deepEqual(fake.get('reports', 'shop', REPORT_NAME)!.results, []);
   });
 
   it('an API the cluster does not serve (its CRDs not installed): not written, and the CRDs are named', async () => {
@@ -250,18 +189,18 @@ describe('writing the reports', () => {
   });
 
   it('waits out a 429 (a CRD just established, API Priority and Fairness) and writes; gives up after the last retry', async () => {
-    api.objects.clear();
-    api.throttle = 3;
+    clear();
+    throttle = 3;
     const done = await writeReports(client, 'openreports.io/v1alpha1', buildReports(FULL, 'openreports.io/v1alpha1', NOW).reports, [1, 1, 1]);
     assert.equal(done.created.length, 4);
-    assert.equal(api.throttle, 0);
-    api.throttle = 10;
+    assert.equal(throttle, 0);
+    throttle = 10;
     await assert.rejects(writeReports(client, 'openreports.io/v1alpha1', [], [1, 1]), /429 storage is \(re\)initializing/);
-    api.throttle = 0;
+    throttle = 0;
   });
 
   it('says what it did', async () => {
-    api.objects.clear();
+    clear();
     const lines: string[] = [];
     assert.equal(await publishAuditReports(client, FULL, 'openreports.io/v1alpha1', { stderr: (t) => lines.push(t) }, NOW), 'written');
     assert.equal(
