@@ -58,7 +58,10 @@ describe(`a flood of ${REQUESTS} malformed reviews`, () => {
     await server.shutdown(); // writes the summaries of the interval still open
     const rejections = lines.filter((l) => l.msg === 'rejected admission request');
     const summaries = lines.filter((l) => l.msg === 'log lines suppressed');
-    process.stdout.write(`# ${REQUESTS} malformed requests: metric counted ${total}; ${lines.length} log lines (${rejections.length} whole, ${summaries.length} summaries)\n`);
+    const others = lines.filter((l) => !rejections.includes(l) && !summaries.includes(l)).map((l) => l.msg);
+    process.stdout.write(
+      `# ${REQUESTS} malformed requests: metric counted ${total}; ${lines.length} log lines (${rejections.length} whole, ${summaries.length} summaries, others: ${others.join('; ') || 'none'})\n`,
+    );
     assert.equal(total, REQUESTS);
     assert.equal(rejections.length, 5 * MALFORMED.length, 'the first 5 of each reason whole');
     for (const l of rejections) {
