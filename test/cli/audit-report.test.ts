@@ -124,6 +124,20 @@ describe('audit findings as report results', () => {
   });
 });
 
+/** The fake API server holding these namespaces (Active; a create in a missing one is a 404 there, as on the real one), and a client of it. */
+async function clusterWith(namespaces: string[]): Promise<{ fake: FakeApiServer; client: ApiClient }> {
+  const fake = await FakeApiServer.start();
+  for (const name of namespaces) fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name }, status: { phase: 'Active' } });
+  const kc = new KubeConfig();
+  kc.loadFromFile(fake.kubeconfigPath);
+  return { fake, client: new ApiClient(kc) };
+}
+
+async function closeAll(fake: FakeApiServer, client: ApiClient): Promise<void> {
+  client.close();
+  await fake.close();
+}
+
 describe('writing the reports', () => {
   const API = 'openreports.io/v1alpha1' as const;
   let fake: FakeApiServer;
@@ -131,21 +145,14 @@ describe('writing the reports', () => {
   /** Answer this many requests for reports with 429 first (as kube-apiserver does while a new CRD's storage initializes). */
   let throttle = 0;
   before(async () => {
-    fake = await FakeApiServer.start();
-    for (const name of ['jobs', 'kube-system', 'shop']) fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name }, status: { phase: 'Active' } });
+    ({ fake, client } = await clusterWith(['jobs', 'kube-system', 'shop']));
     fake.route('*', /^\/apis\/openreports\.io\//, (_req, res, { fake: f }) => {
       if (throttle <= 0) return 'next';
       throttle--;
       f.sendJson(res, 429, statusBody(429, 'TooManyRequests', 'storage is (re)initializing'));
     });
-    const kc = new KubeConfig();
-    kc.loadFromFile(fake.kubeconfigPath);
-    client = new ApiClient(kc);
   });
-  after(async () => {
-    client.close();
-    await fake.close();
-  });
+  after(() => closeAll(fake, client));
   /** Every report the fake holds, as `namespace/name`. */
   const stored = () => fake.list('reports').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort();
   const clear = () => {
@@ -220,16 +227,9 @@ describe('one namespace never stops the others (the fake API server answering as
   let fake: FakeApiServer;
   let client: ApiClient;
   before(async () => {
-    fake = await FakeApiServer.start();
-    for (const name of NAMESPACES) fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name }, status: { phase: 'Active' } });
-    const kc = new KubeConfig();
-    kc.loadFromFile(fake.kubeconfigPath);
-    client = new ApiClient(kc);
+    ({ fake, client } = await clusterWith(NAMESPACES));
   });
-  after(async () => {
-    client.close();
-    await fake.close();
-  });
+  after(() => closeAll(fake, client));
   const terminate = (name: string) =>
     fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name, deletionTimestamp: '2026-01-02T03:00:00Z' }, status: { phase: 'Terminating' } });
   const publish = async (r: AuditReport) => {
