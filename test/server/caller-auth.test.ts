@@ -404,6 +404,17 @@ describe('caller authentication with bearer tokens', () => {
     assert.ok(!JSON.stringify(auditLog).includes(bad.split('.')[2]!), 'the token never reaches the log');
   });
 
+  it('a rejected review from an authenticated caller is logged with its address and its identity', async () => {
+    const r = await call(audit, '/validate', await token(), '{"apiVersion":');
+    assert.equal(r.status, 400);
+    const line = auditLog.filter((l) => l.msg === 'rejected admission request').at(-1);
+    assert.deepEqual(
+      line && [line.event, line.address, line.caller, line.status],
+      ['rejected_bad_json', '127.0.0.1', 'system:serviceaccount:kube-system:webhook-auth', 400],
+      JSON.stringify(line),
+    );
+  });
+
   it('bad Authorization headers get 401 in enforce, never a crash: another scheme, an empty Bearer, 64 KiB', async () => {
     const cases: [string, string, RegExp][] = [
       ['Basic dXNlcjpwYXNz', 'missing', /the Authorization header is not "Bearer <token>"/],
