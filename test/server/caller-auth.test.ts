@@ -7,6 +7,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -436,11 +437,16 @@ describe('caller authentication with client certificates, or either', () => {
   let serving: CertSet;
   let clients: CertSet;
   let server: TestServer;
+  const lines: any[] = [];
   before(async () => {
     serving = makeCerts();
     clients = makeCerts();
     // No key set: only certificates can pass; a token is then refused as unverifiable.
-    server = await startTestServer({ certs: serving, config: { server: { callerAuth: { mode: 'enforce', clientCertificate: { caFile: clients.caFile } } } } });
+    server = await startTestServer({
+      certs: serving,
+      config: { server: { callerAuth: { mode: 'enforce', clientCertificate: { caFile: clients.caFile } } } },
+      logger: createLogger('warn', (l) => lines.push(JSON.parse(l))),
+    });
   });
   after(() => server.shutdown());
 
@@ -453,6 +459,15 @@ describe('caller authentication with client certificates, or either', () => {
     const withToken = await server.post('/validate', POD(), { authorization: `Bearer ${t}` });
     assert.equal(withToken.status, 401);
     assert.match(withToken.json.error.message, /the cluster's key set is unknown/);
+  });
+
+  it('a rejected review from a caller with a client certificate is logged with the certificate\'s subject', async () => {
+    const cert = { cert: readFileSync(clients.certFile), key: readFileSync(clients.keyFile) };
+    const r = await httpsCall(server.port, 'POST', '/validate', 'not json', { 'content-type': 'application/json' }, { ca: serving.ca, ...cert });
+    assert.equal(r.status, 400);
+    const cn = new X509Certificate(cert.cert).subject.match(/^CN=(.*)$/m)![1];
+    const line = lines.filter((l) => l.msg === 'rejected admission request').at(-1);
+    assert.deepEqual(line && [line.event, line.address, line.caller], ['rejected_bad_json', '127.0.0.1', `CN=${cn}`], JSON.stringify(line));
   });
 });
 
