@@ -1,5 +1,6 @@
-# tokenguard container image. Build it with hack/image.sh (it passes VERSION and REVISION), or:
-#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) -t ghcr.io/tokenguard/tokenguard:0.1.0 .
+# tokenguard container image. Build it with hack/image.sh (it passes VERSION and REVISION), or plainly:
+#   docker build -t tokenguard .        (version: package.json's; revision: unknown)
+#   docker build --build-arg REVISION=$(git rev-parse HEAD) -t ghcr.io/tokenguard/tokenguard:0.1.0 .
 # The build stage installs the locked dependency tree, checks that it is complete and bundles the CLI
 # and server with esbuild (hack/bundle.mjs). The runtime image is distroless Node (no shell, no
 # package manager) holding the bundle, its third-party notices and a CycloneDX SBOM, and nothing
@@ -7,6 +8,11 @@
 # readOnlyRootFilesystem: tokenguard writes no files).
 
 ARG NODE_VERSION=20
+# The defaults of a plain build: package.json's version (test/image/bundle.test.ts keeps them equal;
+# the build stage refuses any other), and a revision that says it is unknown, in the OCI label and in
+# `tokenguard --version` alike.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
 
 # 1. Install, check, bundle.
 FROM node:${NODE_VERSION}-bookworm-slim AS build
@@ -32,8 +38,11 @@ COPY src ./src
 ARG VERSION
 ARG REVISION
 RUN want=$(node -p 'require("./package.json").version') \
- && if [ "$VERSION" != "$want" ] || [ -z "$REVISION" ]; then \
-      echo "pass --build-arg VERSION=$want --build-arg REVISION=\$(git rev-parse HEAD) (got VERSION='$VERSION' REVISION='$REVISION'), or build with hack/image.sh" >&2; exit 1; \
+ && if [ "$VERSION" != "$want" ]; then \
+      echo "VERSION is '$VERSION' but package.json says $want: omit --build-arg VERSION, or pass $want" >&2; exit 1; \
+    fi \
+ && if [ -z "$REVISION" ]; then \
+      echo "REVISION is empty: omit --build-arg REVISION (the image then says unknown), or pass \$(git rev-parse HEAD)" >&2; exit 1; \
     fi \
  && REVISION="$REVISION" node hack/bundle.mjs
 

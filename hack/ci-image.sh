@@ -10,7 +10,9 @@
 #    installed from Debian when missing (root), and the base images must already exist.
 # 2. The build context: what podman sends for the Dockerfile is exactly the .dockerignore
 #    allow-list (nothing from node_modules, dist, certs or .git).
-# 3. The image: hack/image.sh (tagged $IMAGE, default localhost/tokenguard:ci); its size above the base.
+# 3. A plain build with no build arguments (as `podman build .`; tagged $IMAGE-plain, removed after):
+#    its OCI labels say package.json's version and the revision `unknown`, and so does --version.
+#    Then the image: hack/image.sh (tagged $IMAGE, default localhost/tokenguard:ci); its size above the base.
 # 4. The tests with TOKENGUARD_IMAGE set: test/image/image.test.ts (labels, user, contents, SBOM,
 #    size <= 20 MB above the base, start within 0.7 s of a bare node:http server, every captured
 #    review answered as the tsc build answers it, SIGTERM drains and exits 0) and
@@ -70,6 +72,17 @@ echo "build context: $(wc -l < "$probe/list") files, all within the allow-list (
 # 3. The project build (for the tests) and the image.
 if [ ! -d node_modules ]; then step "npm ci"; npm ci --no-audit --no-fund; fi
 if [ ! -f dist/test/image/image.test.js ] || [ ! -f dist/bundle/cli/main.js ]; then step "npm run build"; npm run build; fi
+plain=$IMAGE-plain
+step "a plain build, no build arguments ($plain)"
+PLAIN=1 hack/image.sh "$plain"
+version=$(node -p 'require("./package.json").version')
+labels=$(podman image inspect --format '{{index .Config.Labels "org.opencontainers.image.version"}} {{index .Config.Labels "org.opencontainers.image.revision"}}' "$plain")
+[ "$labels" = "$version unknown" ] || die "plain build: OCI labels version and revision are '$labels', want '$version unknown'"
+said=$(podman run --rm "$plain" --version)
+[ "$said" = "tokenguard $version (revision unknown: built without a source revision)" ] || die "plain build: --version says '$said'"
+echo "plain build: labels '$labels'; --version '$said'"
+podman rmi -f "$plain" >/dev/null
+
 step "building $IMAGE"
 hack/image.sh "$IMAGE"
 

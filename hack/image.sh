@@ -13,7 +13,9 @@
 # layers above the base is printed.
 #
 # Environment: CONTAINER_ENGINE (podman or docker), REVISION (overrides git), NPM_CAFILE (overrides
-# npm's cafile; "none" for no mount).
+# npm's cafile; "none" for no mount), PLAIN=1 (no --build-arg at all: what a plain `podman build .`
+# makes, the Dockerfile's defaults: package.json's version and the revision `unknown`; hack/ci-image.sh
+# checks it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -23,7 +25,12 @@ VERSION=$(node -p 'require("./package.json").version')
 IMAGE=${1:-ghcr.io/tokenguard/tokenguard:$VERSION}
 REVISION=${REVISION:-$(git describe --always --dirty --abbrev=40 --exclude='*' 2>/dev/null || echo unknown)}
 
-args=(--build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" -t "$IMAGE")
+if [ "${PLAIN:-}" = 1 ]; then
+  REVISION="unknown (plain build: no build arguments)"
+  args=(-t "$IMAGE")
+else
+  args=(--build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" -t "$IMAGE")
+fi
 if [ "$ENGINE" = podman ]; then
   args+=(--pull=never)
   cafile=${NPM_CAFILE:-$(npm config get cafile 2>/dev/null || true)}

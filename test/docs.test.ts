@@ -1,13 +1,16 @@
 // The documentation, checked like code: the README stays short (the reference lives in docs/),
 // every relative link in README.md and docs/ resolves (files, and #anchors by GitHub's rules),
 // every flag of every command (as the code parses it) is on the CLI page, and the endpoints page
-// lists exactly the admission routes of src/admission/routes.ts.
+// lists exactly the admission routes of src/admission/routes.ts; the warning limits stated anywhere
+// are the code's, and the image size stated is the one hack/image-size.mjs records.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { ADMISSION_ROUTES } from '../src/admission/routes.js';
+import { MAX_TOTAL_WARNING_CHARS, MAX_WARNING_CHARS } from '../src/admission/warnings.js';
+import { pathToFileURL } from 'node:url';
 import { flagSpellings } from '../src/cli/command.js';
 import { COMMANDS } from '../src/cli/main.js';
 import { PROJECT_ROOT } from './helpers/tls.js';
@@ -171,5 +174,38 @@ describe('documentation', () => {
     const section = page.slice(page.indexOf('## Endpoints'), page.indexOf('\n## ', page.indexOf('## Endpoints') + 1));
     const documented = [...section.matchAll(/^\| `POST (\/[a-z]+)` \|/gm)].map((m) => m[1]);
     assert.deepEqual(documented.sort(), Object.values(ADMISSION_ROUTES).map((r) => r.path).sort());
+  });
+
+  it('every warning limit the docs state is the code\'s: MAX_WARNING_CHARS per warning, MAX_TOTAL_WARNING_CHARS in all', () => {
+    const stated: string[] = [];
+    for (const file of markdownFiles()) {
+      // Paragraphs and table rows of prose, whitespace joined: a limit may be stated across a line break.
+      const blocks = prose(readFileSync(file, 'utf8')).join('\n').split(/\n\s*\n|\n(?=\|)/).map((b) => b.replace(/\s+/g, ' '));
+      for (const block of blocks) {
+        if (!/warning/i.test(block)) continue;
+        for (const m of block.matchAll(/(\d+)(?:\/(\d+))?[- ](?:characters?|chars)\b/g)) {
+          for (const n of [m[1], m[2]].filter((x): x is string => x !== undefined)) {
+            stated.push(n);
+            assert.ok(
+              [MAX_WARNING_CHARS, MAX_TOTAL_WARNING_CHARS].includes(Number(n)),
+              `${relative(PROJECT_ROOT, file)}: "${m[0]}" in a paragraph about warnings; the code's limits are ${MAX_WARNING_CHARS} per warning and ${MAX_TOTAL_WARNING_CHARS} in all: ${block.slice(0, 200)}`,
+            );
+          }
+        }
+      }
+    }
+    assert.ok(stated.includes(String(MAX_WARNING_CHARS)) && stated.includes(String(MAX_TOTAL_WARNING_CHARS)), `the docs state both limits: ${stated.join(', ')}`);
+  });
+
+  it('the image size the docs state is the one recorded in hack/image-size.mjs (which the image test checks builds against)', async () => {
+    const { RECORDED_ABOVE_BASE_MB } = await import(pathToFileURL(join(PROJECT_ROOT, 'hack', 'image-size.mjs')).href);
+    const sizes: string[] = [];
+    for (const file of markdownFiles()) {
+      const text = prose(readFileSync(file, 'utf8')).join(' ').replace(/\s+/g, ' ');
+      // What the image adds, not a budget for it ("within 20 MB above the base").
+      for (const m of text.matchAll(/(?<!within |at most |[\d.])(\d+(?:\.\d+)?) MB above the base/g)) sizes.push(`${relative(PROJECT_ROOT, file)}: ${m[1]}`);
+    }
+    assert.ok(sizes.length > 0, 'the docs state the image size');
+    for (const s of sizes) assert.equal(Number(s.split(': ')[1]), RECORDED_ABOVE_BASE_MB, `${s} MB above the base, recorded ${RECORDED_ABOVE_BASE_MB} MB`);
   });
 });

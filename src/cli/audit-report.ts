@@ -194,6 +194,10 @@ export interface ReportWriteResult {
   created: string[];
   replaced: string[];
   deleted: string[];
+  /** Namespaces being deleted: a report cannot be created there, and need not be (their objects are going). */
+  terminating: string[];
+  /** Reports that could not be written or deleted, each with the reason; every other report still was. */
+  failed: { report: string; namespace?: string; error: string }[];
 }
 
 const where = (ns: string | undefined) => (ns ? `${ns}/${REPORT_NAME}` : `${REPORT_NAME} (cluster)`);
@@ -219,9 +223,23 @@ async function retrying<T>(request: () => Promise<T>, delays: readonly number[] 
 }
 
 /**
+ * The NamespaceLifecycle admission plugin refused a create because the namespace is being deleted
+ * (403 Forbidden with the cause `NamespaceTerminating`: "unable to create new content in namespace
+ * X because it is being terminated").
+ */
+export function isNamespaceTerminating(err: unknown): boolean {
+  return err instanceof ApiError && err.statusCode === 403 && (err.causes.includes('NamespaceTerminating') || /because it is being terminated/.test(err.message));
+}
+
+type ExistingReport = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> } };
+const isOurs = (o: ExistingReport) => o.metadata?.labels?.[MANAGED_BY.key] === MANAGED_BY.value;
+
+/**
  * Make the cluster's tokenguard reports those of `reports`: create or replace each, and delete
  * every report of tokenguard's (by its label) that is no longer wanted. Reports without the label
- * are never listed, replaced or deleted. Throws on the first failure, naming the report.
+ * are never listed, replaced or deleted. One report that cannot be written never stops the others:
+ * a namespace being deleted is named in `terminating`, any other failure in `failed`. Throws only
+ * when tokenguard's reports cannot be listed at all (the API not served, no permission to list).
  */
 export async function writeReports(
   client: ApiClient,
@@ -233,35 +251,53 @@ export async function writeReports(
   const selector = `labelSelector=${encodeURIComponent(`${MANAGED_BY.key}=${MANAGED_BY.value}`)}`;
   const existing = new Map<string, { namespace?: string; resourceVersion?: string }>();
   for (const scope of ['namespaced', 'cluster'] as const) {
-    const list = await send(() =>
-      client.getJson<{ items?: { metadata?: { name?: string; namespace?: string; resourceVersion?: string } }[] }>(`/apis/${api}/${KINDS[api][scope].plural}?${selector}`, bounds),
-    );
+    const list = await send(() => client.getJson<{ items?: ExistingReport[] }>(`/apis/${api}/${KINDS[api][scope].plural}?${selector}`, bounds));
     for (const item of list.items ?? []) {
       if (item.metadata?.name !== REPORT_NAME) continue; // ours by label, not by name: left alone
       existing.set(`${scope}/${item.metadata.namespace ?? ''}`, { namespace: item.metadata.namespace, resourceVersion: item.metadata.resourceVersion });
     }
   }
-  const out: ReportWriteResult = { created: [], replaced: [], deleted: [] };
+  const out: ReportWriteResult = { created: [], replaced: [], deleted: [], terminating: [], failed: [] };
+
+  /** Create or replace one report. A 409 (written since the LIST: another run) is retried once on what is there now. */
+  const writeOne = async (report: PolicyReportObject, current: { resourceVersion?: string } | undefined): Promise<'created' | 'replaced'> => {
+    const namespace = report.metadata.namespace;
+    const collection = reportPath(api, namespace);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (current) {
+          const body = { ...report, metadata: { ...report.metadata, resourceVersion: current.resourceVersion } };
+          await send(() => client.writeJson('PUT', `${collection}/${REPORT_NAME}`, body, bounds));
+          return 'replaced';
+        }
+        await send(() => client.writeJson('POST', collection, report, bounds));
+        return 'created';
+      } catch (err) {
+        if (!(err instanceof ApiError && err.statusCode === 409) || attempt > 0) throw err;
+        let now: ExistingReport | undefined;
+        try {
+          now = await send(() => client.getJson<ExistingReport>(`${collection}/${REPORT_NAME}`, bounds));
+        } catch (readErr) {
+          if (!(readErr instanceof ApiError && readErr.statusCode === 404)) throw readErr;
+        }
+        if (now && !isOurs(now)) {
+          throw new Error(`${report.kind} ${where(namespace)} exists but is not tokenguard's (no ${MANAGED_BY.key}=${MANAGED_BY.value} label): left alone`, { cause: err });
+        }
+        current = now && { resourceVersion: now.metadata?.resourceVersion };
+      }
+    }
+  };
+
   const wanted = new Set<string>();
   for (const report of reports) {
     const namespace = report.metadata.namespace;
     const key = `${namespace ? 'namespaced' : 'cluster'}/${namespace ?? ''}`;
     wanted.add(key);
-    const collection = reportPath(api, namespace);
-    const current = existing.get(key);
     try {
-      if (current) {
-        await send(() => client.writeJson('PUT', `${collection}/${REPORT_NAME}`, { ...report, metadata: { ...report.metadata, resourceVersion: current.resourceVersion } }, bounds));
-        out.replaced.push(where(namespace));
-      } else {
-        await send(() => client.writeJson('POST', collection, report, bounds));
-        out.created.push(where(namespace));
-      }
+      out[await writeOne(report, existing.get(key))].push(where(namespace));
     } catch (err) {
-      if (!current && err instanceof ApiError && err.statusCode === 409) {
-        throw new Error(`${report.kind} ${where(namespace)} exists but is not tokenguard's (no ${MANAGED_BY.key}=${MANAGED_BY.value} label): left alone`, { cause: err });
-      }
-      throw new Error(`writing ${report.kind} ${where(namespace)}: ${errorMessage(err)}`, { cause: err });
+      if (namespace && isNamespaceTerminating(err)) out.terminating.push(namespace);
+      else out.failed.push({ report: `${report.kind} ${where(namespace)}`, ...(namespace ? { namespace } : {}), error: errorMessage(err) });
     }
   }
   for (const [key, current] of existing) {
@@ -270,10 +306,11 @@ export async function writeReports(
     const path = `${reportPath(api, scope === 'cluster' ? undefined : current.namespace)}/${REPORT_NAME}`;
     try {
       await send(() => client.writeJson('DELETE', path, undefined, bounds));
+      out.deleted.push(where(current.namespace));
     } catch (err) {
-      if (!(err instanceof ApiError && err.statusCode === 404)) throw new Error(`deleting ${where(current.namespace)}: ${errorMessage(err)}`, { cause: err });
+      if (err instanceof ApiError && err.statusCode === 404) out.deleted.push(where(current.namespace));
+      else out.failed.push({ report: `${KINDS[api][scope].kind} ${where(current.namespace)} (stale)`, ...(current.namespace ? { namespace: current.namespace } : {}), error: `deleting: ${errorMessage(err)}` });
     }
-    out.deleted.push(where(current.namespace));
   }
   return out;
 }
@@ -290,9 +327,12 @@ export function reportApiFlag(report: boolean | undefined, api: string | undefin
   return (api as ReportApi | undefined) ?? DEFAULT_REPORT_API;
 }
 
+/** How `audit --report` went: every report written, some not (each named), or none (the reports could not even be listed). */
+export type PublishOutcome = 'written' | 'partly written' | 'not written';
+
 /**
- * Write the audit's reports and say what was done on stderr. True when written; false (the reason
- * on stderr) when not, e.g. the CRDs are not installed or the credentials may not write them.
+ * Write the audit's reports and say what was done on stderr: one line per namespace being deleted
+ * (skipped) and per report that could not be written, then a summary line.
  */
 export async function publishAuditReports(
   client: ApiClient,
@@ -300,20 +340,26 @@ export async function publishAuditReports(
   api: ReportApi,
   io: { stderr(text: string): void },
   now = new Date(),
-): Promise<boolean> {
+): Promise<PublishOutcome> {
   const { reports, truncated } = buildReports(r, api, now);
+  let done: ReportWriteResult;
   try {
-    const done = await writeReports(client, api, reports);
-    for (const t of truncated) io.stderr(`tokenguard audit: ${t.report}: ${t.dropped} result(s) beyond the first ${MAX_RESULTS} left out\n`);
-    io.stderr(
-      `tokenguard audit: ${api} reports: ${reports.reduce((n, x) => n + x.results.length, 0)} result(s); ` +
-        `created ${done.created.length ? done.created.join(', ') : 'none'}; replaced ${done.replaced.length ? done.replaced.join(', ') : 'none'}; ` +
-        `deleted ${done.deleted.length ? done.deleted.join(', ') : 'none'}\n`,
-    );
-    return true;
+    done = await writeReports(client, api, reports);
   } catch (err) {
     const notServed = err instanceof ApiError && err.statusCode === 404 ? ` (is the ${api.split('/')[0]} CRD installed? see manifests/crds/)` : '';
     io.stderr(`tokenguard audit: reports not written: ${errorMessage(err)}${notServed}\n`);
-    return false;
+    return 'not written';
   }
+  for (const t of truncated) io.stderr(`tokenguard audit: ${t.report}: ${t.dropped} result(s) beyond the first ${MAX_RESULTS} left out\n`);
+  for (const ns of done.terminating) io.stderr(`tokenguard audit: namespace ${ns} is being deleted: its report skipped\n`);
+  for (const f of done.failed) io.stderr(`tokenguard audit: ${f.report} not written${f.namespace ? ` (namespace ${f.namespace})` : ''}: ${f.error}\n`);
+  const names = (list: string[]) => (list.length ? list.join(', ') : 'none');
+  io.stderr(
+    `tokenguard audit: ${api} reports: ${reports.reduce((n, x) => n + x.results.length, 0)} result(s); ` +
+      `created ${names(done.created)}; replaced ${names(done.replaced)}; deleted ${names(done.deleted)}` +
+      (done.terminating.length ? `; skipped (namespace being deleted) ${done.terminating.join(', ')}` : '') +
+      (done.failed.length ? `; NOT WRITTEN ${done.failed.map((f) => f.report).join(', ')}` : '') +
+      '\n',
+  );
+  return done.failed.length ? 'partly written' : 'written';
 }

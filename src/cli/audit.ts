@@ -21,7 +21,7 @@ import { parseFlags, UsageError, type Command } from './command.js';
 import { evaluateCreate, syntheticCreate } from './evaluate.js';
 import type { KubeObject } from '../k8s/object.js';
 import { errorMessage } from '../observability/errors.js';
-import { publishAuditReports, reportApiFlag, type ReportApi } from './audit-report.js';
+import { publishAuditReports, reportApiFlag, type PublishOutcome, type ReportApi } from './audit-report.js';
 
 const HELP = `Usage: tokenguard audit [flags]
 
@@ -45,7 +45,8 @@ Flags:
 
 Exit status: 0 nothing found, 1 a claim is Terminating while in use, a policy would deny an
 existing object, or a kube-apiserver does not accept the served issuer; 2 usage or connection error.
-With --report: 0 when the reports were written (the findings are in them), 2 when they were not.
+With --report: 0 when the reports were written (the findings are in them; a namespace being
+deleted is skipped and named), 3 when some could not be (each named), 2 when none could be.
 `;
 
 export interface AuditIO {
@@ -122,6 +123,12 @@ export const auditCommand: Command = {
   run: (args) => runAudit(args, processIO),
 };
 
+/**
+ * `audit --report`'s exit code: 0 when every report was written (a namespace being deleted is
+ * skipped, not a failure), 3 when some were not (each named on stderr), 2 when none could be.
+ */
+export const REPORT_EXIT_CODES: Record<PublishOutcome, number> = { written: 0, 'partly written': 3, 'not written': 2 };
+
 export async function runAudit(args: string[], io: AuditIO): Promise<number> {
   const { values } = parseFlags(args, AUDIT_FLAGS);
   const timeout = Number(values.timeout ?? 10);
@@ -156,7 +163,7 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
   try {
     const report = await audit(session, config);
     io.stdout(output === 'json' ? JSON.stringify(report, null, 2) + '\n' : renderTables(report));
-    if (reportApi) return (await publishAuditReports(session.cache.client, report, reportApi, io)) ? 0 : 2;
+    if (reportApi) return REPORT_EXIT_CODES[await publishAuditReports(session.cache.client, report, reportApi, io)];
     const s = report.summary;
     return s.terminatingClaimsInUse > 0 || s.denyFindings > 0 || s.apiserversRejectingServedIssuer > 0 ? 1 : 0;
   } catch (err) {

@@ -6,6 +6,7 @@ import { ClusterCache } from '../cluster/cache.js';
 import { IssuerMonitor } from '../cluster/issuers.js';
 import { ApiClient, ApiError } from '../cluster/client.js';
 import { findKubeConfig, type KubeConfigSource } from '../cluster/kubeconfig.js';
+import { serverCertificateProblem } from '../cluster/server-certificate.js';
 import { errorCode, errorMessage } from '../observability/errors.js';
 import type { TokenguardConfig } from '../config/schema.js';
 import { silentLogger } from '../observability/log.js';
@@ -90,6 +91,8 @@ export async function probe(source: KubeConfigSource, timeoutSeconds: number): P
     await client.getJson('/version', { timeoutMs: timeoutSeconds * 1000 });
   } catch (err) {
     if (err instanceof ApiError && err.statusCode !== 401 && err.statusCode !== 403) return; // it answered
+    const certificate = serverCertificateProblem(err);
+    if (certificate) throw new Error(`the API server ${source.server} (${source.source}) was reached, but its certificate did not verify: ${certificate}`, { cause: err });
     const why =
       err instanceof ApiError
         ? `it refused these credentials (${err.statusCode}${err.statusCode === 401 ? ' Unauthorized' : ' Forbidden'})`

@@ -2,7 +2,7 @@
 // tokenguard: the command-line entry. Each subcommand lives in its own module.
 
 import { fileURLToPath } from 'node:url';
-import { buildInfo } from '../observability/build-info.js';
+import { buildInfo, versionText } from '../observability/build-info.js';
 import { CommandError, UsageError, type Command } from './command.js';
 import { errorMessage, errorStack } from '../observability/errors.js';
 
@@ -91,8 +91,7 @@ export async function main(argv: string[]): Promise<number> {
     return first ? 0 : 2;
   }
   if (first === '-v' || first === '--version' || first === 'version') {
-    const { version, revision } = buildInfo();
-    process.stdout.write(`tokenguard ${version} (revision ${revision})\n`);
+    process.stdout.write(versionText(buildInfo()) + '\n');
     return 0;
   }
   // Multi-word commands ("token inspect") match on as many words as they have.

@@ -12,6 +12,8 @@ import { connectCluster } from '../cluster/connect.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { batchedStdout, createLogger, type Logger, type LogLevel } from '../observability/log.js';
 import { startServer, type RunningServer } from '../server/server.js';
+import { servedUrls } from '../server/served-addresses.js';
+import { buildInfo } from '../observability/build-info.js';
 import { CommandError, parseFlags, UsageError, type Command } from './command.js';
 import { errorCode, errorMessage, errorStack } from '../observability/errors.js';
 
@@ -207,8 +209,12 @@ export const serveCommand: Command = {
     for (const name of ignoredServiceLinks(process.env)) {
       logger.info('ignored a Kubernetes service link, not a setting', { variable: name, value: process.env[name] });
     }
+    const { version, revision } = buildInfo();
     logger.info('tokenguard started', {
-      url: running.url,
+      version,
+      revision,
+      // What the listener serves (every address of the pod with 0.0.0.0), not one loopback URL.
+      addresses: servedUrls(config.server.address, running.port),
       listening: listeningOn(config.server.address, running.port),
       policies: BUILTIN_POLICIES.map((p) => p.name),
       mode: config.mode,

@@ -13,12 +13,14 @@ import { request as httpRequest, type IncomingMessage, type RequestOptions } fro
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 
-/** A non-2xx answer from the API server, with its `Status` body when it sent one. */
+/** A non-2xx answer from the API server, with its `Status` body's reason and cause reasons when it sent one. */
 export class ApiError extends Error {
   constructor(
     readonly statusCode: number,
     message: string,
     readonly reason?: string,
+    /** `details.causes[].reason`: e.g. `NamespaceTerminating` on a create refused by NamespaceLifecycle. */
+    readonly causes: string[] = [],
   ) {
     super(message);
   }
@@ -122,8 +124,11 @@ export class ApiClient {
           } catch {
             parsed = undefined;
           }
-          const message = typeof parsed?.message === 'string' ? parsed.message : text.slice(0, 200) || res.statusMessage;
-          reject(new ApiError(status, `${method} ${url.pathname}: ${status} ${message}`, parsed?.reason));
+          // A plain-text body ("404 page not found\n" for a group/version not served) on one line.
+          const message = typeof parsed?.message === 'string' ? parsed.message : text.slice(0, 200).replace(/\s+/g, ' ').trim() || res.statusMessage;
+          const causes: unknown[] = Array.isArray(parsed?.details?.causes) ? parsed.details.causes : [];
+          const causeReasons = causes.map((c) => (c as { reason?: unknown })?.reason).filter((r): r is string => typeof r === 'string');
+          reject(new ApiError(status, `${method} ${url.pathname}: ${status} ${message}`, parsed?.reason, causeReasons));
         });
       });
       const timer = bounds.timeoutMs

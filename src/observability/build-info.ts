@@ -20,6 +20,15 @@ declare const TOKENGUARD_BUILD_INFO: BuildInfo | undefined;
 
 export const UNKNOWN_REVISION = 'unknown';
 
+/**
+ * What `tokenguard --version` prints. A build that was not told its revision (a plain `docker
+ * build .`, a copy outside git) says so, rather than printing an empty one.
+ */
+export function versionText(info: BuildInfo): string {
+  const revision = info.revision.trim();
+  return `tokenguard ${info.version} (revision ${revision && revision !== UNKNOWN_REVISION ? revision : `${UNKNOWN_REVISION}: built without a source revision`})`;
+}
+
 let cached: BuildInfo | undefined;
 
 export function buildInfo(): BuildInfo {

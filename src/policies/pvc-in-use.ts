@@ -183,6 +183,8 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
       message: line([`${ref} is already Terminating; still used by `, 'this PVC is already Terminating; still used by '], pods.map(short)),
       detail: `A second delete changes nothing. Pods still using it: ${described(pods)}.`,
     });
+    // kubectl waits again, as after the first delete.
+    if (active.length || finished.length) findings.push({ policy: NAME, severity: 'warn', message: waitHint(active.length > 0, { dryRun: req.dryRun === true, terminating: true }) });
   } else {
     if (active.length) {
       findings.push({
@@ -214,7 +216,7 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
     // Allowed while scheduled pods keep the claim: `kubectl delete` then waits for a deletion the
     // pvc-protection finalizer holds, which looks like a hang. Say so, and how not to wait.
     const allowed = !(active.length && blockSeverity === 'deny' && ctx.mode === 'enforce');
-    if (allowed && (active.length || finished.length)) findings.push({ policy: NAME, severity: 'warn', message: waitHint(active.length > 0) });
+    if (allowed && (active.length || finished.length)) findings.push({ policy: NAME, severity: 'warn', message: waitHint(active.length > 0, { dryRun: req.dryRun === true }) });
   }
 
   const tokenRisk = tokenRefreshFinding(ctx, ref, active);
@@ -222,10 +224,16 @@ export function validatePvcDelete(req: AdmissionRequest, ctx: PolicyContext, loo
   return findings;
 }
 
-/** The second line of an allowed deletion of a claim in use: why kubectl seems to hang, and the way out. */
-export function waitHint(podsRunning: boolean): string {
+/**
+ * The line after an allowed deletion (or a second one) of a claim in use: why kubectl seems to hang,
+ * and the way out. A dry run deletes nothing and kubectl does not wait for it: the hint is then
+ * about the real delete.
+ */
+export function waitHint(podsRunning: boolean, opts: { dryRun?: boolean; terminating?: boolean } = {}): string {
   const until = podsRunning ? 'those pods stop' : 'those pods are deleted';
-  return `the PVC stays Terminating until ${until}, and kubectl delete waits for that: pass --wait=false to return at once`;
+  const stays = opts.dryRun && !opts.terminating ? 'would stay' : 'stays';
+  const waits = opts.dryRun ? '; a real kubectl delete waits for that' : ', and kubectl delete waits for that';
+  return `the PVC ${stays} Terminating until ${until}${waits}: pass --wait=false to return at once`;
 }
 
 /** Running pods with a projected token on kubelets affected by kubernetes#130442 (checked, not assumed). */

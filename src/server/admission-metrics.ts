@@ -17,6 +17,12 @@ export const policyDecisions = policyOutcomes.counter(
   'One outcome per policy that ran on a review, by route, policy, decision (allowed, warned, denied, patched) and mode.',
 );
 
+const rejections = new Tally(['route', 'reason'] as const);
+export const admissionRejections = rejections.counter(
+  'tokenguard_admission_rejected_total',
+  'Requests to /validate and /mutate refused before any policy saw them, by route and reason (see RejectionReason), every one counted: the log lines about them are rate-limited.',
+);
+
 const warnings = new Tally(['route'] as const);
 export const warningsEmitted = warnings.counter(
   'tokenguard_warnings_emitted_total',
@@ -106,6 +112,10 @@ export function observeDecision(route: AdmissionRoute, d: Decision, warningCount
   }
 }
 
-export function observeInvalid(route: AdmissionRoute): void {
+/** Why a request was refused before any policy saw it: the `reason` label, and the key its log lines are rate-limited by. */
+export type RejectionReason = 'unauthenticated' | 'unsupported_media_type' | 'too_large' | 'empty_body' | 'bad_json' | 'invalid_review';
+
+export function observeInvalid(route: AdmissionRoute, reason: RejectionReason): void {
   requestCell(route, 'invalid').n++;
+  rejections.add(`${route}\0${reason}`);
 }

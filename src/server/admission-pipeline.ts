@@ -22,8 +22,9 @@ import { DecodeError, decodeReview, objectName, type AdmissionRequest } from '..
 import type { AdmissionRoute } from '../admission/routes.js';
 import { errorMessage, errorStack } from '../observability/errors.js';
 import { jsonString, type Logger } from '../observability/log.js';
-import { observeDecision, observeInvalid } from './admission-metrics.js';
-import type { CallerAuth, Verdict } from './caller-auth.js';
+import { RateLimitedLog } from '../observability/log-limit.js';
+import { observeDecision, observeInvalid, type RejectionReason } from './admission-metrics.js';
+import { callerIdentity, type CallerAuth, type Verdict } from './caller-auth.js';
 import { lingerBeforeClose } from './lingering-close.js';
 
 export interface AdmissionPipelineOptions {
@@ -34,12 +35,18 @@ export interface AdmissionPipelineOptions {
   callerAuth?: CallerAuth;
   /** True once shutdown began: a review answered from then on closes its connection. */
   shuttingDown?: () => boolean;
+  /**
+   * The log lines a request can cause (rejections, stream and engine errors), rate-limited per
+   * reason: a flood of bad requests is counted in full by the metrics, not logged in full.
+   */
+  limitedLog?: RateLimitedLog;
 }
 
 /** Why a request is refused before any policy sees it: its HTTP status and one line. */
 export interface Refusal {
   status: number;
   message: string;
+  reason: RejectionReason;
   /** Close the connection after the answer (the client may still be sending a body we will not read). */
   close?: boolean;
   /** A caller refused by caller authentication (answered with `WWW-Authenticate`, logged by CallerAuth). */
@@ -62,19 +69,19 @@ function isJsonContentType(value: string | undefined): boolean {
 /** Step 1: the caller's verdict, at once or once a token's signature is verified; what refuses it in enforce. */
 export function callerRefusal(auth: CallerAuth, verdict: Verdict): Refusal | undefined {
   if (verdict.result === 'ok' || auth.mode !== 'enforce') return undefined;
-  return { status: 401, message: `caller not authenticated: ${verdict.reason}`, caller: verdict };
+  return { status: 401, reason: 'unauthenticated', message: `caller not authenticated: ${verdict.reason}`, caller: verdict };
 }
 
 /** Step 2: what the headers alone refuse (a body that is not JSON, or declared larger than the limit). */
 export function headerRefusal(req: IncomingMessage, maxBodyBytes: number): Refusal | undefined {
   if (!isJsonContentType(req.headers['content-type'])) {
-    return { status: 415, message: `Content-Type must be application/json, got ${JSON.stringify(req.headers['content-type'] ?? '')}` };
+    return { status: 415, reason: 'unsupported_media_type', message: `Content-Type must be application/json, got ${JSON.stringify(req.headers['content-type'] ?? '')}` };
   }
   const declared = Number(req.headers['content-length']);
   if (declared > maxBodyBytes) {
     // Refused before the body is read (with `Expect: 100-continue`, no 100 Continue is sent: the
     // client need not send it at all). The connection closes once what still arrives is drained.
-    return { status: 413, message: `request body of ${declared} bytes exceeds the limit of ${maxBodyBytes} bytes`, close: true };
+    return { status: 413, reason: 'too_large', message: `request body of ${declared} bytes exceeds the limit of ${maxBodyBytes} bytes`, close: true };
   }
   return undefined;
 }
@@ -90,7 +97,7 @@ export function readBody(req: IncomingMessage, maxBodyBytes: number, done: (body
     if (size > maxBodyBytes) {
       tooLarge = true;
       chunks.length = 0;
-      done({ status: 413, message: `request body exceeds the limit of ${maxBodyBytes} bytes`, close: true });
+      done({ status: 413, reason: 'too_large', message: `request body exceeds the limit of ${maxBodyBytes} bytes`, close: true });
       return;
     }
     chunks.push(chunk);
@@ -102,17 +109,17 @@ export function readBody(req: IncomingMessage, maxBodyBytes: number, done: (body
 
 /** Step 4: the AdmissionRequest in the body, or why there is none. */
 export function decodeBody(body: Buffer): AdmissionRequest | Refusal {
-  if (body.length === 0) return { status: 400, message: 'empty body: expected an admission.k8s.io/v1 AdmissionReview' };
+  if (body.length === 0) return { status: 400, reason: 'empty_body', message: 'empty body: expected an admission.k8s.io/v1 AdmissionReview' };
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch (err) {
-    return { status: 400, message: `body is not valid JSON: ${errorMessage(err)}` };
+    return { status: 400, reason: 'bad_json', message: `body is not valid JSON: ${errorMessage(err)}` };
   }
   try {
     return decodeReview(parsed).request;
   } catch (err) {
-    return { status: err instanceof DecodeError ? err.status : 400, message: errorMessage(err) };
+    return { status: err instanceof DecodeError ? err.status : 400, reason: 'invalid_review', message: errorMessage(err) };
   }
 }
 
@@ -134,13 +141,14 @@ const INTERNAL_ERROR: Decision = {
  * Step 6: the route's pipeline of the engine. A throw or a rejection is a bug: it fails open,
  * logged, and never escapes (an exception here would take the process down for every request).
  */
-export function evaluate(engine: Engine, route: AdmissionRoute, request: AdmissionRequest, logger: Logger, done: (d: Decision) => void): void {
+export function evaluate(engine: Engine, route: AdmissionRoute, request: AdmissionRequest, log: RateLimitedLog, done: (d: Decision) => void): void {
   const failOpen = (err: unknown) => {
-    logger.error('engine failed', { uid: request.uid, error: errorStack(err) });
+    // A review that hits a bug can be sent again and again: rate-limited like a rejection.
+    log.log('error', 'engine_failed', 'engine failed', { uid: request.uid, error: errorStack(err) });
     try {
       done(INTERNAL_ERROR);
     } catch (again) {
-      logger.error('answering failed', { uid: request.uid, error: errorStack(again) });
+      log.log('error', 'answering_failed', 'answering failed', { uid: request.uid, error: errorStack(again) });
     }
   };
   const finish = (decision: Decision) => {
@@ -183,16 +191,32 @@ interface Exchange {
   res: ServerResponse;
   /** performance.now() when the request arrived. */
   started: number;
+  log: RateLimitedLog;
+  /** The caller's verdict, once known (caller authentication on). */
+  caller?: Verdict;
 }
 
-/** Answer a refusal: the caller learns why, in one line; the metrics count it as invalid. */
+/**
+ * Answer a refusal: the caller learns why, in one line; the metrics count every one by reason; the
+ * log line names the client's address (and identity, when caller authentication knows it), and is
+ * rate-limited per reason: a flood of bad requests cannot flood the log.
+ */
 function refuse(x: Exchange, r: Refusal): void {
-  if (r.caller) x.opts.callerAuth?.record(r.caller, x.route, x.req); // a refused caller is logged once a minute, not per request
-  else x.opts.logger.warn('rejected admission request', { route: x.route, status: r.status, error: r.message });
+  if (r.caller) x.opts.callerAuth?.record(r.caller, x.route, x.req); // CallerAuth logs refused callers, rate-limited too
+  else {
+    const caller = callerIdentity(x.caller, x.req);
+    x.log.log('warn', `rejected_${r.reason}`, 'rejected admission request', {
+      route: x.route,
+      status: r.status,
+      error: r.message,
+      address: x.req.socket.remoteAddress ?? 'unknown',
+      ...(caller ? { caller } : {}),
+    });
+  }
   // Answered before the whole body arrived: a connection that closes after this answer closes only
   // once the rest is drained, so the client can read it.
   if (!x.req.complete) lingerBeforeClose(x.req);
-  observeInvalid(x.route);
+  observeInvalid(x.route, r.reason);
   const body = JSON.stringify({ error: { code: r.status, message: r.message } });
   send(x.res, r.status, body, r.close ?? false, r.caller ? { 'www-authenticate': 'Bearer' } : undefined);
 }
@@ -206,6 +230,7 @@ function unverifiable(x: Exchange, err: unknown): Verdict {
 /** Steps 4 to 7, once the body is in and the caller known (or not checked). */
 function review(x: Exchange, body: Buffer, caller: Verdict | undefined): void {
   const auth = x.opts.callerAuth;
+  x.caller = caller;
   const refused = caller && auth ? callerRefusal(auth, caller) : undefined;
   if (refused) return refuse(x, refused);
   const request = decodeBody(body);
@@ -214,12 +239,12 @@ function review(x: Exchange, body: Buffer, caller: Verdict | undefined): void {
     return refuse(x, request);
   }
   if (caller) {
-    const final = authorize(auth!, caller, request);
+    const final = (x.caller = authorize(auth!, caller, request));
     const denied = callerRefusal(auth!, final);
     if (denied) return refuse(x, denied);
     auth!.record(final, x.route, x.req);
   }
-  evaluate(x.opts.engine(), x.route, request, x.opts.logger, (decision) => {
+  evaluate(x.opts.engine(), x.route, request, x.log, (decision) => {
     if (x.res.headersSent) return;
     const warnings = respond(x.res, request, decision, x.opts.shuttingDown?.() ?? false);
     const seconds = (performance.now() - x.started) / 1000;
@@ -230,8 +255,9 @@ function review(x: Exchange, body: Buffer, caller: Verdict | undefined): void {
 
 /** The pipeline: `route` is the admission route the request's method and path name. */
 export function createAdmissionPipeline(opts: AdmissionPipelineOptions) {
+  const log = opts.limitedLog ?? new RateLimitedLog(opts.logger);
   return function admit(route: AdmissionRoute, req: IncomingMessage, res: ServerResponse): void {
-    const x: Exchange = { opts, route, req, res, started: performance.now() };
+    const x: Exchange = { opts, route, req, res, started: performance.now(), log, caller: undefined };
     const auth = opts.callerAuth;
     const verdict = auth?.authenticate(route, req);
     // Judged once the body is in; if it never is (too large, the client went away), a failure of
@@ -243,7 +269,7 @@ export function createAdmissionPipeline(opts: AdmissionPipelineOptions) {
       return refuse(x, refused);
     }
     if (expectsContinue(req)) res.writeContinue(); // every check that needs no body has passed
-    req.on('error', (err) => opts.logger.warn('request stream error', { route, error: err.message }));
+    req.on('error', (err) => log.log('warn', 'request_stream_error', 'request stream error', { route, error: err.message, address: req.socket.remoteAddress ?? 'unknown' }));
     readBody(req, opts.maxBodyBytes, (body) => {
       if (isRefusal(body)) return refuse(x, body);
       if (verdict instanceof Promise) verdict.then((v) => review(x, body, v), (err: unknown) => review(x, body, unverifiable(x, err)));

@@ -46,6 +46,7 @@ import {
 } from '../cluster/token-verify.js';
 import type { LiveUid, WebhookConfigurationView } from '../cluster/webhook-configurations.js';
 import type { Logger } from '../observability/log.js';
+import { RateLimitedLog } from '../observability/log-limit.js';
 import { registry, Tally } from '../observability/metrics.js';
 import { Gauge } from 'prom-client';
 import { ADMISSION_ROUTES, type AdmissionRoute } from '../admission/routes.js';
@@ -72,6 +73,20 @@ export interface Verdict {
   reason: string;
   /** A KEP-6060 token's claims: its attestation is checked once the review is decoded. */
   bound?: TokenClaims;
+  /** The `sub` of a token whose signature verified (whether or not its other checks passed): who the caller is. */
+  subject?: string;
+}
+
+/**
+ * Who the caller is, for a log line, when caller authentication knows it: the subject of a token
+ * whose signature verified, or the subject of a client certificate signed by the configured CA.
+ */
+export function callerIdentity(verdict: Verdict | undefined, req: IncomingMessage): string | undefined {
+  if (!verdict) return undefined;
+  if (verdict.subject) return verdict.subject;
+  if (verdict.method !== 'client_certificate' || verdict.result !== 'ok') return undefined;
+  const cn = (req.socket as TLSSocket).getPeerCertificate?.()?.subject?.CN;
+  return cn ? `CN=${String(cn)}` : undefined;
 }
 
 /** What the token checks need of issuer discovery (cluster/issuers.ts's IssuerMonitor). */
@@ -101,9 +116,6 @@ const MAX_CACHED_TOKENS = 10_000;
  * second ago is current, and a stream of forged key ids costs the API server one GET a second.
  */
 export const KEY_REFRESH_MS = 1000;
-/** One warning per failing caller (address and result) per this long. */
-const LOG_EVERY_MS = 60_000;
-const MAX_LOGGED_CALLERS = 1024;
 
 /** The `result` of each token problem (the notes never fail a token). */
 const RESULTS: Record<TokenProblem['code'], AuthResult> = {
@@ -175,7 +187,8 @@ export class CallerAuth {
   private readonly ownWebhooks: Set<string>;
   private readonly keySource?: KeySource;
   private readonly webhookConfigurations?: WebhookConfigurationView;
-  private readonly logger: Logger;
+  /** Failing callers are logged rate-limited per result: anyone who reaches the port can fail. */
+  private readonly log: RateLimitedLog;
   private readonly now: () => number;
   private readonly tokens = new Map<string, VerifiedToken>();
   /** The last bearer token of each connection and its cache key, gone with the connection. */
@@ -183,7 +196,6 @@ export class CallerAuth {
   /** The served issuer as a list, rebuilt only when it changes. */
   private served: { issuer?: string; list: readonly string[] } = { list: [] };
   private lastKeyRefresh = -Infinity;
-  private readonly logged = new Map<string, number>();
 
   constructor(
     private readonly config: CallerAuthConfig,
@@ -195,8 +207,8 @@ export class CallerAuth {
     callerAuthMode.set({ mode: config.mode }, 1);
     this.keySource = opts.keys;
     this.webhookConfigurations = opts.webhookConfigurations;
-    this.logger = opts.logger;
     this.now = opts.now ?? Date.now;
+    this.log = new RateLimitedLog(opts.logger, undefined, this.now);
     const t = config.bearerToken;
     this.audiences = {
       validate: new Set([...derivedAudiences(t.service, 'validate'), ...t.audiences]),
@@ -258,25 +270,28 @@ export class CallerAuth {
     return problem ? failed(problem) : verdict;
   }
 
-  /** Count the verdict, and log a failing caller at most once a minute (address and reason, never the token). */
+  /**
+   * Count the verdict, and log a failing caller (address, the subject when its token verified, the
+   * reason; never the token), rate-limited per result.
+   */
   record(verdict: Verdict, route: AdmissionRoute, req: IncomingMessage): void {
     const ok = verdict.result === 'ok';
     tally.add(ok && verdict.method === 'bearer_token' ? OK_TOKEN_KEY : `${verdict.method}\0${verdict.result}`);
     if (ok) return;
-    const address = req.socket.remoteAddress ?? 'unknown';
-    if (!this.due(`${address}\0${verdict.result}`)) return;
-    this.logger.warn('caller not authenticated', { address, route, method: verdict.method, result: verdict.result, reason: verdict.reason, mode: this.mode });
+    this.log.log('warn', `caller_${verdict.result}`, 'caller not authenticated', {
+      address: req.socket.remoteAddress ?? 'unknown',
+      ...(verdict.subject ? { caller: verdict.subject } : {}),
+      route,
+      method: verdict.method,
+      result: verdict.result,
+      reason: verdict.reason,
+      mode: this.mode,
+    });
   }
 
-  /** Whether the line of this key may be logged now (at most once a minute per key, bounded). */
-  private due(key: string): boolean {
-    const now = this.now();
-    const last = this.logged.get(key);
-    if (last !== undefined && now - last < LOG_EVERY_MS) return false;
-    this.logged.delete(key);
-    this.logged.set(key, now);
-    if (this.logged.size > MAX_LOGGED_CALLERS) this.logged.delete(this.logged.keys().next().value!);
-    return true;
+  /** Write the summaries of suppressed lines (on shutdown). */
+  flushLog(): void {
+    this.log.flush();
   }
 
   private withoutToken(socket: TLSSocket): Verdict {
@@ -311,7 +326,7 @@ export class CallerAuth {
     const verified: VerifiedToken = {
       kid: String(check.header?.kid ?? ''),
       claims,
-      ok: w ? { ...OK_TOKEN, reason: `bearer token verified, bound to ${WEBHOOK_KINDS[w.kind]} ${w.name}`, bound: claims } : OK_TOKEN,
+      ok: { ...OK_TOKEN, ...(w ? { reason: `bearer token verified, bound to ${WEBHOOK_KINDS[w.kind]} ${w.name}`, bound: claims } : {}), subject: claims.sub },
     };
     if (this.tokens.size >= MAX_CACHED_TOKENS) this.tokens.delete(this.tokens.keys().next().value!);
     this.tokens.set(cacheKey, verified);
@@ -333,12 +348,12 @@ export class CallerAuth {
     const issuers = this.issuers();
     if (issuers.length === 0) return { method: 'bearer_token', result: 'unknown_issuer', reason: 'the served issuer is unknown (no cluster access, or issuer discovery failed)' };
     const problem = issuerProblem(c.iss, issuers) ?? fatalTimeProblem(c, Math.floor(this.now() / 1000)) ?? webhookClaimsProblem(c);
-    if (problem) return failed(problem);
+    if (problem) return { ...failed(problem), subject: c.sub };
     // A bound token on the wrong route also has the wrong audience; the binding says more.
     const ok = c.webhook ? this.judgeBinding(t, c.webhook, route) : t.ok;
     if (ok.result !== 'ok') return ok;
     const who = audienceProblem(c.aud, this.audiences[route]) ?? subjectProblem(c.sub, this.subjects);
-    return who ? failed(who) : ok;
+    return who ? { ...failed(who), subject: c.sub } : ok;
   }
 
   /** A bound token: the route's kind, one of tokenguard's configurations, as it exists now. */
@@ -347,11 +362,11 @@ export class CallerAuth {
     const live: LiveUid = this.webhookConfigurations ? this.webhookConfigurations.liveUid(w.kind, w.name) : NO_CLUSTER;
     const known = typeof live !== 'object' || live === null;
     const problem = bindingProblem(t.claims, { kind: ADMISSION_ROUTES[route].webhook, names: this.ownWebhooks, liveUid: known ? live : undefined });
-    if (problem) return failed(problem);
+    if (problem) return { ...failed(problem), subject: t.claims.sub };
     if (known) return t.ok;
     // The API server cannot be watched: the name has been checked, the uid cannot be.
     const why = `the uid of ${WEBHOOK_KINDS[w.kind]} ${w.name} is not checked, names only: ${live.unknown}`;
-    if (this.due('\0uid-unchecked')) this.logger.warn('caller authentication checks webhook configuration names only', { reason: why, mode: this.mode });
+    this.log.log('warn', 'caller_uid_unchecked', 'caller authentication checks webhook configuration names only', { reason: why, mode: this.mode });
     return { ...t.ok, reason: `${t.ok.reason}; ${why}` };
   }
 }

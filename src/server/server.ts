@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Engine } from '../admission/engine.js';
 import { admissionRoute } from '../admission/routes.js';
+import { RateLimitedLog } from '../observability/log-limit.js';
 import { createAdmissionPipeline, expectsContinue } from './admission-pipeline.js';
 import { createApp } from './app.js';
 import type { Logger } from '../observability/log.js';
@@ -68,6 +69,8 @@ export interface RequestListenerOptions {
   shuttingDown?: () => boolean;
   /** Told of every request and its response (the shutdown drain counts them per connection). */
   track?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** The rate-limited log of lines a request can cause (default: one of the pipeline's own). */
+  limitedLog?: RateLimitedLog;
 }
 
 /** The whole request routing, without the listener: the hot path first, express for the rest. */
@@ -103,7 +106,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxHeaderSize: MAX_HEADER_BYTES,
   });
   const connections = new ConnectionTracker(server);
+  // Every line a remote party can cause per request or connection, rate-limited per reason.
+  const limitedLog = new RateLimitedLog(opts.logger);
   const listener = createRequestListener({
+    limitedLog,
     engine: opts.engine,
     logger: opts.logger,
     maxBodyBytes: opts.maxBodyBytes,
@@ -116,12 +122,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // `Expect: 100-continue` requests arrive here instead; the listener decides whether to continue.
   server.on('checkContinue', listener);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    opts.logger.debug('client error', { error: err.message });
+    limitedLog.log('debug', 'client_error', 'client error', { error: err.message, address: socket.remoteAddress ?? 'unknown' });
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
     if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     else socket.destroy();
   });
-  server.on('tlsClientError', (err) => opts.logger.debug('TLS handshake failed', { error: err.message }));
+  server.on('tlsClientError', (err, socket) => limitedLog.log('debug', 'tls_handshake_failed', 'TLS handshake failed', { error: err.message, address: socket.remoteAddress ?? 'unknown' }));
 
   readiness.set('tls', () => ({ ok: true }));
   running.add(readiness);
@@ -149,6 +155,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       opts.logger.info('shutting down: unready', { delaySeconds: delay });
       if (delay > 0) await new Promise((r) => setTimeout(r, delay * 1000));
       await connections.drain(opts.shutdownGraceSeconds * 1000, opts.logger);
+      limitedLog.flush();
+      opts.callerAuth?.flushLog();
       running.delete(readiness);
     })());
 

@@ -1,16 +1,17 @@
 // `audit --report`: the findings of an audit as OpenReports / wgpolicyk8s.io reports, and their
-// writing against a small in-memory API server: a run replaces tokenguard's previous results,
-// deletes its reports where nothing is left, and never touches a report of another source.
+// writing against the fake API server (test/helpers/fake-apiserver.ts, answering writes as
+// kube-apiserver does): a run replaces tokenguard's previous results, deletes its reports where
+// nothing is left, and never touches a report of another source; one namespace that refuses its
+// report (being deleted, RBAC, 5xx, a lasting conflict) never stops the others.
 // (test/e2e/reports.ts runs the same against a real kube-apiserver with the vendored CRDs.)
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ApiClient } from '../../src/cluster/client.js';
 import type { AuditReport } from '../../src/cli/audit.js';
 import { auditResults, buildReports, MANAGED_BY, MAX_RESULTS, publishAuditReports, reportApiFlag, REPORT_NAME, writeReports } from '../../src/cli/audit-report.js';
+import { FakeApiServer, statusBody } from '../helpers/fake-apiserver.js';
 
 const NOW = new Date('2026-01-02T03:04:05Z');
 
@@ -123,149 +124,185 @@ describe('audit findings as report results', () => {
   });
 });
 
-/** Just enough of kube-apiserver for reports of one API: LIST (with a label selector), POST, PUT, DELETE. */
-class ReportsApi {
-  readonly objects = new Map<string, any>(); // key: `${plural}/${namespace}/${name}`
-  readonly requests: string[] = [];
-  /** Answer this many requests with 429 first (as kube-apiserver does while a new CRD's storage initializes). */
-  throttle = 0;
-  private server!: Server;
-  private rv = 1;
-  url = '';
+/** The fake API server holding these namespaces (Active; a create in a missing one is a 404 there, as on the real one), and a client of it. */
+async function clusterWith(namespaces: string[]): Promise<{ fake: FakeApiServer; client: ApiClient }> {
+  const fake = await FakeApiServer.start();
+  for (const name of namespaces) fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name }, status: { phase: 'Active' } });
+  const kc = new KubeConfig();
+  kc.loadFromFile(fake.kubeconfigPath);
+  return { fake, client: new ApiClient(kc) };
+}
 
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  close(): Promise<void> {
-    return new Promise((r) => this.server.close(() => r()));
-  }
-
-  put(plural: string, obj: any): void {
-    this.objects.set(`${plural}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`, { ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.rv++) } });
-  }
-
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const url = new URL(req.url ?? '/', this.url);
-      this.requests.push(`${req.method} ${url.pathname}`);
-      const send = (status: number, body: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(body));
-      };
-      if (this.throttle > 0) {
-        this.throttle--;
-        return send(429, { kind: 'Status', message: 'storage is (re)initializing', reason: 'TooManyRequests' });
-      }
-      const m = /^\/apis\/([^/]+\/[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+))?$/.exec(url.pathname);
-      if (!m) return send(404, { kind: 'Status', message: 'the server could not find the requested resource', reason: 'NotFound' });
-      const [, group, namespace, plural, name] = m;
-      if (group !== 'openreports.io/v1alpha1') return send(404, { kind: 'Status', message: 'the server could not find the requested resource', reason: 'NotFound' });
-      const body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
-      const key = `${plural}/${namespace ?? ''}/${name ?? body?.metadata?.name}`;
-      switch (req.method) {
-        case 'GET': {
-          const [k, v] = (url.searchParams.get('labelSelector') ?? '').split('=');
-          const items = [...this.objects.entries()].filter(([key2, o]) => key2.startsWith(`${plural}/`) && (!k || o.metadata.labels?.[k] === v)).map(([, o]) => o);
-          return send(200, { items });
-        }
-        case 'POST':
-          if (this.objects.has(key)) return send(409, { kind: 'Status', message: `"${body.metadata.name}" already exists`, reason: 'AlreadyExists' });
-          this.put(plural!, body);
-          return send(201, this.objects.get(key));
-        case 'PUT': {
-          const cur = this.objects.get(key);
-          if (!cur) return send(404, { kind: 'Status', message: 'not found', reason: 'NotFound' });
-          if (body.metadata.resourceVersion !== cur.metadata.resourceVersion) return send(409, { kind: 'Status', message: 'conflict', reason: 'Conflict' });
-          this.put(plural!, body);
-          return send(200, this.objects.get(key));
-        }
-        case 'DELETE':
-          if (!this.objects.delete(key)) return send(404, { kind: 'Status', message: 'not found', reason: 'NotFound' });
-          return send(200, { kind: 'Status', status: 'Success' });
-      }
-      return send(405, {});
-    });
-  }
+async function closeAll(fake: FakeApiServer, client: ApiClient): Promise<void> {
+  client.close();
+  await fake.close();
 }
 
 describe('writing the reports', () => {
   const API = 'openreports.io/v1alpha1' as const;
-  let api: ReportsApi;
+  let fake: FakeApiServer;
   let client: ApiClient;
+  /** Answer this many requests for reports with 429 first (as kube-apiserver does while a new CRD's storage initializes). */
+  let throttle = 0;
   before(async () => {
-    api = new ReportsApi();
-    await api.start();
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: api.url, skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
+    ({ fake, client } = await clusterWith(['jobs', 'kube-system', 'shop']));
+    fake.route('*', /^\/apis\/openreports\.io\//, (_req, res, { fake: f }) => {
+      if (throttle <= 0) return 'next';
+      throttle--;
+      f.sendJson(res, 429, statusBody(429, 'TooManyRequests', 'storage is (re)initializing'));
     });
-    client = new ApiClient(kc);
   });
-  after(async () => {
-    client.close();
-    await api.close();
-  });
+  after(() => closeAll(fake, client));
+  /** Every report the fake holds, as `namespace/name`. */
+  const stored = () => fake.list('reports').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort();
+  const clear = () => {
+    for (const o of fake.list('reports')) fake.remove('reports', o.metadata.namespace, o.metadata.name);
+    for (const o of fake.list('clusterreports')) fake.remove('clusterreports', undefined, o.metadata.name);
+  };
 
   it('creates, then replaces and deletes only its own; another source\'s reports are never touched', async () => {
     const foreign = { apiVersion: API, kind: 'Report', metadata: { name: 'kyverno-report', namespace: 'shop', labels: { [MANAGED_BY.key]: 'kyverno' } }, results: [{ policy: 'p' }] };
-    api.put('reports', foreign);
+    fake.upsert('reports', foreign);
     const first = await writeReports(client, API, buildReports(FULL, API, NOW).reports);
-    assert.deepEqual(first, { created: ['tokenguard-audit (cluster)', 'jobs/tokenguard-audit', 'kube-system/tokenguard-audit', 'shop/tokenguard-audit'], replaced: [], deleted: [] });
-    assert.equal(api.objects.get('reports/shop/tokenguard-audit').results.length, 2);
+    assert.deepEqual(first, { created: ['tokenguard-audit (cluster)', 'jobs/tokenguard-audit', 'kube-system/tokenguard-audit', 'shop/tokenguard-audit'], replaced: [], deleted: [], terminating: [], failed: [] });
+    assert.equal(fake.get('reports', 'shop', REPORT_NAME)!.results.length, 2);
 
     // The claim and the risk pod are gone; the CronJob is still flagged.
     const later = audit({ findings: FULL.findings.slice(0, 1) });
     const second = await writeReports(client, API, buildReports(later, API, NOW).reports);
-    assert.deepEqual(second, { created: [], replaced: ['jobs/tokenguard-audit'], deleted: ['kube-system/tokenguard-audit', 'shop/tokenguard-audit', 'tokenguard-audit (cluster)'] });
-    assert.deepEqual([...api.objects.keys()].sort(), ['reports/jobs/tokenguard-audit', 'reports/shop/kyverno-report']);
-    assert.deepEqual(api.objects.get('reports/shop/kyverno-report').results, foreign.results, 'the other source\'s report is as it was');
-    assert.ok(!api.requests.some((r) => r.includes('kyverno-report')), 'never read, written or deleted by name');
+    assert.deepEqual(second, { created: [], replaced: ['jobs/tokenguard-audit'], deleted: ['kube-system/tokenguard-audit', 'shop/tokenguard-audit', 'tokenguard-audit (cluster)'], terminating: [], failed: [] });
+    assert.deepEqual(stored(), ['jobs/tokenguard-audit', 'shop/kyverno-report']);
+    assert.deepEqual(fake.list('clusterreports'), []);
+    assert.deepEqual(fake.get('reports', 'shop', 'kyverno-report')!.results, foreign.results, 'the other source\'s report is as it was');
+    assert.ok(!fake.requests.some((r) => r.path.includes('kyverno-report')), 'never read, written or deleted by name');
   });
 
   it('a report of the same name another tool owns is an error, left alone', async () => {
-    api.objects.clear();
-    api.put('reports', { apiVersion: API, kind: 'Report', metadata: { name: REPORT_NAME, namespace: 'shop', labels: {} }, results: [] });
+    clear();
+    fake.upsert('reports', { apiVersion: API, kind: 'Report', metadata: { name: REPORT_NAME, namespace: 'shop', labels: {} }, results: [] });
     const lines: string[] = [];
-    const ok = await publishAuditReports(client, FULL, API, { stderr: (t) => lines.push(t) }, NOW);
-    assert.equal(ok, false);
-    assert.match(lines.join(''), /reports not written: Report shop\/tokenguard-audit exists but is not tokenguard's \(no app\.kubernetes\.io\/managed-by=tokenguard label\): left alone/);
-    assert.deepEqual(api.objects.get('reports/shop/tokenguard-audit').results, []);
+    const outcome = await publishAuditReports(client, FULL, API, { stderr: (t) => lines.push(t) }, NOW);
+    assert.equal(outcome, 'partly written', 'the other namespaces are written');
+    assert.match(lines.join(''), /Report shop\/tokenguard-audit not written \(namespace shop\): Report shop\/tokenguard-audit exists but is not tokenguard's \(no app\.kubernetes\.io\/managed-by=tokenguard label\): left alone/);
+    assert.ok(fake.get('reports', 'jobs', REPORT_NAME));
+    assert.deepEqual(fake.get('reports', 'shop', REPORT_NAME)!.results, []);
   });
 
   it('an API the cluster does not serve (its CRDs not installed): not written, and the CRDs are named', async () => {
     const lines: string[] = [];
-    const ok = await publishAuditReports(client, FULL, 'wgpolicyk8s.io/v1alpha2', { stderr: (t) => lines.push(t) }, NOW);
-    assert.equal(ok, false);
+    const outcome = await publishAuditReports(client, FULL, 'wgpolicyk8s.io/v1alpha2', { stderr: (t) => lines.push(t) }, NOW);
+    assert.equal(outcome, 'not written');
     assert.match(lines.join(''), /reports not written: GET \/apis\/wgpolicyk8s\.io\/v1alpha2\/policyreports: 404 .*\(is the wgpolicyk8s\.io CRD installed\? see manifests\/crds\/\)/);
   });
 
   it('waits out a 429 (a CRD just established, API Priority and Fairness) and writes; gives up after the last retry', async () => {
-    api.objects.clear();
-    api.throttle = 3;
+    clear();
+    throttle = 3;
     const done = await writeReports(client, 'openreports.io/v1alpha1', buildReports(FULL, 'openreports.io/v1alpha1', NOW).reports, [1, 1, 1]);
     assert.equal(done.created.length, 4);
-    assert.equal(api.throttle, 0);
-    api.throttle = 10;
+    assert.equal(throttle, 0);
+    throttle = 10;
     await assert.rejects(writeReports(client, 'openreports.io/v1alpha1', [], [1, 1]), /429 storage is \(re\)initializing/);
-    api.throttle = 0;
+    throttle = 0;
   });
 
   it('says what it did', async () => {
-    api.objects.clear();
+    clear();
     const lines: string[] = [];
-    assert.equal(await publishAuditReports(client, FULL, 'openreports.io/v1alpha1', { stderr: (t) => lines.push(t) }, NOW), true);
+    assert.equal(await publishAuditReports(client, FULL, 'openreports.io/v1alpha1', { stderr: (t) => lines.push(t) }, NOW), 'written');
     assert.equal(
       lines.join(''),
       'tokenguard audit: openreports.io/v1alpha1 reports: 5 result(s); created tokenguard-audit (cluster), jobs/tokenguard-audit, ' +
         'kube-system/tokenguard-audit, shop/tokenguard-audit; replaced none; deleted none\n',
     );
+  });
+});
+
+describe('one namespace never stops the others (the fake API server answering as kube-apiserver does)', () => {
+  const API = 'openreports.io/v1alpha1' as const;
+  /** One deny finding in each namespace: a report each. */
+  const inEach = (...namespaces: string[]) =>
+    audit({ findings: namespaces.map((ns) => ({ apiVersion: 'v1', kind: 'Pod', namespace: ns, name: 'p', policy: 'x', severity: 'deny', message: `m ${ns}` })) });
+  const NAMESPACES = ['healthy', 'going', 'locked', 'broken', 'contested'];
+  let fake: FakeApiServer;
+  let client: ApiClient;
+  before(async () => {
+    ({ fake, client } = await clusterWith(NAMESPACES));
+  });
+  after(() => closeAll(fake, client));
+  const terminate = (name: string) =>
+    fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name, deletionTimestamp: '2026-01-02T03:00:00Z' }, status: { phase: 'Terminating' } });
+  const publish = async (r: AuditReport) => {
+    let stderr = '';
+    const outcome = await publishAuditReports(client, r, API, { stderr: (t) => (stderr += t) }, NOW);
+    return { outcome, stderr };
+  };
+
+  it('a namespace being deleted: the create is refused as kube-apiserver refuses it, skipped and named; the healthy namespace is written; exit "written"', async () => {
+    terminate('going');
+    const { outcome, stderr } = await publish(inEach('healthy', 'going'));
+    assert.equal(outcome, 'written', stderr);
+    assert.ok(fake.get('reports', 'healthy', REPORT_NAME), 'the healthy namespace has its report');
+    assert.equal(fake.get('reports', 'going', REPORT_NAME), undefined);
+    const refused = fake.requests.filter((r) => r.method === 'POST' && r.path === '/apis/openreports.io/v1alpha1/namespaces/going/reports');
+    assert.equal(refused.length, 1, 'asked once: a Terminating namespace is not retried');
+    assert.match(stderr, /^tokenguard audit: namespace going is being deleted: its report skipped$/m);
+    assert.match(stderr, /created healthy\/tokenguard-audit; replaced none; deleted none; skipped \(namespace being deleted\) going\n$/);
+  });
+
+  it('the fake answers the create as kube-apiserver\'s NamespaceLifecycle does: 403 Forbidden, the real message, cause NamespaceTerminating', async () => {
+    terminate('going');
+    await assert.rejects(client.writeJson('POST', '/apis/openreports.io/v1alpha1/namespaces/going/reports', { metadata: { name: REPORT_NAME } }), (err: any) => {
+      assert.equal(err.statusCode, 403);
+      assert.equal(err.reason, 'Forbidden');
+      assert.deepEqual(err.causes, ['NamespaceTerminating']);
+      assert.match(err.message, /: 403 reports\.openreports\.io "tokenguard-audit" is forbidden: unable to create new content in namespace going because it is being terminated$/);
+      return true;
+    });
+  });
+
+  it('a 403 from RBAC, a 5xx and a 409 that survives a re-read are each named; every other namespace is still written; exit "partly written"', async () => {
+    fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'going' }, status: { phase: 'Active' } });
+    for (const ns of NAMESPACES) fake.remove('reports', ns, REPORT_NAME);
+    fake.route('POST', /^\/apis\/openreports\.io\/v1alpha1\/namespaces\/locked\/reports$/, (_req, res, { fake: f }) =>
+      f.sendJson(
+        res,
+        403,
+        statusBody(
+          403,
+          'Forbidden',
+          'reports.openreports.io is forbidden: User "system:serviceaccount:tokenguard:tokenguard-audit" cannot create resource "reports" in API group "openreports.io" in the namespace "locked"',
+        ),
+      ),
+    );
+    fake.route('POST', /^\/apis\/openreports\.io\/v1alpha1\/namespaces\/broken\/reports$/, (_req, res, { fake: f }) =>
+      f.sendJson(res, 500, statusBody(500, 'InternalError', 'Internal error occurred: etcdserver: request timed out')),
+    );
+    // Another writer keeps changing `contested`'s report between our read and our write.
+    fake.upsert('reports', { metadata: { name: REPORT_NAME, namespace: 'contested', labels: { [MANAGED_BY.key]: MANAGED_BY.value } } });
+    fake.route('PUT', /^\/apis\/openreports\.io\/v1alpha1\/namespaces\/contested\/reports\/tokenguard-audit$/, (_req, res, { fake: f }) =>
+      f.sendJson(res, 409, statusBody(409, 'Conflict', 'Operation cannot be fulfilled on reports.openreports.io "tokenguard-audit": the object has been modified; please apply your changes to the latest version and try again')),
+    );
+    const { outcome, stderr } = await publish(inEach(...NAMESPACES));
+    assert.equal(outcome, 'partly written', stderr);
+    assert.ok(fake.get('reports', 'healthy', REPORT_NAME) && fake.get('reports', 'going', REPORT_NAME), 'the other namespaces are written');
+    assert.match(stderr, /^tokenguard audit: Report locked\/tokenguard-audit not written \(namespace locked\): POST .*: 403 .*cannot create resource "reports"/m);
+    assert.match(stderr, /^tokenguard audit: Report broken\/tokenguard-audit not written \(namespace broken\): POST .*: 500 Internal error occurred: etcdserver: request timed out$/m);
+    assert.match(stderr, /^tokenguard audit: Report contested\/tokenguard-audit not written \(namespace contested\): PUT .*: 409 Operation cannot be fulfilled/m);
+    const puts = fake.requests.filter((r) => r.method === 'PUT' && r.path.includes('/namespaces/contested/'));
+    assert.equal(puts.length, 2, 'a 409 is retried once, after reading the report again');
+    assert.match(stderr, /; NOT WRITTEN Report broken\/tokenguard-audit, Report contested\/tokenguard-audit, Report locked\/tokenguard-audit\n$/);
+  });
+
+  it('a 409 because another run wrote the report since the LIST: read again and replaced', async () => {
+    for (const ns of NAMESPACES) fake.remove('reports', ns, REPORT_NAME);
+    // The LIST finds nothing; the report appears before the POST (another run of the CronJob).
+    fake.route('GET', /^\/apis\/openreports\.io\/v1alpha1\/reports$/, (_req, res, { fake: f }) => {
+      f.upsert('reports', { metadata: { name: REPORT_NAME, namespace: 'healthy', labels: { [MANAGED_BY.key]: MANAGED_BY.value } }, results: [] });
+      f.sendJson(res, 200, { kind: 'ReportList', apiVersion: API, metadata: { resourceVersion: f.resourceVersion }, items: [] });
+    });
+    const done = await writeReports(client, API, buildReports(inEach('healthy'), API, NOW).reports);
+    assert.deepEqual(done, { created: [], replaced: ['healthy/tokenguard-audit'], deleted: [], terminating: [], failed: [] });
+    assert.equal(fake.get('reports', 'healthy', REPORT_NAME)!.results.length, 1);
   });
 });

@@ -13,6 +13,7 @@ import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserv
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { serveOidc } from '../helpers/oidc.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { makeCerts } from '../helpers/tls.js';
 
 const SERVED = 'https://kubernetes.default.svc';
 
@@ -185,5 +186,20 @@ describe('tokenguard audit', () => {
     } finally {
       silent.close();
     }
+  });
+
+  it('an API server whose certificate is signed by a CA the kubeconfig does not trust: says so as kubectl does, with the fix', async () => {
+    // A real TLS server (the fake API server, its own CA); the kubeconfig trusts another CA.
+    const kubeconfig = join(tempDir('tokenguard-audit-'), 'kubeconfig');
+    writeFileSync(kubeconfig, fake.kubeconfig().replace(/certificate-authority-data: \S+/, `certificate-authority-data: ${makeCerts().ca.toString('base64')}`));
+    const r = await audit(['--kubeconfig', kubeconfig]);
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr,
+      `tokenguard audit: the API server ${fake.url} (--kubeconfig ${kubeconfig}) was reached, but its certificate did not verify: ` +
+        'x509: certificate signed by unknown authority: the kubeconfig does not trust the CA that signed the API server\'s certificate ' +
+        '(fix: set the cluster\'s certificate-authority-data to that CA, e.g. kubectl config set-cluster NAME --certificate-authority=ca.crt --embed-certs; kubeadm: /etc/kubernetes/pki/ca.crt)\n',
+    );
+    assert.doesNotMatch(r.stderr, /cannot reach|unable to verify the first certificate/);
   });
 });

@@ -16,7 +16,7 @@ import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { FakeApiServer, loadCapturedClusterState } from '../helpers/fake-apiserver.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { startTestServer } from '../helpers/server.js';
-import { PROJECT_ROOT } from '../helpers/tls.js';
+import { makeCerts, PROJECT_ROOT } from '../helpers/tls.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const DIR = join(FIXTURES, 'manifests', 'check');
@@ -295,6 +295,14 @@ describe('tokenguard check --kubeconfig', () => {
     const r = await check(['--kubeconfig', kubeconfig, '--sync-timeout', '0.5', at('apps')]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /^tokenguard check: cannot reach the API server https:\/\/127\.0\.0\.1:\d+ \(--kubeconfig .*\): connection refused \(is the API server running, and is this its address\?\)\n$/);
+  });
+
+  it('exits 2 saying the API server\'s certificate is signed by an unknown authority when the kubeconfig trusts another CA', async () => {
+    const kubeconfig = join(tempDir('tokenguard-check-'), 'kubeconfig');
+    writeFileSync(kubeconfig, fake.kubeconfig().replace(/certificate-authority-data: \S+/, `certificate-authority-data: ${makeCerts().ca.toString('base64')}`));
+    const r = await check(['--kubeconfig', kubeconfig, at('apps')]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^tokenguard check: the API server https:\/\/127\.0\.0\.1:\d+ \(--kubeconfig .*\) was reached, but its certificate did not verify: x509: certificate signed by unknown authority: .*\(fix: set the cluster's certificate-authority-data to that CA, /);
   });
 });
 

@@ -14,6 +14,7 @@ import { httpsCall } from '../helpers/server.js';
 import { testCerts } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { flagOverrides, isServiceLink } from '../../src/cli/serve.js';
+import { buildInfo } from '../../src/observability/build-info.js';
 
 const MAIN = join(PROJECT_ROOT, 'dist', 'src', 'cli', 'main.js');
 const dir = tempDir('tokenguard-cli-');
@@ -190,7 +191,7 @@ describe('tokenguard CLI', () => {
     });
     try {
       const started = await collectLog(first).waitFor((e) => e.msg === 'tokenguard started');
-      const port = new URL(started.url).port;
+      const port = new URL(started.addresses[0]).port;
       const r = run(['serve', '--no-cluster', '--address', '127.0.0.1', '--port', port, '--tls-cert', certs.certFile, '--tls-key', certs.keyFile]);
       assert.equal(r.status, 1);
       assert.equal(r.stderr, `tokenguard serve: cannot listen on 127.0.0.1:${port}: the address is in use; stop the process using it, or choose another --port\n`);
@@ -210,8 +211,9 @@ describe('tokenguard CLI', () => {
     try {
       const started = await collectLog(child).waitFor((e) => e.msg === 'tokenguard started');
       assert.equal(started.mode, 'enforce');
-      const port = new URL(started.url).port;
-      assert.equal(started.url, `https://127.0.0.1:${port}`);
+      const port = new URL(started.addresses[0]).port;
+      assert.deepEqual(started.addresses, [`https://127.0.0.1:${port}`]);
+      assert.deepEqual([started.version, started.revision], [buildInfo().version, buildInfo().revision], 'the start-up line says which build runs');
       assert.equal(started.listening, `127.0.0.1:${port} (this machine only)`);
       const deadline = Date.now() + 5000;
       while (!stderr.includes('register with') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -232,7 +234,7 @@ describe('tokenguard CLI', () => {
     const log = collectLog(child);
     try {
       const started = await log.waitFor((e) => e.msg === 'tokenguard started');
-      const port = Number(new URL(started.url).port);
+      const port = Number(new URL(started.addresses[0]).port);
       const agent = new Agent({ keepAlive: true, ca: certs.ca });
       const review = reviewByPrefix('004');
       const res = await httpsCall(port, 'POST', '/validate?timeout=10s', JSON.stringify(review), { 'content-type': 'application/json' }, { agent });

@@ -3,7 +3,10 @@
 // (so the test also proves that RBAC is enough): a claim Terminating under a pod shows up as a
 // `fail` result naming the claim and the pod; once the pod is gone (deleted with --force: there is
 // no kubelet) and audit runs again, the result is gone. Another source's report in the same
-// namespace is never touched. Both report APIs: OpenReports (the default) and wgpolicyk8s.io.
+// namespace is never touched. Both report APIs: OpenReports (the default) and wgpolicyk8s.io. A
+// namespace being deleted (a pod still in it: ordered namespace deletion waits for pods, and there
+// is no kubelet to end them) refuses new reports: it is skipped and named, and every other
+// namespace's report is still written.
 
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,8 +37,8 @@ export function reportsScenario(assets: Assets): void {
   const must = mustWith(() => kubectl);
   const audit = (flags: readonly string[]) => tokenguardCli(['audit', '--kubeconfig', auditKubeconfig, '--report', ...flags], { timeoutMs: 120_000 });
   /** tokenguard's report in the namespace, or undefined when there is none. */
-  const ownReport = async (resource: string) => {
-    const r = await kubectl(['get', resource, 'tokenguard-audit', '-n', NS, '-o', 'json']);
+  const ownReport = async (resource: string, namespace = NS) => {
+    const r = await kubectl(['get', resource, 'tokenguard-audit', '-n', namespace, '-o', 'json']);
     if (r.code !== 0) {
       assert.match(r.stderr, /NotFound|not found/, r.stderr);
       return undefined;
@@ -146,5 +149,35 @@ export function reportsScenario(assets: Assets): void {
       assert.ok(!JSON.stringify(all).includes(`"name":"data"`), `${a.api}: the claim is in no tokenguard report`);
     }
     await othersIntact();
+  });
+
+  it('a namespace being deleted with a pod still in it: skipped and named, exit 0; the healthy namespace\'s Report is written', async () => {
+    const going = 'e2e-reports-going';
+    const healthy = 'e2e-reports-healthy';
+    // In each, a pod that mounts a claim and a projected token: a finding, so a report is wanted.
+    for (const ns of [going, healthy]) {
+      await ensureNamespace(kubectl, ns);
+      await must(['apply', '-f', '-'], yaml(claim(ns, 'data'), podOn(ns, 'app-0', 'node-reports', 'data')));
+    }
+    await must(['delete', 'namespace', going, '--wait=false']);
+    // The namespace controller deletes the pods first and waits for them to be gone; no kubelet ends this one.
+    await eventually(async () => {
+      const pod = await kubectl(['get', 'pod', 'app-0', '-n', going, '-o', 'jsonpath={.metadata.deletionTimestamp}']);
+      return pod.code === 0 && pod.stdout !== '';
+    }, `the pod in ${going} to be Terminating`);
+    const phase = (await must(['get', 'namespace', going, '-o', 'jsonpath={.status.phase}'])).stdout;
+    assert.equal(phase, 'Terminating');
+
+    const r = await audit(APIS[0].flags);
+    assert.equal(r.code, 0, `a namespace being deleted is no failure: exit 0\n${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^tokenguard audit: namespace ${going} is being deleted: its report skipped$`, 'm'), r.stderr);
+    assert.match(r.stderr, new RegExp(`created [^;]*${healthy}/tokenguard-audit[^;]*;.*; skipped \\(namespace being deleted\\) ${going}$`, 'm'), r.stderr);
+    const report = await ownReport(APIS[0].resource, healthy);
+    assert.ok(report, `tokenguard's report in ${healthy}`);
+    assert.ok(
+      report.results.some((x: { policy: string; resources: { name: string }[] }) => x.policy === 'pvc-token-risk' && x.resources[0]?.name === 'app-0'),
+      JSON.stringify(report.results),
+    );
+    assert.equal(await ownReport(APIS[0].resource, going), undefined, `no report in ${going}`);
   });
 }

@@ -9,6 +9,10 @@
 //          and a too-old resourceVersion answered as the real API server does: HTTP 200 and an
 //          `ERROR` event carrying a 410 `Status` (or, with `expiredWatch: 'http'`, a plain HTTP 410);
 // - GET    /api/v1/namespaces/{ns}/{resource}/{name} and /api/v1/{resource}/{name};
+// - POST, PUT, DELETE of any served resource, with kube-apiserver's answers: 409 AlreadyExists and
+//          409 Conflict (a stale resourceVersion), 404 for a missing object or namespace, and the
+//          NamespaceLifecycle admission plugin's 403 for a create in a Terminating namespace; LIST
+//          honours an equality `labelSelector`;
 // - faults: drop open watches, compact the event history, go down and come back on the same port;
 // - extra routes: `route(method, pathRegex, handler)` (checked before the built-in ones), e.g. OIDC
 //   discovery, TokenRequest or Events for other tests.
@@ -73,6 +77,9 @@ const RESOURCES: Record<string, { kind: string; groupVersion: string; clusterSco
   storageclasses: { kind: 'StorageClass', groupVersion: 'storage.k8s.io/v1', clusterScoped: true },
   validatingwebhookconfigurations: { kind: 'ValidatingWebhookConfiguration', groupVersion: 'admissionregistration.k8s.io/v1', clusterScoped: true },
   mutatingwebhookconfigurations: { kind: 'MutatingWebhookConfiguration', groupVersion: 'admissionregistration.k8s.io/v1', clusterScoped: true },
+  // The OpenReports CRDs (manifests/crds/openreports.io), as if installed.
+  reports: { kind: 'Report', groupVersion: 'openreports.io/v1alpha1' },
+  clusterreports: { kind: 'ClusterReport', groupVersion: 'openreports.io/v1alpha1', clusterScoped: true },
 };
 const SERVED_GROUP_VERSIONS = new Set(Object.values(RESOURCES).map((r) => r.groupVersion));
 
@@ -433,14 +440,71 @@ export class FakeApiServer {
       return void res.end('404 page not found\n');
     }
     const served = RESOURCES[parsed.resource];
-    if (!served || served.groupVersion !== parsed.apiVersion || method !== 'GET' || (served.clusterScoped && parsed.namespace)) {
+    const write = method === 'POST' || method === 'PUT' || method === 'DELETE';
+    if (!served || served.groupVersion !== parsed.apiVersion || (method !== 'GET' && !write) || (served.clusterScoped && parsed.namespace)) {
       return this.sendJson(res, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'));
     }
+    if (write) return this.serveWrite(res, method, parsed, body);
     if (parsed.name) return this.serveGet(res, parsed);
     if (url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1') {
       return this.serveWatch(req, res, parsed, url.searchParams);
     }
     return this.serveList(res, parsed, url.searchParams);
+  }
+
+  /** POST (create), PUT (replace, with resourceVersion) and DELETE, answered as kube-apiserver does. */
+  private serveWrite(res: ServerResponse, method: string, p: ParsedPath, body: string): void {
+    const { kind, groupVersion } = kindOf(p.resource);
+    const group = groupVersion.includes('/') ? groupVersion.split('/')[0] : '';
+    const groupResource = group ? `${p.resource}.${group}` : p.resource;
+    const details = (name: string) => ({ name, ...(group ? { group } : {}), kind: p.resource });
+    const fail = (code: number, reason: string, message: string, name: string, causes?: KubeObject[]) =>
+      this.sendJson(res, code, { ...statusBody(code, reason, message), details: { ...details(name), ...(causes ? { causes } : {}) } });
+    let object: KubeObject = {};
+    if (method !== 'DELETE') {
+      try {
+        object = JSON.parse(body);
+      } catch {
+        return this.sendJson(res, 400, statusBody(400, 'BadRequest', 'the object provided is unrecognized'));
+      }
+    }
+    const name: string = p.name ?? object.metadata?.name ?? '';
+    const key = keyOf(p.namespace, name);
+    const existing = this.bucket(p.resource).get(key);
+    if (method === 'DELETE') {
+      if (!existing) return fail(404, 'NotFound', `${groupResource} "${name}" not found`, name);
+      this.remove(p.resource, p.namespace, name);
+      return this.sendJson(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: details(name) });
+    }
+    if (p.namespace) {
+      // The NamespaceLifecycle admission plugin: no namespace, no content; a Terminating one takes
+      // updates and deletes, never a create.
+      const ns = this.get('namespaces', undefined, p.namespace);
+      if (!ns) return fail(404, 'NotFound', `namespaces "${p.namespace}" not found`, p.namespace);
+      if (method === 'POST' && ns.status?.phase === 'Terminating') {
+        return fail(403, 'Forbidden', `${groupResource} "${name}" is forbidden: unable to create new content in namespace ${p.namespace} because it is being terminated`, name, [
+          { reason: 'NamespaceTerminating', message: `namespace ${p.namespace} is being terminated`, field: 'metadata.namespace' },
+        ]);
+      }
+    }
+    const stored = { ...object, apiVersion: groupVersion, kind, metadata: { ...object.metadata, name, ...(p.namespace ? { namespace: p.namespace } : {}) } };
+    if (method === 'POST') {
+      if (existing) return fail(409, 'AlreadyExists', `${groupResource} "${name}" already exists`, name);
+      stored.metadata.uid = randomBytes(16).toString('hex');
+      stored.metadata.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      return this.sendJson(res, 201, this.upsert(p.resource, stored));
+    }
+    if (!existing) return fail(404, 'NotFound', `${groupResource} "${name}" not found`, name);
+    if (object.metadata?.resourceVersion !== existing.metadata?.resourceVersion) {
+      return fail(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${groupResource} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        name,
+      );
+    }
+    stored.metadata = { ...stored.metadata, uid: existing.metadata?.uid, creationTimestamp: existing.metadata?.creationTimestamp };
+    this.sendJson(res, 200, this.upsert(p.resource, stored));
   }
 
   private serveGet(res: ServerResponse, p: ParsedPath): void {
@@ -482,7 +546,8 @@ export class FakeApiServer {
     // Keys in sorted order, as etcd returns them, so pages continue deterministically.
     const bucket = this.bucket(p.resource);
     const all = this.sortedKeys(p.resource);
-    const keys = p.namespace ? all.filter((k) => k.startsWith(p.namespace + '/')) : all;
+    const selected = labelSelector(q.get('labelSelector'));
+    const keys = all.filter((k) => (!p.namespace || k.startsWith(p.namespace + '/')) && (!selected || selected(bucket.get(k)!)));
     let from = 0;
     if (startAfter !== undefined) {
       // First key after startAfter (binary search: 100k-object lists are paged 500 at a time).
@@ -592,6 +657,17 @@ export class FakeApiServer {
     if (!b) this.store.set(resource, (b = new Map()));
     return b;
   }
+}
+
+/** An equality label selector (`a=b,c==d,e!=f`) as a predicate; undefined for none. */
+function labelSelector(text: string | null): ((o: KubeObject) => boolean) | undefined {
+  if (!text) return undefined;
+  const terms = text.split(',').map((t) => {
+    const m = /^([^!=]+)(!=|==|=)(.*)$/.exec(t.trim());
+    if (!m) throw new Error(`the fake API server does not understand the label selector term ${JSON.stringify(t)}`);
+    return { key: m[1]!, equal: m[2] !== '!=', value: m[3]! };
+  });
+  return (o) => terms.every((t) => (o.metadata?.labels?.[t.key] === t.value) === t.equal);
 }
 
 let certsForProcess: CertSet | undefined;

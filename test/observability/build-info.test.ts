@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildInfo, fromCheckout, gitRevision, UNKNOWN_REVISION } from '../../src/observability/build-info.js';
+import { buildInfo, fromCheckout, gitRevision, UNKNOWN_REVISION, versionText } from '../../src/observability/build-info.js';
 import { PROJECT_ROOT } from '../helpers/tls.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -41,5 +41,23 @@ describe('build info', () => {
     const sub = join(dir, 'sub');
     mkdirSync(sub);
     assert.equal(gitRevision(sub), UNKNOWN_REVISION);
+  });
+
+  it('--version names the revision, and says when it is unknown rather than printing an empty one', () => {
+    const commit = '0123456789abcdef0123456789abcdef01234567';
+    assert.equal(versionText({ version: '0.1.0', revision: commit }), `tokenguard 0.1.0 (revision ${commit})`);
+    assert.equal(versionText({ version: '0.1.0', revision: `${commit}-dirty` }), `tokenguard 0.1.0 (revision ${commit}-dirty)`);
+    for (const revision of [UNKNOWN_REVISION, '', ' '])
+      assert.equal(versionText({ version: '0.1.0', revision }), 'tokenguard 0.1.0 (revision unknown: built without a source revision)', JSON.stringify(revision));
+  });
+
+  it('a plain `docker build .`: the Dockerfile\'s VERSION defaults to package.json\'s, REVISION to unknown', () => {
+    const dockerfile = readFileSync(join(PROJECT_ROOT, 'Dockerfile'), 'utf8');
+    const defaults = Object.fromEntries([...dockerfile.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
+    const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8'));
+    assert.equal(defaults.VERSION, pkg.version, 'bump the Dockerfile\'s ARG VERSION with package.json');
+    assert.equal(defaults.REVISION, UNKNOWN_REVISION);
+    // The stages take them over (an ARG with a value inside a stage would shadow the default).
+    assert.deepEqual([...dockerfile.matchAll(/^ARG (VERSION|REVISION)\b.*$/gm)].map((m) => m[0]), ['ARG VERSION=0.1.0', 'ARG REVISION=unknown', 'ARG VERSION', 'ARG REVISION', 'ARG VERSION', 'ARG REVISION'].map((l) => l.replace('0.1.0', pkg.version)));
   });
 });

@@ -114,10 +114,36 @@ describe('with the captured cluster state', () => {
     assert.doesNotMatch(JSON.stringify(a), /running/i);
   });
 
-  test('071: a second delete of a Terminating claim is allowed, warning with the pods', async () => {
+  test('071: a second delete of a Terminating claim is allowed, warning with the pods and, since kubectl waits again, the --wait=false hint', async () => {
     const a = await review(enforce, reviewByPrefix('071'));
     assert.equal(a.allowed, true);
-    assert.ok(a.warnings.some((w) => /already Terminating; still used by db-1 \(Running on node-a\), reader-1 \(Running on node-b\)/.test(w)), JSON.stringify(a.warnings));
+    assert.deepEqual(a.warnings, [
+      'PVC shop/shared is already Terminating; still used by db-1 (Running on node-a), reader-1 (Running on node-b)',
+      'the PVC stays Terminating until those pods stop, and kubectl delete waits for that: pass --wait=false to return at once',
+      'projected tokens stop refreshing (kubelet bug kubernetes#130442) on node-a (v1.31.2)',
+    ]);
+    everyWarningFits(a);
+  });
+
+  test('--dry-run=server (request.dryRun): the hint is about the real delete, since kubectl never waits for a dry run', async () => {
+    const dryRun = (prefix: string) => {
+      const body = structuredClone(reviewByPrefix(prefix));
+      body.request.dryRun = true;
+      return body;
+    };
+    const first = await review(warn, dryRun('070'));
+    assert.equal(first.allowed, true);
+    assert.deepEqual(first.warnings, [
+      'PVC shop/shared would hang in Terminating: in use by db-1 (Running on node-a), reader-1 (Running on node-b)',
+      'the PVC would stay Terminating until those pods stop; a real kubectl delete waits for that: pass --wait=false to return at once',
+      'projected tokens stop refreshing (kubelet bug kubernetes#130442) on node-a (v1.31.2)',
+    ]);
+    const again = await review(enforce, dryRun('071'));
+    assert.equal(again.warnings[1], 'the PVC stays Terminating until those pods stop; a real kubectl delete waits for that: pass --wait=false to return at once');
+    for (const a of [first, again]) {
+      everyWarningFits(a);
+      assert.ok(!a.warnings.some((w) => w.includes(', and kubectl delete waits')), 'never "kubectl delete waits" for a dry run');
+    }
   });
 
   test('053 (dry-run) and 054: allowed, warning that unscheduled web-0 can never start; the same answer', async () => {

@@ -11,6 +11,7 @@ import type { Engine } from '../../src/admission/engine.js';
 import type { AnyPolicy, Decision } from '../../src/admission/policy.js';
 import { decodeBody, evaluate, headerRefusal, readBody, type Refusal } from '../../src/server/admission-pipeline.js';
 import { createLogger } from '../../src/observability/log.js';
+import { RateLimitedLog } from '../../src/observability/log-limit.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { denyPolicy, labelPolicy, PODS_CREATE, slowPolicy, warnPolicy } from '../admission/test-policies.js';
@@ -242,9 +243,10 @@ describe('pipeline steps', () => {
 
   it('headerRefusal: a body that is not JSON (415) or declared over the limit (413, closing)', () => {
     assert.equal(headerRefusal(headers({ 'content-type': 'application/json; charset=utf-8', 'content-length': '10' }), 100), undefined);
-    assert.deepEqual(headerRefusal(headers({ 'content-type': 'text/plain' }), 100), { status: 415, message: 'Content-Type must be application/json, got "text/plain"' });
+    assert.deepEqual(headerRefusal(headers({ 'content-type': 'text/plain' }), 100), { status: 415, reason: 'unsupported_media_type', message: 'Content-Type must be application/json, got "text/plain"' });
     assert.deepEqual(headerRefusal(headers({ 'content-type': 'application/json', 'content-length': '101' }), 100), {
       status: 413,
+      reason: 'too_large',
       message: 'request body of 101 bytes exceeds the limit of 100 bytes',
       close: true,
     });
@@ -260,17 +262,18 @@ describe('pipeline steps', () => {
       return got;
     };
     assert.deepEqual(read(['{"a":', '1}'], 100).map(String), ['{"a":1}']);
-    assert.deepEqual(read(['12345', '67890', 'x'], 8), [{ status: 413, message: 'request body exceeds the limit of 8 bytes', close: true }]);
+    assert.deepEqual(read(['12345', '67890', 'x'], 8), [{ status: 413, reason: 'too_large', message: 'request body exceeds the limit of 8 bytes', close: true }]);
   });
 
   it('decodeBody: the request, or why there is none (empty, not JSON, not an AdmissionReview)', () => {
     const review = reviewByPrefix('006');
     const decoded = decodeBody(Buffer.from(JSON.stringify(review)));
     assert.equal((decoded as { uid: string }).uid, review.request.uid);
-    assert.deepEqual(decodeBody(Buffer.alloc(0)), { status: 400, message: 'empty body: expected an admission.k8s.io/v1 AdmissionReview' });
+    assert.deepEqual(decodeBody(Buffer.alloc(0)), { status: 400, reason: 'empty_body', message: 'empty body: expected an admission.k8s.io/v1 AdmissionReview' });
     assert.match((decodeBody(Buffer.from('{"apiVersion":')) as Refusal).message, /^body is not valid JSON: /);
     assert.deepEqual(decodeBody(Buffer.from('{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}')), {
       status: 400,
+      reason: 'invalid_review',
       message: 'invalid AdmissionReview: request: must have required property \'request\'',
     });
   });
@@ -281,8 +284,9 @@ describe('pipeline steps', () => {
     const logger = createLogger('debug', (l) => lines.push(l));
     const broken = (validate: () => unknown) => ({ validate, mutate: validate }) as unknown as Engine;
     const answers: Decision[] = [];
-    evaluate(broken(() => { throw new Error('boom'); }), 'validate', request, logger, (d) => answers.push(d));
-    await new Promise<void>((resolve) => evaluate(broken(() => Promise.reject(new Error('late boom'))), 'validate', request, logger, (d) => resolve(void answers.push(d))));
+    const log = new RateLimitedLog(logger);
+    evaluate(broken(() => { throw new Error('boom'); }), 'validate', request, log, (d) => answers.push(d));
+    await new Promise<void>((resolve) => evaluate(broken(() => Promise.reject(new Error('late boom'))), 'validate', request, log, (d) => resolve(void answers.push(d))));
     assert.equal(answers.length, 2);
     for (const d of answers) assert.deepEqual([d.allowed, d.warnings], [true, ['tokenguard: internal error, request not checked; see the tokenguard logs']]);
     assert.deepEqual(lines.map((l) => JSON.parse(l).msg), ['engine failed', 'engine failed']);
@@ -293,7 +297,7 @@ describe('pipeline steps', () => {
     const engine = { validate: () => ({ allowed: true, warnings: [], auditAnnotations: {}, findings: [], fired: [] }) } as unknown as Engine;
     const answers: Decision[] = [];
     let first = true;
-    evaluate(engine, 'validate', request, createLogger('error', () => {}), (d) => {
+    evaluate(engine, 'validate', request, new RateLimitedLog(createLogger('error', () => {})), (d) => {
       if (first) {
         first = false;
         throw new Error('socket gone');

@@ -72,6 +72,7 @@ const DEFAULT_COLLECTORS = /^tokenguard_(process|nodejs)_/;
  */
 const PROMISED: { name: string; type: string; labels: string[]; afterSelfTest?: boolean }[] = [
   { name: 'tokenguard_admission_requests_total', type: 'counter', labels: ['route', 'decision'] },
+  { name: 'tokenguard_admission_rejected_total', type: 'counter', labels: ['route', 'reason'] },
   { name: 'tokenguard_policy_decisions_total', type: 'counter', labels: ['route', 'policy', 'decision', 'mode'] },
   { name: 'tokenguard_admission_duration_seconds', type: 'histogram', labels: ['route'] },
   { name: 'tokenguard_warnings_emitted_total', type: 'counter', labels: ['route'] },
