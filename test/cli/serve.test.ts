@@ -140,7 +140,7 @@ describe('tokenguard CLI', () => {
       const ignored = await log.waitFor((e) => e.msg === 'ignored a Kubernetes service link, not a setting');
       assert.deepEqual([ignored.variable, ignored.value], ['TOKENGUARD_PORT', link]);
       const started = await log.waitFor((e) => e.msg === 'tokenguard started');
-      assert.notEqual(new URL(started.url).port, '443');
+      assert.notEqual(new URL(started.addresses[0]).port, '443');
     } finally {
       child.kill('SIGKILL');
     }
