@@ -267,6 +267,7 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     logger,
     engine: () => engine,
     callerAuth,
+    events: issuerServices?.events,
   }).catch((err) => {
     stopCluster();
     throw err;
