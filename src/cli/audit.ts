@@ -14,7 +14,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import type { TokenguardConfig } from '../config/schema.js';
 import { issuerFlags, parseArgv } from '../k8s/apiserver-flags.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
-import { kubeletAffectedBy130442 } from '../policies/pvc-in-use.js';
+import { kubeletAffectedBy130442 } from '../k8s/kubelet.js';
 import { pvcTokenRisk } from '../policies/pvc-token-risk.js';
 import { openClusterSession, type ClusterSession } from './cluster-session.js';
 import { parseFlags, UsageError, type Command } from './command.js';

@@ -267,7 +267,7 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     logger,
     engine: () => engine,
     callerAuth,
-    events: issuerServices?.events,
+    outcomes: { events: issuerServices?.events, claims: cluster.cache },
   }).catch((err) => {
     stopCluster();
     throw err;

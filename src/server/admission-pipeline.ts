@@ -24,7 +24,7 @@ import { errorMessage, errorStack } from '../observability/errors.js';
 import { jsonString, type Logger } from '../observability/log.js';
 import { observeDecision, observeInvalid } from './admission-metrics.js';
 import type { CallerAuth, Verdict } from './caller-auth.js';
-import { decisionEvents, type EventSink } from './decision-events.js';
+import { recordOutcome, type OutcomeSinks } from './decision-events.js';
 import { lingerBeforeClose } from './lingering-close.js';
 
 export interface AdmissionPipelineOptions {
@@ -35,8 +35,8 @@ export interface AdmissionPipelineOptions {
   callerAuth?: CallerAuth;
   /** True once shutdown began: a review answered from then on closes its connection. */
   shuttingDown?: () => boolean;
-  /** Where denials and break-glass deletions are recorded as Events (absent without a cluster). */
-  events?: EventSink;
+  /** Where denials, break-glass deletions and admitted claim deletions are recorded (absent without a cluster). */
+  outcomes?: OutcomeSinks;
 }
 
 /** Why a request is refused before any policy sees it: its HTTP status and one line. */
@@ -228,7 +228,7 @@ function review(x: Exchange, body: Buffer, caller: Verdict | undefined): void {
     const seconds = (performance.now() - x.started) / 1000;
     observeDecision(x.route, decision, warnings, seconds);
     logDecision(x.opts.logger, x.route, request, decision, seconds);
-    if (x.opts.events && x.route === 'validate') for (const e of decisionEvents(request, decision)) x.opts.events.emit(e);
+    if (x.opts.outcomes && x.route === 'validate') recordOutcome(x.opts.outcomes, request, decision);
   });
 }
 

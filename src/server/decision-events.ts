@@ -13,6 +13,27 @@ export interface EventSink {
   emit(spec: ObjectEventSpec): void;
 }
 
+/** What learns of admitted claim deletions: the cluster cache, for its gauges. */
+export interface ClaimTracker {
+  claimDeleted(namespace: string, claim: string): void;
+}
+
+/** Where the outcome of a validating review goes beyond the response (each absent without a cluster). */
+export interface OutcomeSinks {
+  events?: EventSink;
+  claims?: ClaimTracker;
+}
+
+/** Record what a validating review did: its Events, and a claim deletion it admitted. Never for a dry run. */
+export function recordOutcome(sinks: OutcomeSinks, req: AdmissionRequest, d: Decision): void {
+  if (req.dryRun) return;
+  if (sinks.events) for (const e of decisionEvents(req, d)) sinks.events.emit(e);
+  const r = req.resource;
+  if (sinks.claims && d.allowed && req.operation === 'DELETE' && r.group === '' && r.resource === 'persistentvolumeclaims' && !req.subResource) {
+    sinks.claims.claimDeleted(req.namespace ?? '', objectName(req));
+  }
+}
+
 /** Event reasons, as `kubectl get events` shows them in its REASON column. */
 export const DENIED_REASON = 'PolicyViolation';
 export const BREAK_GLASS_REASON = 'BreakGlassDeletion';

@@ -11,7 +11,7 @@ import { createApp } from './app.js';
 import type { Logger } from '../observability/log.js';
 import { Readiness } from '../observability/readiness.js';
 import type { CallerAuth } from './caller-auth.js';
-import type { EventSink } from './decision-events.js';
+import type { OutcomeSinks } from './decision-events.js';
 import { ConnectionTracker } from './drain.js';
 import { Gauge } from 'prom-client';
 import { registry } from '../observability/metrics.js';
@@ -48,8 +48,8 @@ export interface ServerOptions {
   readiness?: Readiness;
   /** Who may call /validate and /mutate (config `server.callerAuth`, when not off). */
   callerAuth?: CallerAuth;
-  /** Where denials and break-glass deletions are recorded as Events (absent without a cluster). */
-  events?: EventSink;
+  /** Where denials, break-glass deletions and admitted claim deletions are recorded (absent without a cluster). */
+  outcomes?: OutcomeSinks;
 }
 
 export interface RunningServer {
@@ -66,7 +66,7 @@ export interface RequestListenerOptions {
   logger: Logger;
   maxBodyBytes: number;
   callerAuth?: CallerAuth;
-  events?: EventSink;
+  outcomes?: OutcomeSinks;
   readiness: Readiness;
   /** True once shutdown began: responses then ask the client to close the connection. */
   shuttingDown?: () => boolean;
@@ -112,7 +112,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     logger: opts.logger,
     maxBodyBytes: opts.maxBodyBytes,
     callerAuth: opts.callerAuth,
-    events: opts.events,
+    outcomes: opts.outcomes,
     readiness,
     shuttingDown: () => shuttingDown,
     track: (req, res) => connections.track(req, res),

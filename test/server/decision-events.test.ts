@@ -24,27 +24,29 @@ function rig(mode: 'enforce' | 'warn') {
   const policies = [pvcInUsePolicy];
   const engine = new Engine({ config: resolveConfig({ mode }, 'test', policies), policies, cluster });
   const emitted: ObjectEventSpec[] = [];
+  const deleted: string[] = [];
   const listener = createRequestListener({
     engine: () => engine,
     logger: silentLogger,
     maxBodyBytes: 3 << 20,
     readiness: new Readiness(),
-    events: { emit: (e) => emitted.push(e) },
+    outcomes: { events: { emit: (e) => emitted.push(e) }, claims: { claimDeleted: (ns, claim) => deleted.push(`${ns}/${claim}`) } },
   });
   const send = async (review: any, path = '/validate') => {
     const res = await supertest(listener).post(path).set('content-type', 'application/json').send(JSON.stringify(review));
     assert.equal(res.status, 200);
     return res.body.response;
   };
-  return { emitted, send };
+  return { emitted, deleted, send };
 }
 
 describe('Events for admission decisions', () => {
   it('a denial: one Warning Event on the PVC, with the policy, the reason and who asked', async () => {
-    const { emitted, send } = rig('enforce');
+    const { emitted, deleted, send } = rig('enforce');
     const review = reviewByPrefix('054'); // DELETE shop/data by admin
     const response = await send(review);
     assert.equal(response.allowed, false);
+    assert.deepEqual(deleted, [], 'the claim was not deleted');
     assert.equal(emitted.length, 1);
     const [e] = emitted;
     assert.deepEqual(e!.regarding, { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace: 'shop', name: 'data', uid: review.request.oldObject.metadata.uid });
@@ -54,10 +56,11 @@ describe('Events for admission decisions', () => {
   });
 
   it('a break-glass deletion: one Event naming the annotation and the pods still using the claim', async () => {
-    const { emitted, send } = rig('enforce');
+    const { emitted, deleted, send } = rig('enforce');
     const review = reviewByPrefix('055'); // annotated tokenguard.io/allow-delete=true
     const response = await send(review);
     assert.equal(response.allowed, true);
+    assert.deepEqual(deleted, [`${review.request.namespace}/${review.request.name}`], 'the cache learns the claim is Terminating');
     assert.equal(emitted.length, 1);
     assert.equal(emitted[0]!.reason, BREAK_GLASS_REASON);
     assert.equal(emitted[0]!.regarding.name, review.request.name);
@@ -73,10 +76,12 @@ describe('Events for admission decisions', () => {
     glass.request.dryRun = true;
     await enforce.send(glass);
     assert.deepEqual(enforce.emitted, []);
+    assert.deepEqual(enforce.deleted, []);
 
     const warn = rig('warn');
     assert.equal((await warn.send(reviewByPrefix('054'))).allowed, true);
     assert.deepEqual(warn.emitted, []);
+    assert.deepEqual(warn.deleted, ['shop/data'], 'allowed in warn mode: Terminating now');
     await enforce.send(reviewByPrefix('054'), '/mutate');
     assert.deepEqual(enforce.emitted, []);
   });
