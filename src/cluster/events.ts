@@ -17,6 +17,7 @@
 import { hostname } from 'node:os';
 import { CoreV1Api, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../observability/log.js';
+import { eventsRecorded } from './metrics.js';
 
 /** The object an Event is about (core/v1 ObjectReference). */
 export interface EventObject {
@@ -98,6 +99,8 @@ export class EventRecorder {
   private wake?: NodeJS.Timeout;
   /** Events `emit` dropped because the queue was full. */
   dropped = 0;
+  /** `emit`'s failed writes: logged once a minute with how many, not each (a missing RBAC rule fails them all). */
+  private failures = { logged: 0, since: 0 };
 
   constructor(private readonly opts: EventRecorderOptions) {
     this.api = opts.kc.makeApiClient(CoreV1Api);
@@ -162,6 +165,7 @@ export class EventRecorder {
     if (this.series.size > MAX_SERIES) this.series.delete(this.series.keys().next().value!);
     if (!this.queued.has(s) && this.queued.size >= MAX_QUEUED) {
       this.dropped++;
+      eventsRecorded.inc({ outcome: 'dropped' });
       return;
     }
     s.count++;
@@ -245,8 +249,16 @@ export class EventRecorder {
         s.name = created.metadata?.name;
       }
       s.written = count;
+      eventsRecorded.inc({ outcome: 'written' });
     } catch (err) {
-      this.opts.logger.warn('could not record Event', { reason: s.spec.reason, namespace, error: describeApiError(err) });
+      eventsRecorded.inc({ outcome: 'failed' });
+      this.failures.since++;
+      const now = Date.now();
+      if (now - this.failures.logged >= 60_000) {
+        const failed = this.failures.since;
+        this.failures = { logged: now, since: 0 };
+        this.opts.logger.warn('could not record Event', { reason: s.spec.reason, namespace, error: describeApiError(err), failedSinceLastLine: failed });
+      }
       s.count = s.written; // not recorded: the next occurrence tries again
     } finally {
       s.busy = false;

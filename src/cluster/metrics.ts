@@ -82,6 +82,13 @@ export const podsTokenRefreshAtRisk = new Gauge({
   },
 });
 
+export const eventsRecorded = new Counter({
+  name: 'tokenguard_events_total',
+  help: 'Writes of admission Events (a denial, a break-glass deletion) by outcome: written (created or count patched), failed, dropped (queue full).',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
 export const watchRestarts = new Counter({
   name: 'tokenguard_watch_restarts_total',
   help: 'Watch restarts by resource and reason: closed (routine server timeout), error (dropped, refused), expired (410: relisted).',

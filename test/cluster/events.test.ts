@@ -7,9 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeConfig } from '@kubernetes/client-node';
 import { EventRecorder, type ObjectEventSpec } from '../../src/cluster/events.js';
+import { eventsRecorded } from '../../src/cluster/metrics.js';
 import { createLogger } from '../../src/observability/log.js';
 import { until } from '../helpers/eventually.js';
-import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { FakeApiServer, statusBody } from '../helpers/fake-apiserver.js';
 
 const pvc = (name: string, message = 'DELETE by admin denied: [pvc-in-use] in use'): ObjectEventSpec => ({
   regarding: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace: 'shop', name, uid: `uid-${name}` },
@@ -91,6 +92,22 @@ describe('EventRecorder.emit', () => {
     assert.ok(performance.now() - started < 500, 'emit only queues');
     assert.equal(rec.dropped, 1500 - 1000 - 4, 'the queue holds 1000 beyond the 4 writes in flight');
     await until(() => held === 4, 'four writes in flight');
+  });
+
+  it('failed writes are counted, and logged once a minute with how many, not once each', async () => {
+    fake.route('POST', /^\/api\/v1\/namespaces\/forbidden\/events$/, (_req, res, { fake: f }) =>
+      f.sendJson(res, 403, statusBody(403, 'Forbidden', 'events is forbidden: User "system:serviceaccount:tokenguard:tokenguard" cannot create resource "events"')),
+    );
+    const failed = async () => (await eventsRecorded.get()).values.find((v) => v.labels.outcome === 'failed')?.value ?? 0;
+    const before = await failed();
+    const logged = lines.length;
+    const rec = new EventRecorder({ kc, logger, namespace: 'tokenguard' });
+    for (let i = 0; i < 10; i++) rec.emit({ ...pvc(`f${i}`), regarding: { kind: 'Pod', namespace: 'forbidden', name: `f${i}` } });
+    await rec.flushed();
+    assert.equal((await failed()) - before, 10);
+    const said = lines.slice(logged).filter((l) => l.msg === 'could not record Event');
+    assert.equal(said.length, 1, JSON.stringify(said));
+    assert.match(said[0].error, /^HTTP 403: events is forbidden/);
   });
 
   it('an expired Event (404 on patch) is created anew', async () => {

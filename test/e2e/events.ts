@@ -25,6 +25,13 @@ export function eventsScenario(assets: Assets): void {
       (ev) => ev.source?.component === 'tokenguard',
     );
 
+  /** Once there are some: the Events are written after the review is answered. */
+  const recorded = (reason: string) =>
+    eventually(async () => {
+      const found = await events(reason);
+      return found.length > 0 && found;
+    }, `a ${reason} Event`);
+
   before(async () => {
     e = await startE2e(assets);
     await ensureNamespace(e.kubectl, NS, { 'tokenguard.io/mode': 'enforce' });
@@ -41,10 +48,7 @@ export function eventsScenario(assets: Assets): void {
   it('a denial: an Event on the PVC that kubectl describe and kubectl get events show; the dry runs before it left none', async () => {
     const denied = await e.kubectl(['delete', 'pvc', 'data', '-n', NS, '--wait=false']);
     assert.equal(denied.code, 1, denied.stderr);
-    const [ev] = await eventually(async () => {
-      const found = await events('PolicyViolation');
-      return found.length > 0 && found;
-    }, 'the denial Event');
+    const [ev] = await recorded('PolicyViolation');
     assert.equal(ev.count, 1, 'the dry runs of before() were not recorded (they would have aggregated into this one)');
     assert.equal(ev.type, 'Warning');
     assert.equal(ev.involvedObject.kind, 'PersistentVolumeClaim');
@@ -78,10 +82,7 @@ export function eventsScenario(assets: Assets): void {
     assert.equal(dry.code, 0, dry.stderr);
     const r = await e.kubectl(['delete', 'pvc', 'data', '-n', NS, '--wait=false']);
     assert.equal(r.code, 0, r.stderr);
-    const [ev] = await eventually(async () => {
-      const found = await events('BreakGlassDeletion');
-      return found.length > 0 && found;
-    }, 'the break-glass Event');
+    const [ev] = await recorded('BreakGlassDeletion');
     assert.equal(ev.count, 1, 'the dry run was not recorded');
     assert.match(ev.message, /^\[pvc-in-use\] DELETE by \S+: PVC e2e-events\/data deletion allowed by tokenguard\.io\/allow-delete=true \(break glass\); 1 pod still uses it\. Pods using it: db-0/);
     // The claim is Terminating behind pvc-protection: describe still finds it, with both Events.
