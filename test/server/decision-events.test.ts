@@ -12,7 +12,8 @@ import { resolveConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/observability/log.js';
 import { Readiness } from '../../src/observability/readiness.js';
 import { pvcInUsePolicy } from '../../src/policies/pvc-in-use.js';
-import { BREAK_GLASS_REASON, DENIED_REASON } from '../../src/server/decision-events.js';
+import { projectedTokenLifetimePolicy } from '../../src/policies/projected-token-lifetime.js';
+import { BREAK_GLASS_REASON, decisionEvents, DENIED_REASON } from '../../src/server/decision-events.js';
 import { createRequestListener } from '../../src/server/server.js';
 import { fakeCluster } from '../admission/test-policies.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
@@ -84,5 +85,23 @@ describe('Events for admission decisions', () => {
     assert.deepEqual(warn.deleted, ['shop/data'], 'allowed in warn mode: Terminating now');
     await enforce.send(reviewByPrefix('054'), '/mutate');
     assert.deepEqual(enforce.emitted, []);
+  });
+});
+
+describe('Events for a denied workload', () => {
+  it('a Deployment CREATE denied in enforce: the Event names the Deployment, with the uid the API server gave it before admission', async () => {
+    const policies = [projectedTokenLifetimePolicy];
+    const engine = new Engine({ config: resolveConfig({ mode: 'enforce', policies: { 'projected-token-lifetime': { maxSeconds: 3600 } } }, 'test', policies), policies });
+    const review = reviewByPrefix('028'); // Deployment shop/api with a projected token
+    review.request.object.spec.template.spec.volumes = [
+      { name: 't', projected: { sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 86400 } }] } },
+    ];
+    const decision = await engine.validate(review.request);
+    assert.equal(decision.allowed, false);
+    const events = decisionEvents(review.request, decision);
+    assert.equal(events.length, 1);
+    const { namespace, name, object } = review.request;
+    assert.deepEqual(events[0]!.regarding, { apiVersion: 'apps/v1', kind: 'Deployment', namespace, name, uid: object.metadata.uid });
+    assert.match(events[0]!.message, /^CREATE by \S+ denied: \[projected-token-lifetime\] token lifetime 86400 s is above the 3600 s maximum/);
   });
 });
