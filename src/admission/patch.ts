@@ -10,7 +10,9 @@ export type PatchOperation =
 /**
  * Operations that make the string map at `mapPath` (e.g. ['metadata', 'labels']) hold `entries`.
  * Creates the map when missing (a patch cannot add a key under a map that does not exist) and
- * returns [] when every entry already has its value, so reinvocation is a no-op.
+ * returns [] when every entry already has its value, so reinvocation is a no-op. Also [] when
+ * something on the path is not a JSON object (an array or a string where the map belongs): no
+ * patch can add a key there, and such an object is one the API server refuses anyway.
  */
 export function setMapEntries(
   object: KubeObject,
@@ -18,29 +20,29 @@ export function setMapEntries(
   entries: Record<string, string>,
 ): PatchOperation[] {
   let parent: any = object;
-  for (let i = 0; i < mapPath.length - 1; i++) {
-    const next = parent?.[mapPath[i]!];
+  for (let i = 0; i < mapPath.length; i++) {
+    const next = parent[mapPath[i]!];
     if (next === undefined || next === null) {
       // Build the missing branch in one operation.
       let value: any = { ...entries };
       for (let j = mapPath.length - 1; j > i; j--) value = { [mapPath[j]!]: value };
       return [{ op: 'add', path: pointer(mapPath.slice(0, i + 1)), value }];
     }
+    if (!isJsonObject(next)) return [];
     parent = next;
   }
-  const map = parent?.[mapPath[mapPath.length - 1]!];
-  if (map === undefined || map === null) {
-    return [{ op: 'add', path: pointer(mapPath), value: { ...entries } }];
-  }
+  const map = parent;
   const ops: PatchOperation[] = [];
   let mapPointer: string | undefined;
   for (const key in entries) {
     const value = entries[key]!;
-    if (map[key] === value) continue;
+    if (Object.prototype.hasOwnProperty.call(map, key) && map[key] === value) continue;
     ops.push({ op: 'add', path: `${(mapPointer ??= pointer(mapPath))}/${escapePointerToken(key)}`, value });
   }
   return ops;
 }
+
+const isJsonObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Parsed pointers by path: mutating policies send the same few paths on every review. */
 const parsedPointers = new Map<string, readonly string[]>();

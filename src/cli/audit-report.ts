@@ -101,8 +101,8 @@ export function auditResults(r: AuditReport, now: Date): { namespace?: string; r
     });
   }
 
-  // 2. Pods that would lose token refresh if a claim they mount were deleted under them.
-  for (const p of r.riskPods) {
+  // 2. Pods whose claim would hang if deleted under them, and (on affected kubelets) whose token refresh would stop.
+  for (const p of [...r.riskPods, ...r.unaffectedPods]) {
     add(p.namespace, {
       policy: 'pvc-token-risk',
       rule: 'claim-and-projected-token',

@@ -14,7 +14,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import type { TokenguardConfig } from '../config/schema.js';
 import { issuerFlags, parseArgv } from '../k8s/apiserver-flags.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
-import { kubeletAffectedBy130442 } from '../policies/pvc-in-use.js';
+import { kubeletAffectedBy130442 } from '../k8s/kubelet.js';
 import { pvcTokenRisk } from '../policies/pvc-token-risk.js';
 import { openClusterSession, type ClusterSession } from './cluster-session.js';
 import { parseFlags, UsageError, type Command } from './command.js';
@@ -28,7 +28,9 @@ const HELP = `Usage: tokenguard audit [flags]
 Audit a live cluster with tokenguard's own checks (read-only: LIST and GET only):
   1. claims Terminating right now while scheduled pods still use them, and the kubelets where those
      pods' projected tokens stopped refreshing (kubernetes#130442: before 1.33.0, 1.32.4, 1.31.8, 1.30.12);
-  2. pods that mount a claim and a projected token (at risk if the claim is deleted);
+  2. pods that mount a claim and a projected token: at risk (their token stops refreshing if the claim
+     is deleted) on kubelets with kubernetes#130442 or not scheduled yet, listed apart from those on
+     kubelets whose token refresh works;
   3. existing objects the registered policies would flag if they were created now;
   4. the served service-account issuer, and the issuers each kube-apiserver mirror pod accepts.
 
@@ -90,7 +92,10 @@ export interface ObjectFinding {
 export interface AuditReport {
   cluster: string;
   terminatingClaims: TerminatingClaim[];
+  /** Pods with a claim and a projected token on a kubelet with kubernetes#130442, or whose kubelet is unknown (not scheduled, version unreadable). */
   riskPods: RiskPod[];
+  /** The same combination on kubelets whose token refresh works: a deleted claim still hangs, the token does not stop. */
+  unaffectedPods: RiskPod[];
   findings: ObjectFinding[];
   /** Resources the policies match that could not be listed (not served, forbidden). */
   skippedResources: { resource: string; reason: string }[];
@@ -101,7 +106,7 @@ export interface AuditReport {
     accepted: string[];
     apiservers: { namespace: string; name: string; node: string; issuers: string[]; acceptsServed?: boolean }[];
   };
-  summary: { terminatingClaimsInUse: number; tokenRefreshStopped: number; riskPods: number; denyFindings: number; warnFindings: number; apiserversRejectingServedIssuer: number };
+  summary: { terminatingClaimsInUse: number; tokenRefreshStopped: number; riskPods: number; unaffectedPods: number; denyFindings: number; warnFindings: number; apiserversRejectingServedIssuer: number };
 }
 
 const processIO: AuditIO = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
@@ -280,12 +285,14 @@ export async function audit(session: ClusterSession, config: TokenguardConfig): 
   }
 
   const riskPods: RiskPod[] = [];
+  const unaffectedPods: RiskPod[] = [];
   for (const pod of listed) {
     if (pod.kind !== 'Pod') continue;
     const risk = pvcTokenRisk(pod);
     if (!risk) continue;
     const node = pod.spec?.nodeName ?? '';
-    riskPods.push({ namespace: pod.metadata?.namespace, name: pod.metadata?.name, node, phase: pod.status?.phase ?? '', ...nodeInfo(node), ...risk });
+    const entry: RiskPod = { namespace: pod.metadata?.namespace, name: pod.metadata?.name, node, phase: pod.status?.phase ?? '', ...nodeInfo(node), ...risk };
+    (entry.kubeletAffected === false ? unaffectedPods : riskPods).push(entry);
   }
 
   // An object made by a controller we also list is judged through its owner (a Deployment, not
@@ -323,6 +330,7 @@ export async function audit(session: ClusterSession, config: TokenguardConfig): 
     cluster: `${session.source.server} (${session.source.source})`,
     terminatingClaims,
     riskPods,
+    unaffectedPods,
     findings,
     skippedResources,
     issuers: {
@@ -335,6 +343,7 @@ export async function audit(session: ClusterSession, config: TokenguardConfig): 
       terminatingClaimsInUse: terminatingClaims.length,
       tokenRefreshStopped: terminatingClaims.reduce((n, c) => n + c.pods.filter((p) => p.tokenRefresh === 'stopped').length, 0),
       riskPods: riskPods.length,
+      unaffectedPods: unaffectedPods.length,
       denyFindings: findings.filter((f) => f.severity === 'deny').length,
       warnFindings: findings.filter((f) => f.severity === 'warn').length,
       apiserversRejectingServedIssuer: apiservers.filter((a) => a.acceptsServed === false).length,
@@ -374,15 +383,15 @@ export function renderTables(r: AuditReport): string {
           ),
         ),
   );
-  section(
-    'Pods that mount a claim and a projected token',
-    r.riskPods.length === 0
+  const podTable = (pods: RiskPod[]) =>
+    pods.length === 0
       ? 'None.\n'
       : table(
           ['NAMESPACE', 'POD', 'PHASE', 'NODE', 'KUBELET', 'CLAIMS', 'TOKEN VOLUMES'],
-          r.riskPods.map((p) => [p.namespace, p.name, p.phase, p.node || '(unscheduled)', kubelet(p), p.claims.join(','), p.tokenVolumes.join(',')]),
-        ),
-  );
+          pods.map((p) => [p.namespace, p.name, p.phase, p.node || '(unscheduled)', kubelet(p), p.claims.join(','), p.tokenVolumes.join(',')]),
+        );
+  section('Pods at risk: a claim and a projected token, on a kubelet with kubernetes#130442 or not known yet (deleting the claim stops the token refresh)', podTable(r.riskPods));
+  section('Pods with a claim and a projected token on kubelets whose token refresh works (a deleted claim still hangs in Terminating)', podTable(r.unaffectedPods));
   section(
     'Existing objects the policies flag',
     r.findings.length === 0
@@ -407,7 +416,7 @@ export function renderTables(r: AuditReport): string {
   const s = r.summary;
   out.push(
     `Summary: ${s.terminatingClaimsInUse} Terminating claim(s) in use (${s.tokenRefreshStopped} pod(s) with token refresh stopped), ` +
-      `${s.riskPods} pod(s) at risk, ${s.denyFindings} deny and ${s.warnFindings} warn finding(s), ` +
+      `${s.riskPods} pod(s) at risk (${s.unaffectedPods} more on kubelets whose token refresh works), ${s.denyFindings} deny and ${s.warnFindings} warn finding(s), ` +
       `${s.apiserversRejectingServedIssuer} kube-apiserver(s) not accepting the served issuer.`,
   );
   return out.join('\n') + '\n';

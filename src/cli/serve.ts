@@ -311,6 +311,7 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     logger,
     engine: () => engine,
     callerAuth,
+    outcomes: { events: issuerServices?.events, claims: cluster.cache },
   }).catch((err) => {
     stopCluster();
     throw err;

@@ -1,12 +1,12 @@
 // Every cluster-wide Kubernetes API call tokenguard makes (the cluster cache, the PVC guard, caller
-// authentication), declared once: the RBAC manifest (manifests/base/rbac.yaml) must grant exactly
+// authentication, Events on the objects it judges), declared once: the RBAC manifest (manifests/base/rbac.yaml) must grant exactly
 // these, and a test checks it does.
 
 export interface ApiAccess {
   /** API group, '' for the core group. */
   group: string;
   resource: string;
-  verbs: readonly ('get' | 'list' | 'watch' | 'create')[];
+  verbs: readonly ('get' | 'list' | 'watch' | 'create' | 'patch')[];
   /** Why tokenguard needs it, for the docs and the manifest's comments. */
   why: string;
 }
@@ -31,5 +31,11 @@ export const CLUSTER_API_ACCESS: readonly ApiAccess[] = [
     resource: 'mutatingwebhookconfigurations',
     verbs: ['list', 'watch'],
     why: 'caller authentication: the live uid a KEP-6060 token bound to a MutatingWebhookConfiguration must match',
+  },
+  {
+    group: '',
+    resource: 'events',
+    verbs: ['create', 'patch'],
+    why: 'Events (core/v1) on the objects tokenguard judges, in their namespaces: a denial, a break-glass deletion (patch: the count of a repeated one); and its own findings on its Deployment',
   },
 ];

@@ -4,7 +4,8 @@
 
 import type { Logger } from '../observability/log.js';
 import { ApiClient } from './client.js';
-import { liveLookups, observeReflectorEvent, trackReflector } from './metrics.js';
+import { kubeletAffectedBy130442 } from '../k8s/kubelet.js';
+import { liveLookups, observeReflectorEvent, trackClaimRisk, trackReflector, type ClaimRisk } from './metrics.js';
 import { Interner, projectNamespace, projectNode, projectPod, type CachedPod } from './projection.js';
 import { Reflector, type ReflectorEvent, type ReflectorOptions } from './reflector.js';
 import type { ApiserverPod, CacheStatus, ClusterView, IssuerView, NodeSummary, PodSummary } from './view.js';
@@ -30,6 +31,12 @@ export interface ClusterCacheOptions {
 
 type Labels = Record<string, string>;
 
+/** Admitted claim deletions remembered for the gauges (each forgotten once no scheduled pod uses the claim). */
+const MAX_DELETED_CLAIMS = 10_000;
+
+/** A pod that keeps a claim from going (as the pvc-protection controller counts): scheduled, not finished. */
+const scheduledAndRunning = (p: PodSummary) => !!p.nodeName && p.phase !== 'Succeeded' && p.phase !== 'Failed';
+
 export class ClusterCache implements ClusterView {
   readonly client: ApiClient;
   readonly pods: Reflector<CachedPod>;
@@ -45,6 +52,8 @@ export class ClusterCache implements ClusterView {
   private readonly interner = new Interner();
   private readonly now: () => number;
   private readonly untrack: (() => void)[] = [];
+  /** `namespace/claim` of deletions admitted while pods used the claim (see claimDeleted). */
+  private readonly deletedClaims = new Set<string>();
 
   constructor(private readonly opts: ClusterCacheOptions) {
     this.client = new ApiClient(opts.kc);
@@ -86,6 +95,41 @@ export class ClusterCache implements ClusterView {
       this.untrack.push(trackReflector(r));
       r.start();
     }
+    this.untrack.push(trackClaimRisk(() => this.claimRisk()));
+  }
+
+  /**
+   * A deletion of claim `namespace/claim` was admitted (not a dry run): it is Terminating for as
+   * long as scheduled pods use it. Only deletions this process admitted are known (the cache does
+   * not watch claims): `tokenguard audit` lists them all.
+   */
+  claimDeleted(namespace: string, claim: string): void {
+    if (!this.podsUsingClaim(namespace, claim).some(scheduledAndRunning)) return;
+    if (this.deletedClaims.size >= MAX_DELETED_CLAIMS) this.deletedClaims.delete(this.deletedClaims.values().next().value!);
+    this.deletedClaims.add(`${namespace}/${claim}`);
+  }
+
+  /**
+   * What the gauges report, from the caches at scrape time (O(pods)): claims Terminating while
+   * scheduled pods use them, and running pods with a claim and a projected token on kubelets with
+   * kubernetes#130442, split by whether their refresh has stopped (a claim Terminating) or would
+   * stop if a claim were deleted.
+   */
+  claimRisk(): ClaimRisk {
+    let claimsTerminatingInUse = 0;
+    for (const key of this.deletedClaims) {
+      const slash = key.indexOf('/');
+      if (this.podsUsingClaim(key.slice(0, slash), key.slice(slash + 1)).some(scheduledAndRunning)) claimsTerminatingInUse++;
+      else this.deletedClaims.delete(key); // gone: nothing holds it any more
+    }
+    const risk: ClaimRisk = { claimsTerminatingInUse, podsAtRisk: { terminating: 0, bound: 0 } };
+    for (const p of this.pods.items.values()) {
+      if (!p.hasProjectedToken || p.claims.length === 0 || !scheduledAndRunning(p)) continue;
+      if (kubeletAffectedBy130442(this.node(p.nodeName)?.kubeletVersion) !== true) continue;
+      const terminating = p.claims.some((c) => this.deletedClaims.has(`${p.namespace}/${c}`));
+      risk.podsAtRisk[terminating ? 'terminating' : 'bound']++;
+    }
+    return risk;
   }
 
   stop(): void {

@@ -11,6 +11,8 @@ import { ownServiceAccount, TokenSelfTest } from './token-selftest.js';
 
 export interface IssuerServices {
   monitor: IssuerMonitor;
+  /** The one Event recorder: issuer findings on the Deployment, admission outcomes on their objects. */
+  events: EventRecorder;
   selfTest?: TokenSelfTest;
   stop(): void;
 }
@@ -45,6 +47,7 @@ export function startIssuerServices(cache: ClusterCache, config: TokenguardConfi
   }
   return {
     monitor,
+    events,
     selfTest,
     stop: () => {
       stopped = true;

@@ -38,6 +38,57 @@ export const cacheStaleSeconds = perResource(
   (r, now) => (r.downSince === undefined ? 0 : (now - r.downSince) / 1000),
 );
 
+/** What the cluster cache knows of claims and token refresh at risk (ClusterCache.claimRisk). */
+export interface ClaimRisk {
+  claimsTerminatingInUse: number;
+  /** Running pods with a claim and a projected token on a kubelet with kubernetes#130442. */
+  podsAtRisk: { terminating: number; bound: number };
+}
+
+const riskSources = new Set<() => ClaimRisk>();
+
+/** A cache reports the claim gauges while registered (from start to stop). */
+export function trackClaimRisk(source: () => ClaimRisk): () => void {
+  riskSources.add(source);
+  return () => riskSources.delete(source);
+}
+
+/** The first live cache's view (a process has one). */
+function claimRisk(): ClaimRisk | undefined {
+  for (const source of riskSources) return source();
+  return undefined;
+}
+
+export const claimsTerminatingInUse = new Gauge({
+  name: 'tokenguard_claims_terminating_in_use',
+  help: 'PersistentVolumeClaims whose deletion this replica admitted and that scheduled pods still use (Terminating behind kubernetes.io/pvc-protection).',
+  registers: [registry],
+  collect() {
+    this.set(claimRisk()?.claimsTerminatingInUse ?? 0);
+  },
+});
+
+export const podsTokenRefreshAtRisk = new Gauge({
+  name: 'tokenguard_pods_token_refresh_at_risk',
+  help:
+    'Running pods with a claim and a projected service-account token on a kubelet with kubernetes#130442, by claim: ' +
+    'terminating (one of their claims is being deleted: the token has stopped refreshing) or bound (it would stop if one were).',
+  labelNames: ['claim'] as const,
+  registers: [registry],
+  collect() {
+    const risk = claimRisk();
+    this.set({ claim: 'terminating' }, risk?.podsAtRisk.terminating ?? 0);
+    this.set({ claim: 'bound' }, risk?.podsAtRisk.bound ?? 0);
+  },
+});
+
+export const eventsRecorded = new Counter({
+  name: 'tokenguard_events_total',
+  help: 'Writes of admission Events (a denial, a break-glass deletion) by outcome: written (created or count patched), failed, dropped (queue full).',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
 export const watchRestarts = new Counter({
   name: 'tokenguard_watch_restarts_total',
   help: 'Watch restarts by resource and reason: closed (routine server timeout), error (dropped, refused), expired (410: relisted).',

@@ -10,7 +10,7 @@
 // `nfs` volumes in a pod spec have no place for mount options at all.
 
 import { Type, type Static } from '@sinclair/typebox';
-import { StringList } from '../admission/policy.js';
+import { fitWarning, StringList } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { globMatcher } from '../k8s/glob.js';
 import { podSpecOf, POD_SPEC_RULES, volumeAt, volumesOf } from '../k8s/pod-spec.js';
@@ -141,7 +141,7 @@ function inlineVolumeFindings(req: AdmissionRequest): Finding[] {
     findings.push({
       policy: POLICY,
       severity: 'warn',
-      message: NFS_TEXT.inline(JSON.stringify(v.name ?? '')),
+      message: fitWarning(NFS_TEXT.inline(JSON.stringify(v.name ?? '')), 'inline NFS volumes cannot carry mount options; use a PersistentVolume'),
       detail: NFS_TEXT.inlineDetail,
       path: `${loc.path}.volumes[${i}].nfs`,
       fix: NFS_TEXT.inlineFix,

@@ -98,6 +98,7 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudi
           message: fitWarning(
             `token audience must be a string, got ${JSON.stringify(audience)}; the API server rejects it (volume ${JSON.stringify(p.volume)})`,
             `token audience must be a string; the API server rejects it (volume ${JSON.stringify(p.volume)})`,
+            'token audience must be a string; the API server rejects it',
           ),
           apiRejection: `${path}: Invalid value: ${JSON.stringify(audience)}: the API server cannot decode it as a string`,
           path,
@@ -108,7 +109,13 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudi
       if (ctx.settings.allowed(req.namespace, audience)) continue;
       const quoted = JSON.stringify(audience);
       const volume = JSON.stringify(p.volume);
-      const message = fitWarning(AUDIENCE_TEXT.notAllowed(quoted, volume), AUDIENCE_TEXT.notAllowedLong(String(Array.from(audience).length), volume));
+      // A volume name too long for the warning (only in objects the API server has not validated yet) is left out.
+      const length = String(Array.from(audience).length);
+      const message = fitWarning(
+        AUDIENCE_TEXT.notAllowed(quoted, volume),
+        AUDIENCE_TEXT.notAllowedLong(length, volume),
+        `token audience of ${length} characters is not allowed`,
+      );
       findings.push({
         policy: POLICY,
         severity: 'deny',

@@ -121,10 +121,12 @@ export const LIFETIME_TEXT = {
 } as const;
 
 function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Finding | undefined {
-  // The gist first, the volume last (a volume name is a DNS label: at most 63 characters, so
-  // every message here fits in one warning).
+  // The gist first, the volume last. A valid volume name is a DNS label (at most 63 characters),
+  // but `tokenguard check` and the mutating side see objects before the API server validates
+  // them: a name too long for the warning is left out (the finding's path still says which).
   const T = LIFETIME_TEXT;
   const volume = T.volume(JSON.stringify(p.volume));
+  const fit = (text: (volume: string) => string) => fitWarning(text(volume), text(''));
   const at = { policy: POLICY, path };
   const fix = T.fix(String(bounds.min), String(bounds.max));
   const scope = (fromNamespace: boolean) => (fromNamespace ? T.scopeNamespace : T.scopeGlobal);
@@ -140,6 +142,7 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
       message: fitWarning(
         `expirationSeconds must be a whole number of seconds, got ${shown}; the API server rejects it${volume}`,
         `expirationSeconds must be a whole number of seconds; the API server rejects it${volume}`,
+        'expirationSeconds must be a whole number of seconds; the API server rejects it',
       ),
       apiRejection: `${path}: Invalid value: ${shown}: the API server cannot decode it as a whole number of seconds`,
       fix,
@@ -152,7 +155,7 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `token lifetime ${value} s is below 600 s: the API server rejects it${volume}`,
+      message: fit((v) => `token lifetime ${value} s is below 600 s: the API server rejects it${v}`),
       detail: 'Kubernetes refuses projected tokens shorter than 10 minutes (may not specify a duration less than 10 minutes).',
       apiRejection: `${path}: Invalid value: ${value}: may not specify a duration less than 10 minutes`,
       fix,
@@ -162,7 +165,7 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: `token lifetime ${value} s is above 2^32 s: the API server rejects it${volume}`,
+      message: fit((v) => `token lifetime ${value} s is above 2^32 s: the API server rejects it${v}`),
       apiRejection: `${path}: Invalid value: ${value}: may not specify a duration larger than 2^32 seconds`,
       fix,
     };
@@ -173,13 +176,13 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
     return {
       ...at,
       severity: 'deny',
-      message: T[side](stated, scope(fromNamespace), String(bound), volume),
+      message: fit((v) => T[side](stated, scope(fromNamespace), String(bound), v)),
       detail: T[`${side}Detail`] + boundSource(fromNamespace),
       fix,
     };
   }
   if (value === EXTENDED_EXPIRATION_SECONDS && !p.audience) {
-    return { ...at, severity: 'warn', message: T.extension(volume), detail: T.extensionDetail, fix: T.extensionFix };
+    return { ...at, severity: 'warn', message: fit(T.extension), detail: T.extensionDetail, fix: T.extensionFix };
   }
   return undefined;
 }

@@ -25,6 +25,7 @@ import { jsonString, type Logger } from '../observability/log.js';
 import { RateLimitedLog } from '../observability/log-limit.js';
 import { observeDecision, observeInvalid, type RejectionReason } from './admission-metrics.js';
 import { callerIdentity, type CallerAuth, type Verdict } from './caller-auth.js';
+import { recordOutcome, type OutcomeSinks } from './decision-events.js';
 import { lingerBeforeClose } from './lingering-close.js';
 
 export interface AdmissionPipelineOptions {
@@ -40,6 +41,8 @@ export interface AdmissionPipelineOptions {
    * reason: a flood of bad requests is counted in full by the metrics, not logged in full.
    */
   limitedLog?: RateLimitedLog;
+  /** Where denials, break-glass deletions and admitted claim deletions are recorded (absent without a cluster). */
+  outcomes?: OutcomeSinks;
 }
 
 /** Why a request is refused before any policy sees it: its HTTP status and one line. */
@@ -250,6 +253,7 @@ function review(x: Exchange, body: Buffer, caller: Verdict | undefined): void {
     const seconds = (performance.now() - x.started) / 1000;
     observeDecision(x.route, decision, warnings, seconds);
     logDecision(x.opts.logger, x.route, request, decision, seconds);
+    if (x.opts.outcomes && x.route === 'validate') recordOutcome(x.opts.outcomes, request, decision);
   });
 }
 

@@ -12,6 +12,7 @@ import { createApp } from './app.js';
 import type { Logger } from '../observability/log.js';
 import { Readiness } from '../observability/readiness.js';
 import type { CallerAuth } from './caller-auth.js';
+import type { OutcomeSinks } from './decision-events.js';
 import { ConnectionTracker } from './drain.js';
 import { Gauge } from 'prom-client';
 import { registry } from '../observability/metrics.js';
@@ -48,6 +49,8 @@ export interface ServerOptions {
   readiness?: Readiness;
   /** Who may call /validate and /mutate (config `server.callerAuth`, when not off). */
   callerAuth?: CallerAuth;
+  /** Where denials, break-glass deletions and admitted claim deletions are recorded (absent without a cluster). */
+  outcomes?: OutcomeSinks;
 }
 
 export interface RunningServer {
@@ -64,6 +67,7 @@ export interface RequestListenerOptions {
   logger: Logger;
   maxBodyBytes: number;
   callerAuth?: CallerAuth;
+  outcomes?: OutcomeSinks;
   readiness: Readiness;
   /** True once shutdown began: responses then ask the client to close the connection. */
   shuttingDown?: () => boolean;
@@ -114,6 +118,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     logger: opts.logger,
     maxBodyBytes: opts.maxBodyBytes,
     callerAuth: opts.callerAuth,
+    outcomes: opts.outcomes,
     readiness,
     shuttingDown: () => shuttingDown,
     track: (req, res) => connections.track(req, res),

@@ -47,6 +47,15 @@ describe('setMapEntries', () => {
     ]);
     assert.deepEqual(setMapEntries(obj, ['metadata', 'labels'], { same: '1' }), []);
   });
+
+  // Found by the fuzz tests (test/fuzz): a map that is an array or a string got an `add` under it,
+  // which no JSON Patch applier accepts, and pvc-token-risk then "could not run".
+  it('adds nothing where the map, or an object on its path, is not a JSON object', () => {
+    for (const bad of [[], ['a'], 'text', 7, true]) {
+      assert.deepEqual(setMapEntries({ metadata: { annotations: bad } }, ['metadata', 'annotations'], { k: 'v' }), [], JSON.stringify(bad));
+      assert.deepEqual(setMapEntries({ metadata: bad }, ['metadata', 'annotations'], { k: 'v' }), [], JSON.stringify(bad));
+    }
+  });
 });
 
 describe('applyPatchCopyOnWrite', () => {

@@ -20,10 +20,11 @@ function audit(over: Partial<AuditReport> = {}): AuditReport {
     cluster: 'https://127.0.0.1 (test)',
     terminatingClaims: [],
     riskPods: [],
+    unaffectedPods: [],
     findings: [],
     skippedResources: [],
     issuers: { served: 'https://kubernetes.default.svc', accepted: ['https://kubernetes.default.svc'], apiservers: [] },
-    summary: { terminatingClaimsInUse: 0, tokenRefreshStopped: 0, riskPods: 0, denyFindings: 0, warnFindings: 0, apiserversRejectingServedIssuer: 0 },
+    summary: { terminatingClaimsInUse: 0, tokenRefreshStopped: 0, riskPods: 0, unaffectedPods: 0, denyFindings: 0, warnFindings: 0, apiserversRejectingServedIssuer: 0 },
     ...over,
   };
 }

@@ -6,6 +6,7 @@
 import { before, describe } from 'node:test';
 import { callerAuthScenario } from './caller-auth.js';
 import { devRegisterScenario } from './dev-register.js';
+import { eventsScenario } from './events.js';
 import { atLeast, findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
 import { vapScenarios } from './vap.js';
@@ -22,6 +23,7 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
     process.stdout.write(`# control plane: kube-apiserver ${assets.serverVersion.gitVersion} from ${assets.dir}; kubectl ${assets.kubectlVersion.gitVersion}\n`);
   });
   describe('admission: PVC guard, token policies, issuer guard; self-test, token inspect, audit', () => webhookScenarios(assets));
+  describe('Events: a denial, a retry loop of denials, a break-glass deletion, on the PVC', () => eventsScenario(assets));
   describe('a kube-apiserver outage of 10 s', () => outageScenario(assets));
   describe('caller authentication: kube-apiserver with a webhook kubeconfig, tokenguard in enforce', () => callerAuthScenario(assets));
   // The generated policies need admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (GA in

@@ -13,6 +13,9 @@
 //          409 Conflict (a stale resourceVersion), 404 for a missing object or namespace, and the
 //          NamespaceLifecycle admission plugin's 403 for a create in a Terminating namespace; LIST
 //          honours an equality `labelSelector`;
+// - Events (core/v1) written as the real one takes them: POST (generateName, the namespace of the
+//          path, involvedObject.namespace checked against it: 422) and PATCH (JSON Patch or merge
+//          patch; 404 for an unknown Event); they are then listed and watched like any object;
 // - faults: drop open watches, compact the event history, go down and come back on the same port;
 // - extra routes: `route(method, pathRegex, handler)` (checked before the built-in ones), e.g. OIDC
 //   discovery, TokenRequest or Events for other tests.
@@ -20,12 +23,13 @@
 // Objects are stored as plain JSON (as the real API server would serve them); fixtures from
 // test/fixtures/cluster-state can be loaded verbatim with `loadList`.
 
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
+import fastJsonPatch from 'fast-json-patch';
 import { clusterState } from './fixtures.js';
 import { makeCerts, type CertSet } from './tls.js';
 import { tempDir } from './temp-dir.js';
@@ -439,6 +443,9 @@ export class FakeApiServer {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 19 });
       return void res.end('404 page not found\n');
     }
+    if (parsed.resource === 'events' && parsed.apiVersion === 'v1' && parsed.namespace && (method === 'POST' || method === 'PATCH')) {
+      return method === 'POST' ? this.createEvent(res, parsed.namespace, body) : this.patchEvent(req, res, parsed.namespace, parsed.name, body);
+    }
     const served = RESOURCES[parsed.resource];
     const write = method === 'POST' || method === 'PUT' || method === 'DELETE';
     if (!served || served.groupVersion !== parsed.apiVersion || (method !== 'GET' && !write) || (served.clusterScoped && parsed.namespace)) {
@@ -505,6 +512,46 @@ export class FakeApiServer {
     }
     stored.metadata = { ...stored.metadata, uid: existing.metadata?.uid, creationTimestamp: existing.metadata?.creationTimestamp };
     this.sendJson(res, 200, this.upsert(p.resource, stored));
+  }
+
+  /** POST an Event, validated as kube-apiserver validates one (the parts tokenguard could get wrong). */
+  private createEvent(res: ServerResponse, namespace: string, text: string): void {
+    const event = JSON.parse(text) as KubeObject;
+    const meta = (event.metadata ??= {});
+    const invalid = (field: string, why: string) =>
+      this.sendJson(res, 422, { ...statusBody(422, 'Invalid', `Event "${meta.name ?? meta.generateName ?? ''}" is invalid: ${field}: ${why}`) });
+    if (meta.namespace && meta.namespace !== namespace) return invalid('metadata.namespace', 'does not match the namespace of the request');
+    if (event.involvedObject?.namespace && event.involvedObject.namespace !== namespace) {
+      return invalid('involvedObject.namespace', `Invalid value: "${event.involvedObject.namespace}": does not match event.namespace`);
+    }
+    if (!meta.name) {
+      if (!meta.generateName) return invalid('metadata.name', 'Required value: name or generateName is required');
+      meta.name = `${meta.generateName}${randomBytes(4).toString('hex').slice(0, 5)}`;
+    }
+    if (meta.name.length > 253) return invalid('metadata.name', 'Invalid value: must be no more than 253 characters');
+    if (this.get('events', namespace, meta.name)) return this.sendJson(res, 409, statusBody(409, 'AlreadyExists', `events "${meta.name}" already exists`));
+    meta.namespace = namespace;
+    meta.uid = randomUUID();
+    meta.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    this.sendJson(res, 201, this.apply('events', { type: 'ADDED', object: event }));
+  }
+
+  /** PATCH an Event: `application/json-patch+json` (client-node's default) or a merge patch. */
+  private patchEvent(req: IncomingMessage, res: ServerResponse, namespace: string, name: string | undefined, text: string): void {
+    const existing = name ? this.get('events', namespace, name) : undefined;
+    if (!existing) return this.sendJson(res, 404, { ...statusBody(404, 'NotFound', `events "${name}" not found`), details: { name, kind: 'events' } });
+    const patch = JSON.parse(text);
+    let patched: KubeObject;
+    if ((req.headers['content-type'] ?? '').startsWith('application/json-patch+json')) {
+      try {
+        patched = fastJsonPatch.applyPatch(structuredClone(existing), patch, true, false).newDocument;
+      } catch (err) {
+        return this.sendJson(res, 422, statusBody(422, 'Invalid', `the server rejected our request due to an error in our request: ${(err as Error).message}`));
+      }
+    } else {
+      patched = { ...structuredClone(existing), ...patch, metadata: existing.metadata };
+    }
+    this.sendJson(res, 200, this.apply('events', { type: 'MODIFIED', object: patched }));
   }
 
   private serveGet(res: ServerResponse, p: ParsedPath): void {

@@ -155,7 +155,7 @@ describe('alerts and dashboard against the metrics a real server exports', () =>
   });
 
   it('the scrape has the families the alerts need, histograms as one family', () => {
-    for (const n of ['tokenguard_admission_duration_seconds', 'tokenguard_token_selftest_success', 'tokenguard_clock_skew_bound_seconds', 'tokenguard_caller_auth_mode', 'tokenguard_cache_stale_seconds']) {
+    for (const n of ['tokenguard_admission_duration_seconds', 'tokenguard_token_selftest_success', 'tokenguard_clock_skew_bound_seconds', 'tokenguard_caller_auth_mode', 'tokenguard_cache_stale_seconds', 'tokenguard_pods_token_refresh_at_risk', 'tokenguard_claims_terminating_in_use']) {
       assert.ok(exported.has(n), n);
     }
     assert.ok(!exported.has('tokenguard_admission_duration_seconds_bucket'), 'a histogram is one family');
@@ -218,6 +218,8 @@ describe('alerts, runbooks and dashboard', () => {
     expect('TokenguardClockSkew', 'warning', /abs\(tokenguard_clock_skew_seconds\{job="tokenguard"\}\) > tokenguard_clock_skew_bound_seconds/);
     expect('TokenguardCallerAuthFailing', 'warning', /result!="ok".* and on \(job, instance\) tokenguard_caller_auth_mode\{job="tokenguard", mode="enforce"\} == 1/);
     expect('TokenguardPVCDeletionDenied', 'info', /policy="pvc-in-use", decision="denied"/);
+    expect('TokenguardTokenRefreshStopped', 'critical', /^max by \(job\) \(tokenguard_pods_token_refresh_at_risk\{job="tokenguard", claim="terminating"\}\) > 0$/);
+    expect('TokenguardClaimTerminatingInUse', 'warning', /^max by \(job\) \(tokenguard_claims_terminating_in_use\{job="tokenguard"\}\) > 0$/);
   });
 
   it('the dashboard: panels for requests, latency, decisions, warnings, caches, certificates, the self-test; a datasource and a job variable', () => {
