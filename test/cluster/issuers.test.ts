@@ -13,7 +13,7 @@ import { discoveryFailures, IssuerMonitor, issuerChanges, JWKS_ACCEPT, JWKS_PATH
 import { parseKeySet, verifyToken } from '../../src/cluster/token-verify.js';
 import { createLogger, type Logger } from '../../src/observability/log.js';
 import { until } from '../helpers/eventually.js';
-import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { FakeApiServer, statusBody } from '../helpers/fake-apiserver.js';
 import { CLUSTER_STATE_DIR, clusterState } from '../helpers/fixtures.js';
 import { makeSigningKey, serveOidc, type OidcServer } from '../helpers/oidc.js';
 
@@ -221,9 +221,10 @@ describe('EventRecorder', () => {
       const logger = createLogger('debug', (l) => lines.push(JSON.parse(l)));
       const kc = kubeConfig(fake);
       const rec = new EventRecorder({ kc, logger, namespace: 'tokenguard' });
-      // No events route registered: the fake answers 404.
+      // Refused as RBAC without `create events` would refuse it.
+      fake.route('POST', /\/events$/, (_req, res, { fake: f }) => f.sendJson(res, 403, statusBody(403, 'Forbidden', 'events is forbidden: cannot create resource "events"')));
       assert.equal(await rec.record({ type: 'Warning', reason: 'X', message: 'm' }), false);
-      assert.ok(lines.some((l) => l.msg === 'could not record Event' && /HTTP 404/.test(l.error)));
+      assert.ok(lines.some((l) => l.msg === 'could not record Event' && /forbidden/.test(l.error)), JSON.stringify(lines));
       const oidc = await serveOidc(fake);
       assert.equal(await rec.record({ type: 'Warning', reason: 'X', message: 'm' }), true);
       assert.equal(oidc.events.length, 1);

@@ -9,6 +9,9 @@
 //          and a too-old resourceVersion answered as the real API server does: HTTP 200 and an
 //          `ERROR` event carrying a 410 `Status` (or, with `expiredWatch: 'http'`, a plain HTTP 410);
 // - GET    /api/v1/namespaces/{ns}/{resource}/{name} and /api/v1/{resource}/{name};
+// - writes as the real API server answers them: POST creates (409 AlreadyExists when the name is
+//          taken), PUT replaces (409 Conflict when `metadata.resourceVersion` is not the stored one,
+//          404 when there is nothing to replace), DELETE removes; each sets a new resourceVersion;
 // - faults: drop open watches, compact the event history, go down and come back on the same port;
 // - extra routes: `route(method, pathRegex, handler)` (checked before the built-in ones), e.g. OIDC
 //   discovery, TokenRequest or Events for other tests.
@@ -16,7 +19,7 @@
 // Objects are stored as plain JSON (as the real API server would serve them); fixtures from
 // test/fixtures/cluster-state can be loaded verbatim with `loadList`.
 
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -60,6 +63,7 @@ const RESOURCES: Record<string, { kind: string; groupVersion: string; clusterSco
   persistentvolumeclaims: { kind: 'PersistentVolumeClaim', groupVersion: 'v1' },
   persistentvolumes: { kind: 'PersistentVolume', groupVersion: 'v1', clusterScoped: true },
   configmaps: { kind: 'ConfigMap', groupVersion: 'v1' },
+  secrets: { kind: 'Secret', groupVersion: 'v1' },
   events: { kind: 'Event', groupVersion: 'v1' },
   serviceaccounts: { kind: 'ServiceAccount', groupVersion: 'v1' },
   podtemplates: { kind: 'PodTemplate', groupVersion: 'v1' },
@@ -433,9 +437,13 @@ export class FakeApiServer {
       return void res.end('404 page not found\n');
     }
     const served = RESOURCES[parsed.resource];
-    if (!served || served.groupVersion !== parsed.apiVersion || method !== 'GET' || (served.clusterScoped && parsed.namespace)) {
+    if (!served || served.groupVersion !== parsed.apiVersion || (served.clusterScoped && parsed.namespace)) {
       return this.sendJson(res, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'));
     }
+    if (method === 'POST' && !parsed.name) return this.serveCreate(res, parsed, body);
+    if (method === 'PUT' && parsed.name) return this.serveUpdate(res, parsed, body);
+    if (method === 'DELETE' && parsed.name) return this.serveDelete(res, parsed);
+    if (method !== 'GET') return this.sendJson(res, 405, statusBody(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
     if (parsed.name) return this.serveGet(res, parsed);
     if (url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1') {
       return this.serveWatch(req, res, parsed, url.searchParams);
@@ -450,6 +458,77 @@ export class FakeApiServer {
       return this.sendJson(res, 404, { ...status, details: { name: p.name, kind: p.resource } });
     }
     this.sendJson(res, 200, obj);
+  }
+
+  /** The body of a write, checked as the real API server checks it; undefined when refused (answered). */
+  private writeBody(res: ServerResponse, p: ParsedPath, body: string): KubeObject | undefined {
+    let object: KubeObject;
+    try {
+      object = JSON.parse(body);
+    } catch {
+      this.sendJson(res, 400, statusBody(400, 'BadRequest', 'the body of the request was in an unknown format'));
+      return undefined;
+    }
+    const { kind, groupVersion } = kindOf(p.resource);
+    if (object?.kind !== kind || object.apiVersion !== groupVersion) {
+      this.sendJson(res, 400, statusBody(400, 'BadRequest', `the API version in the data (${object?.apiVersion}) does not match the expected API version (${groupVersion})`));
+      return undefined;
+    }
+    object.metadata ??= {};
+    if (p.namespace && object.metadata.namespace && object.metadata.namespace !== p.namespace) {
+      this.sendJson(res, 400, statusBody(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request'));
+      return undefined;
+    }
+    if (p.name && object.metadata.name !== p.name) {
+      this.sendJson(res, 400, statusBody(400, 'BadRequest', 'the name of the object does not match the name on the URL'));
+      return undefined;
+    }
+    if (p.namespace) object.metadata.namespace = p.namespace;
+    return object;
+  }
+
+  private serveCreate(res: ServerResponse, p: ParsedPath, body: string): void {
+    const object = this.writeBody(res, p, body);
+    if (!object) return;
+    const name = object.metadata.name;
+    if (!name) return this.sendJson(res, 422, statusBody(422, 'Invalid', `${kindOf(p.resource).kind} "" is invalid: metadata.name: Required value: name or generateName is required`));
+    if (this.bucket(p.resource).has(keyOf(p.namespace, name))) {
+      const status = statusBody(409, 'AlreadyExists', `${p.resource} "${name}" already exists`);
+      return this.sendJson(res, 409, { ...status, details: { name, kind: p.resource } });
+    }
+    delete object.metadata.resourceVersion;
+    object.metadata.uid = randomUUID();
+    object.metadata.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    this.sendJson(res, 201, this.apply(p.resource, { type: 'ADDED', object }));
+  }
+
+  private serveUpdate(res: ServerResponse, p: ParsedPath, body: string): void {
+    const object = this.writeBody(res, p, body);
+    if (!object) return;
+    const existing = this.bucket(p.resource).get(keyOf(p.namespace, p.name!));
+    if (!existing) {
+      const status = statusBody(404, 'NotFound', `${p.resource} "${p.name}" not found`);
+      return this.sendJson(res, 404, { ...status, details: { name: p.name, kind: p.resource } });
+    }
+    const rv = object.metadata.resourceVersion;
+    if (rv !== undefined && rv !== existing.metadata?.resourceVersion) {
+      const message = `Operation cannot be fulfilled on ${p.resource} "${p.name}": the object has been modified; please apply your changes to the latest version and try again`;
+      return this.sendJson(res, 409, { ...statusBody(409, 'Conflict', message), details: { name: p.name, kind: p.resource } });
+    }
+    // What the server owns stays as it was.
+    object.metadata.uid = existing.metadata?.uid;
+    object.metadata.creationTimestamp = existing.metadata?.creationTimestamp;
+    this.sendJson(res, 200, this.apply(p.resource, { type: 'MODIFIED', object }));
+  }
+
+  private serveDelete(res: ServerResponse, p: ParsedPath): void {
+    const existing = this.bucket(p.resource).get(keyOf(p.namespace, p.name!));
+    if (!existing) {
+      const status = statusBody(404, 'NotFound', `${p.resource} "${p.name}" not found`);
+      return this.sendJson(res, 404, { ...status, details: { name: p.name, kind: p.resource } });
+    }
+    this.remove(p.resource, p.namespace, p.name!);
+    this.sendJson(res, 200, existing); // as kube-apiserver answers a delete with nothing left to finalize
   }
 
   private serveList(res: ServerResponse, p: ParsedPath, q: URLSearchParams): void {
