@@ -99,7 +99,7 @@ const SelfManagedTLSSchema = Type.Object(
         'tokenguard keeps its own CA and serving certificate in a Secret, serves it, injects the CA into its webhook configurations and rotates both ' +
         '(`manifests/base`: true). Off when a certificate is given with `--tls-cert`/`--tls-key` (or their environment variables).',
     }),
-    secretName: Type.String({ minLength: 1, default: 'tokenguard-certs', description: 'The Secret that holds the CA and the serving certificate (the source of truth).' }),
+    secretName: Type.String({ minLength: 1, default: 'tokenguard-tls', description: 'The Secret that holds the CA and the serving certificate (the source of truth).' }),
     namespace: Type.Optional(Type.String({ minLength: 1, description: "The Secret's namespace, also the Service's (default: the pod's, `POD_NAMESPACE`, else `tokenguard`)." })),
     serviceName: Type.String({ minLength: 1, default: 'tokenguard', description: 'The Service the API server calls: the certificate names `<service>.<namespace>.svc`, `.svc.cluster.local` and `<service>.<namespace>`.' }),
     extraSubjectAltNames: StringList({ default: [], description: 'More DNS names or IP addresses for the serving certificate (e.g. `127.0.0.1` when the API server calls a URL).' }),

@@ -18,7 +18,7 @@ import { Engine } from '../../src/admission/engine.js';
 import { FakeApiServer, statusBody, type KubeObject } from '../helpers/fake-apiserver.js';
 
 const NS = 'tokenguard';
-const SECRET = 'tokenguard-certs';
+const SECRET = 'tokenguard-tls';
 const SETTINGS: TlsSettings = {
   caLifetimeSeconds: 3600,
   certLifetimeSeconds: 900,
@@ -167,7 +167,7 @@ describe('certificate controller', () => {
     assert.ok(r.lines.some((l) => l.includes('renewal failed, retrying') && l.includes('is forbidden')));
     const ready = c.readiness();
     assert.equal(ready.ok, false);
-    assert.match(ready.reason!, /waiting for the certificate Secret tokenguard\/tokenguard-certs: GET .* 403/);
+    assert.match(ready.reason!, /waiting for the certificate Secret tokenguard\/tokenguard-tls: GET .* 403/);
     assert.equal(c.pair(), undefined);
   });
 });
@@ -280,8 +280,8 @@ describe('startSelfManagedTls', () => {
       const tls = await startSelfManagedTls(new ApiClient(kc), { ...DEFAULT_CONFIG.server.selfManagedTLS, enabled: true }, 'tg-system', createLogger('error', () => {}));
       try {
         assert.match(tls.pair().cert, /BEGIN CERTIFICATE/);
-        assert.equal(tls.what, 'self-managed (Secret tg-system/tokenguard-certs)');
-        assert.match(tls.readiness().reason!, /^waiting for the certificate Secret tg-system\/tokenguard-certs: /);
+        assert.equal(tls.what, 'self-managed (Secret tg-system/tokenguard-tls)');
+        assert.match(tls.readiness().reason!, /^waiting for the certificate Secret tg-system\/tokenguard-tls: /);
       } finally {
         tls.stop();
       }

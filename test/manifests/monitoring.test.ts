@@ -17,6 +17,7 @@ import { EventRecorder } from '../../src/cluster/events.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { TokenSelfTest } from '../../src/cluster/token-selftest.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/log.js';
 import { startCacheRig, type CacheRig } from '../cluster/helpers.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
@@ -278,15 +279,20 @@ describe('the monitoring component (kubectl kustomize)', { skip }, () => {
       const container = r.one('Deployment').spec.template.spec.containers[0];
       assert.ok((container.ports as K8sObject[]).some((p) => p.name === port.targetPort), 'the Service port reaches the container port the server listens on');
       assert.deepEqual([endpoint!.scheme, endpoint!.path], ['https', '/metrics']);
-      // The CA of the serving certificate, from the Secret the Deployment mounts, for the name the certificate has.
+      // The CA of the serving certificate, for the name the certificate has: from the Secret the
+      // Deployment mounts (cert-manager), or the one tokenguard keeps itself (self-managed TLS).
       const tlsVolume = (r.one('Deployment').spec.template.spec.volumes as K8sObject[]).find((v) => v.name === 'tls');
-      assert.equal(endpoint!.tlsConfig.ca.secret.name, tlsVolume!.secret.secretName);
+      const cm0 = r.all('ConfigMap').find((c) => c.metadata.name.startsWith('tokenguard-config'))!;
+      const selfManaged = (parseYaml(cm0.data['config.yaml']) as K8sObject).server?.selfManagedTLS;
+      const caSecret: string = tlsVolume ? tlsVolume.secret.secretName : (selfManaged?.secretName ?? DEFAULT_CONFIG.server.selfManagedTLS.secretName);
+      assert.ok(tlsVolume || selfManaged?.enabled, 'a mounted certificate or a self-managed one');
+      assert.equal(endpoint!.tlsConfig.ca.secret.name, caSecret);
       assert.equal(endpoint!.tlsConfig.ca.secret.key, 'ca.crt');
       const names = [`${svc.metadata.name}.${svc.metadata.namespace}.svc`];
       assert.equal(endpoint!.tlsConfig.serverName, names[0]);
-      const cert = r.all('Certificate').find((c) => c.spec.secretName === tlsVolume!.secret.secretName);
+      const cert = r.all('Certificate').find((c) => c.spec.secretName === caSecret);
       if (cert) assert.ok((cert.spec.dnsNames as string[]).includes(endpoint!.tlsConfig.serverName), 'cert-manager issues the certificate for that name');
-      const secret = r.all('Secret').find((s) => s.metadata.name === tlsVolume!.secret.secretName);
+      const secret = r.all('Secret').find((s) => s.metadata.name === caSecret);
       if (secret) {
         assert.ok(secret.data['ca.crt'], 'the generated Secret holds ca.crt');
         const leaf = new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64'));
