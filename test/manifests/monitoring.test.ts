@@ -14,6 +14,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
+import { CertController } from '../../src/cluster/cert-controller.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { TokenSelfTest } from '../../src/cluster/token-selftest.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
@@ -146,6 +147,17 @@ describe('alerts and dashboard against the metrics a real server exports', () =>
       events,
     }).run();
     assert.equal(result.ok, true, JSON.stringify(result));
+    // Self-managed TLS: a pass of the certificate controller (its counters, the CA's expiry).
+    const tls = DEFAULT_CONFIG.server.selfManagedTLS;
+    await new CertController({
+      client: new ApiClient(kc),
+      namespace: 'tokenguard',
+      secretName: tls.secretName,
+      webhookConfigurations: tls.webhookConfigurations,
+      settings: { ...tls, subjectAltNames: ['tokenguard.tokenguard.svc'] },
+      checkSeconds: 60,
+      logger: silentLogger,
+    }).reconcileNow();
     const text = (await server.get('/metrics')).text;
     exported = new Set([...text.matchAll(/^# TYPE (\S+) \S+$/gm)].map((m) => m[1]!));
   });
@@ -156,7 +168,15 @@ describe('alerts and dashboard against the metrics a real server exports', () =>
   });
 
   it('the scrape has the families the alerts need, histograms as one family', () => {
-    for (const n of ['tokenguard_admission_duration_seconds', 'tokenguard_token_selftest_success', 'tokenguard_clock_skew_bound_seconds', 'tokenguard_caller_auth_mode', 'tokenguard_cache_stale_seconds']) {
+    for (const n of [
+      'tokenguard_admission_duration_seconds',
+      'tokenguard_token_selftest_success',
+      'tokenguard_clock_skew_bound_seconds',
+      'tokenguard_caller_auth_mode',
+      'tokenguard_cache_stale_seconds',
+      'tokenguard_tls_renewal_failures_total',
+      'tokenguard_tls_rotations_total',
+    ]) {
       assert.ok(exported.has(n), n);
     }
     assert.ok(!exported.has('tokenguard_admission_duration_seconds_bucket'), 'a histogram is one family');
@@ -219,6 +239,7 @@ describe('alerts, runbooks and dashboard', () => {
     expect('TokenguardClockSkew', 'warning', /abs\(tokenguard_clock_skew_seconds\{job="tokenguard"\}\) > tokenguard_clock_skew_bound_seconds/);
     expect('TokenguardCallerAuthFailing', 'warning', /result!="ok".* and on \(job, instance\) tokenguard_caller_auth_mode\{job="tokenguard", mode="enforce"\} == 1/);
     expect('TokenguardPVCDeletionDenied', 'info', /policy="pvc-in-use", decision="denied"/);
+    expect('TokenguardCertificateRenewalFailing', 'warning', /increase\(tokenguard_tls_renewal_failures_total\{job="tokenguard"\}\[10m\]\) > 0/);
   });
 
   it('the dashboard: panels for requests, latency, decisions, warnings, caches, certificates, the self-test; a datasource and a job variable', () => {
