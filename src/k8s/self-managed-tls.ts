@@ -211,14 +211,14 @@ function hasName(cert: X509Certificate, name: string): boolean {
   return cert.checkHost(name, { subject: 'never' }) !== undefined || cert.checkIP(name) !== undefined;
 }
 
-/** Certificates start a minute early, for clocks a little behind this one. */
-const BACKDATE_MS = 60_000;
+/** Certificates start a little early (a minute, a tenth of a short lifetime), for clocks a little behind this one. */
+const backdate = (lifetimeSeconds: number) => Math.min(60_000, lifetimeSeconds * 100);
 
 function newCA(now: Date, settings: TlsSettings): KeyPairPem {
   return issueCertificate({
     // A time in the name tells two CAs of a rotation apart in `openssl x509 -noout -subject`.
     commonName: `tokenguard-ca@${Math.floor(now.getTime() / 1000)}`,
-    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notBefore: new Date(now.getTime() - backdate(settings.caLifetimeSeconds)),
     notAfter: new Date(now.getTime() + settings.caLifetimeSeconds * 1000),
   });
 }
@@ -228,7 +228,7 @@ function newServing(ca: KeyPairPem, now: Date, settings: TlsSettings): KeyPairPe
   const caExpiry = parse(ca.cert).notAfter;
   return issueCertificate({
     commonName: settings.subjectAltNames[0] ?? 'tokenguard',
-    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notBefore: new Date(now.getTime() - backdate(settings.certLifetimeSeconds)),
     notAfter: new Date(Math.min(now.getTime() + settings.certLifetimeSeconds * 1000, caExpiry)),
     subjectAltNames: settings.subjectAltNames,
     issuer: ca,

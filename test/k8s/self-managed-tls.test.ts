@@ -131,6 +131,15 @@ describe('self-managed TLS decisions', () => {
     assert.ok(new X509Certificate(renewed.serving.cert).verify(new X509Certificate(fresh.signer.cert).publicKey));
   });
 
+  it('lifetimes of minutes: a fresh certificate is not due at once (it starts early by a tenth of its life, not a minute)', () => {
+    const short = { ...SETTINGS, caLifetimeSeconds: 120, certLifetimeSeconds: 60, renewAtFraction: 0.5 };
+    const s = freshState(T0, short, 1);
+    assert.equal(Date.parse(new X509Certificate(s.serving.cert).validFrom), T0.getTime() - 6_000);
+    // Valid from -6 s to +60 s: half of its 66 s is reached at +27 s.
+    assert.equal(decide({ state: s }, new Date(T0.getTime() + 26_000), short, true).kind, 'none');
+    assert.equal(decide({ state: s }, new Date(T0.getTime() + 28_000), short, true).kind, 'renew-serving');
+  });
+
   it('never issues a serving certificate that outlives its CA', () => {
     const s = advance(fresh, { kind: 'renew-serving', reason: '' }, at(55), SETTINGS, 2);
     assert.equal(expiries(s).serving, expiries(s).ca);
