@@ -288,6 +288,9 @@ const DESCRIPTIONS: Record<Action['kind'], string> = {
   none: '',
 };
 
+/** How long start-up waits for the first pass before serving a throwaway certificate, unready. */
+const FIRST_PASS_WAIT_MS = 5_000;
+
 /** The serving pair of self-managed TLS, as the server takes it; the controller runs until `stop`. */
 export interface SelfManagedTls {
   pair: () => KeyPairPem;
@@ -298,9 +301,10 @@ export interface SelfManagedTls {
 }
 
 /**
- * Start self-managed TLS for `config` (server.selfManagedTLS): one pass now, so a replica that
- * finds or makes the Secret at once serves from it; then every `checkSeconds`. Until the Secret
- * can be read the server serves a throwaway certificate no caBundle trusts, and is unready.
+ * Start self-managed TLS for `config` (server.selfManagedTLS): one pass now (waited for up to
+ * FIRST_PASS_WAIT_MS), so a replica that finds or makes the Secret at once serves from it; then
+ * every `checkSeconds`. Until the Secret can be read the server serves a throwaway certificate no
+ * caBundle trusts, and is unready.
  */
 export async function startSelfManagedTls(
   client: ApiClient,
@@ -331,7 +335,11 @@ export async function startSelfManagedTls(
     webhookConfigurations: tls.webhookConfigurations,
     subjectAltNames: settings.subjectAltNames,
   });
-  await controller.reconcileNow();
+  // The server starts listening (and answering probes) within a few seconds even when the API
+  // server is slow to answer: the pass goes on, and the periodic one after it.
+  let bounded: NodeJS.Timeout | undefined;
+  await Promise.race([controller.reconcileNow(), new Promise<void>((resolve) => (bounded = setTimeout(resolve, FIRST_PASS_WAIT_MS)))]);
+  clearTimeout(bounded);
   controller.start();
   let throwaway: KeyPairPem | undefined;
   return {

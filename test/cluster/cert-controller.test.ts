@@ -271,6 +271,27 @@ describe('certificate controller and server: renewals and a CA rotation with eve
 });
 
 describe('startSelfManagedTls', () => {
+  it('an API server that does not answer delays start-up by a few seconds at most, not a crash-looping minute', async () => {
+    const fake = await FakeApiServer.start();
+    try {
+      fake.route('GET', /\/secrets\//, () => new Promise<void>(() => {})); // never answers
+      const kc = new KubeConfig();
+      kc.loadFromFile(fake.kubeconfigPath);
+      const t0 = Date.now();
+      const tls = await startSelfManagedTls(new ApiClient(kc), { ...DEFAULT_CONFIG.server.selfManagedTLS, enabled: true }, NS, createLogger('error', () => {}));
+      try {
+        const waited = Date.now() - t0;
+        assert.ok(waited >= 4_500 && waited < 8_000, `waited ${waited} ms`);
+        assert.match(tls.pair().cert, /BEGIN CERTIFICATE/);
+        assert.equal(tls.readiness().ok, false);
+      } finally {
+        tls.stop();
+      }
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('serves a throwaway certificate and is unready while the Secret cannot be read', async () => {
     const fake = await FakeApiServer.start();
     try {
