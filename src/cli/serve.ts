@@ -9,6 +9,8 @@ import { Engine } from '../admission/engine.js';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config/load.js';
 import { callerAuthCAFile, type TokenguardConfig } from '../config/schema.js';
 import { connectCluster } from '../cluster/connect.js';
+import type { ApiClient } from '../cluster/client.js';
+import type { SelfManagedTls } from '../cluster/cert-controller.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
 import { batchedStdout, createLogger, type Logger, type LogLevel } from '../observability/log.js';
 import { startServer, type RunningServer } from '../server/server.js';
@@ -117,6 +119,8 @@ export function flagOverrides(values: Record<string, string | boolean | undefine
   set('port', port(source('port', 'TOKENGUARD_PORT'), pick('port', 'TOKENGUARD_PORT')));
   set('tlsCertFile', pick('tls-cert', 'TOKENGUARD_TLS_CERT'));
   set('tlsKeyFile', pick('tls-key', 'TOKENGUARD_TLS_KEY'));
+  // A certificate given here is served as given: tokenguard then manages none (cert-manager overlay).
+  if (server.tlsCertFile !== undefined || server.tlsKeyFile !== undefined) set('selfManagedTLS', { enabled: false } as TokenguardConfig['server']['selfManagedTLS']);
   const callerAuth: Record<string, unknown> = {};
   const authMode = pick('caller-auth', 'TOKENGUARD_CALLER_AUTH');
   if (authMode !== undefined) callerAuth.mode = authMode;
@@ -300,10 +304,20 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     issuerServices?.stop();
     cluster.stop();
   }
+  const selfManaged = await selfManagedTls(config, cluster.cache?.client, logger).catch((err) => {
+    stopCluster();
+    throw err;
+  });
+  const stopAll = () => {
+    selfManaged?.stop();
+    stopCluster();
+  };
   const running = await startServer({
     address: config.server.address,
     port: config.server.port,
-    tls: { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile, clientCAFile: callerAuthCAFile(auth) },
+    tls: selfManaged
+      ? { pair: selfManaged.pair, onChange: selfManaged.onChange, what: selfManaged.what, clientCAFile: callerAuthCAFile(auth) }
+      : { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile, clientCAFile: callerAuthCAFile(auth) },
     tlsReloadSeconds: config.server.tlsReloadSeconds,
     maxBodyBytes: config.server.maxBodyBytes,
     shutdownGraceSeconds: config.server.shutdownGraceSeconds,
@@ -313,11 +327,29 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     callerAuth,
     outcomes: { events: issuerServices?.events, claims: cluster.cache },
   }).catch((err) => {
-    stopCluster();
+    stopAll();
     throw err;
   });
   running.readiness.set('config', () => ({ ok: true }));
   running.readiness.set('cluster', cluster.readiness);
+  if (selfManaged) running.readiness.set('tls', selfManaged.readiness);
   const shutdown = running.shutdown;
-  return { ...running, shutdown: () => shutdown().finally(stopCluster) };
+  return { ...running, shutdown: () => shutdown().finally(stopAll) };
+}
+
+/**
+ * Self-managed TLS when configured (it needs the cluster); otherwise say where the certificate
+ * comes from, so an operator sees at start which of the two manages it.
+ */
+async function selfManagedTls(config: TokenguardConfig, client: ApiClient | undefined, logger: Logger): Promise<SelfManagedTls | undefined> {
+  const tls = config.server.selfManagedTLS;
+  if (!tls.enabled) {
+    logger.info('TLS: serving the certificate files; tokenguard does not manage certificates (server.selfManagedTLS.enabled is false)', {
+      certFile: config.server.tlsCertFile,
+    });
+    return undefined;
+  }
+  if (!client) throw new Error('server.selfManagedTLS.enabled is true but there is no cluster to keep the certificate Secret in');
+  const { startSelfManagedTls } = await import('../cluster/cert-controller.js');
+  return startSelfManagedTls(client, tls, process.env.POD_NAMESPACE, logger);
 }

@@ -77,6 +77,24 @@ function callerAuthProblems(config: TokenguardConfig): string[] {
   return [];
 }
 
+/** What the schema cannot say about `server.selfManagedTLS`; `file` is the file as written. */
+function selfManagedTLSProblems(config: TokenguardConfig, file: unknown): string[] {
+  const tls = config.server.selfManagedTLS;
+  if (!tls.enabled) return [];
+  const problems: string[] = [];
+  const server = isPlainObject(file) && isPlainObject(file.server) ? file.server : {};
+  for (const key of ['tlsCertFile', 'tlsKeyFile']) {
+    if (server[key] !== undefined) {
+      problems.push(`server.${key}: set, but server.selfManagedTLS.enabled is true: tokenguard serves either its own certificate or the file's; remove one`);
+    }
+  }
+  if (tls.certLifetimeSeconds > tls.caLifetimeSeconds) problems.push('server.selfManagedTLS.certLifetimeSeconds: longer than caLifetimeSeconds');
+  if (tls.overlapSeconds < 2 * tls.checkSeconds) {
+    problems.push(`server.selfManagedTLS.overlapSeconds: must be at least twice checkSeconds (${2 * tls.checkSeconds}), so every replica re-reads the Secret within a rotation step`);
+  }
+  return problems;
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -118,6 +136,7 @@ export function resolveConfig(
   const config = deepMerge(deepMerge(DEFAULT_CONFIG, fileConfig), overrides);
   const problems = [
     ...callerAuthProblems(config),
+    ...selfManagedTLSProblems(config, fileConfig),
     ...policies.flatMap((p) => (p.checkSettings?.(policySettings<never>(p, config)) ?? []).map((problem) => `policies.${p.name}.${problem}`)),
   ];
   if (problems.length > 0) throw new ConfigError(source, problems);

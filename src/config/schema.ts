@@ -90,12 +90,45 @@ const CallerAuthSchema = Type.Object(
 /** `server.callerAuth`: who may call /validate and /mutate (docs: "Authenticating the API server"). */
 export type CallerAuthConfig = Static<typeof CallerAuthSchema>;
 
+const DAY = 86400;
+const SelfManagedTLSSchema = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: false,
+      description:
+        'tokenguard keeps its own CA and serving certificate in a Secret, serves it, injects the CA into its webhook configurations and rotates both ' +
+        '(`manifests/base`: true). Off when a certificate is given with `--tls-cert`/`--tls-key` (or their environment variables).',
+    }),
+    secretName: Type.String({ minLength: 1, default: 'tokenguard-tls', description: 'The Secret that holds the CA and the serving certificate (the source of truth).' }),
+    namespace: Type.Optional(Type.String({ minLength: 1, description: "The Secret's namespace, also the Service's (default: the pod's, `POD_NAMESPACE`, else `tokenguard`)." })),
+    serviceName: Type.String({ minLength: 1, default: 'tokenguard', description: 'The Service the API server calls: the certificate names `<service>.<namespace>.svc`, `.svc.cluster.local` and `<service>.<namespace>`.' }),
+    extraSubjectAltNames: StringList({ default: [], description: 'More DNS names or IP addresses for the serving certificate (e.g. `127.0.0.1` when the API server calls a URL).' }),
+    webhookConfigurations: StringList({
+      minItems: 1,
+      default: ['tokenguard'],
+      description: 'Names of the ValidatingWebhookConfiguration and MutatingWebhookConfiguration whose caBundle tokenguard sets; no other is touched.',
+    }),
+    caLifetimeSeconds: Type.Integer({ minimum: 120, default: 365 * DAY, description: 'Lifetime of a CA (365 days); it is replaced, with an overlap, at `renewAtFraction` of it.' }),
+    certLifetimeSeconds: Type.Integer({ minimum: 60, default: 90 * DAY, description: 'Lifetime of a serving certificate (90 days), never beyond its CA.' }),
+    renewAtFraction: Type.Number({ exclusiveMinimum: 0, maximum: 0.9, default: 0.67, description: 'When in its lifetime a certificate or CA is renewed.' }),
+    checkSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 30, description: 'How often each replica re-reads the Secret and its webhook configurations.' }),
+    overlapSeconds: Type.Number({
+      minimum: 0,
+      default: 120,
+      description: 'How long each CA rotation step holds (the new CA trusted before it signs, the old one trusted after); at least twice `checkSeconds`.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+export type SelfManagedTLSConfig = Static<typeof SelfManagedTLSSchema>;
+
 const ServerSchema = Type.Object(
   {
     address: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Listen address (`::` for IPv6, `127.0.0.1` for local only).' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8443, description: 'Listen port (`0`: any free port, logged at start-up).' }),
     tlsCertFile: Type.String({ minLength: 1, default: 'certs/tls.crt', description: 'Serving certificate, PEM (chain allowed); relative paths are from the working directory.' }),
     tlsKeyFile: Type.String({ minLength: 1, default: 'certs/tls.key', description: 'Its private key, PEM.' }),
+    selfManagedTLS: SelfManagedTLSSchema,
     callerAuth: CallerAuthSchema,
     tlsReloadSeconds: Type.Number({
       exclusiveMinimum: 0,

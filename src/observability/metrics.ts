@@ -30,6 +30,18 @@ export const buildInfoGauge = new Gauge({
   },
 });
 
+/**
+ * When the certificates in use expire, as Unix time: what a "renew before it is too late" alert
+ * compares with time(). The server sets `serving` and `client_ca` when it loads them; self-managed
+ * TLS (cluster/cert-controller.ts) sets `ca`, the CA that signs the serving certificate.
+ */
+export const certificateNotAfter = new Gauge({
+  name: 'tokenguard_tls_certificate_not_after_seconds',
+  help: 'Expiry (notAfter, Unix time) of the earliest-expiring certificate in use, by certificate: serving (tls.crt and its chain), client_ca (the caller-auth client CA) or ca (the self-managed CA that signs the serving certificate).',
+  labelNames: ['certificate'] as const,
+  registers: [registry],
+});
+
 /** One count of a Tally, which a hot path that keeps it bumps with no lookup at all (`cell.n++`). */
 export interface Cell {
   n: number;

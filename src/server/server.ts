@@ -16,7 +16,7 @@ import type { OutcomeSinks } from './decision-events.js';
 import { ConnectionTracker } from './drain.js';
 import { Gauge } from 'prom-client';
 import { registry } from '../observability/metrics.js';
-import { loadTls, recordCertificates, watchTls, type TlsFiles } from './tls.js';
+import { loadTls, recordCertificates, watchTls, type TlsSource } from './tls.js';
 
 /** The readiness of every server running in this process (one, in production), read at scrape time. */
 const running = new Set<Readiness>();
@@ -37,7 +37,7 @@ export const MAX_HEADER_BYTES = 128 * 1024;
 export interface ServerOptions {
   address: string;
   port: number;
-  tls: TlsFiles;
+  tls: TlsSource;
   tlsReloadSeconds: number;
   maxBodyBytes: number;
   shutdownGraceSeconds: number;

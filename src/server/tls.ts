@@ -1,32 +1,34 @@
-// Serving certificates that follow their files: cert-manager renewals and updated Secret mounts
-// (an atomic symlink swap) are picked up without a restart. New connections get the new pair
+// Serving certificates that follow their source without a restart: files (cert-manager renewals and
+// updated Secret mounts, an atomic symlink swap), or memory (self-managed TLS: the certificate
+// controller's pair, taken as soon as it says it changed). New connections get the new pair
 // through setSecureContext; connections already open keep the context they were accepted with.
 
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Server } from 'node:https';
-import { Gauge } from 'prom-client';
 import type { Logger } from '../observability/log.js';
 import { errorMessage } from '../observability/errors.js';
-import { registry } from '../observability/metrics.js';
-
-/**
- * When the certificates in use expire, as Unix time: what a "renew before it is too late" alert
- * compares with time(). Set when the server starts and after every reload that took effect.
- */
-export const certificateNotAfter = new Gauge({
-  name: 'tokenguard_tls_certificate_not_after_seconds',
-  help: 'Expiry (notAfter, Unix time) of the earliest-expiring certificate in a file in use, by certificate: serving (tls.crt and its chain) or client_ca (the caller-auth client CA).',
-  labelNames: ['certificate'] as const,
-  registers: [registry],
-});
+import { certificateNotAfter } from '../observability/metrics.js';
 
 export interface TlsFiles {
   certFile: string;
   keyFile: string;
   clientCAFile?: string;
 }
+
+/** A serving pair held in memory (self-managed TLS), and how to hear that it changed. */
+export interface TlsMemory {
+  pair: () => { cert: string; key: string };
+  onChange: (listener: () => void) => () => void;
+  /** What it is, for logs and errors. */
+  what: string;
+  clientCAFile?: string;
+}
+
+export type TlsSource = TlsFiles | TlsMemory;
+
+const isMemory = (source: TlsSource): source is TlsMemory => 'pair' in source;
 
 export interface LoadedTls {
   options: SecureContextOptions;
@@ -37,7 +39,7 @@ export interface LoadedTls {
 }
 
 /** Read and check a pair; throws with the file name when a file is missing or the pair mismatches. */
-export function loadTls(files: TlsFiles): LoadedTls {
+export function loadTls(source: TlsSource): LoadedTls {
   const read = (what: string, path: string) => {
     try {
       return readFileSync(path);
@@ -45,15 +47,17 @@ export function loadTls(files: TlsFiles): LoadedTls {
       throw new Error(`cannot read TLS ${what} ${path}: ${errorMessage(err)}`, { cause: err });
     }
   };
-  const cert = read('certificate', files.certFile);
-  const key = read('key', files.keyFile);
-  const ca = files.clientCAFile ? read('client CA', files.clientCAFile) : undefined;
+  const memory = isMemory(source) ? source.pair() : undefined;
+  const cert = memory ? Buffer.from(memory.cert) : read('certificate', (source as TlsFiles).certFile);
+  const key = memory ? Buffer.from(memory.key) : read('key', (source as TlsFiles).keyFile);
+  const ca = source.clientCAFile ? read('client CA', source.clientCAFile) : undefined;
   const options: SecureContextOptions = { cert, key, minVersion: 'TLSv1.2' };
   if (ca) options.ca = ca;
   try {
     createSecureContext(options); // validates that key and certificate belong together
   } catch (err) {
-    throw new Error(`TLS certificate ${files.certFile} and key ${files.keyFile} do not form a usable pair: ${errorMessage(err)}`, { cause: err });
+    const which = isMemory(source) ? `${source.what} certificate and key` : `TLS certificate ${source.certFile} and key ${source.keyFile}`;
+    throw new Error(`${which} do not form a usable pair: ${errorMessage(err)}`, { cause: err });
   }
   return {
     options,
@@ -88,14 +92,17 @@ export function recordCertificates(tls: LoadedTls): void {
   else certificateNotAfter.remove({ certificate: 'client_ca' });
 }
 
-/** Poll the files every `intervalMs`; swap the server's context when they change and still load. */
-export function watchTls(server: Server, files: TlsFiles, initial: LoadedTls, intervalMs: number, logger: Logger): () => void {
+/**
+ * Poll the source every `intervalMs` (and, for memory, also when it says it changed); swap the
+ * server's context when the pair changed and still loads.
+ */
+export function watchTls(server: Server, source: TlsSource, initial: LoadedTls, intervalMs: number, logger: Logger): () => void {
   let current = initial.fingerprint;
   let lastError = '';
-  const timer = setInterval(() => {
+  const check = () => {
     let next: LoadedTls;
     try {
-      next = loadTls(files);
+      next = loadTls(source);
     } catch (err) {
       // Mid-rotation the pair can be briefly inconsistent: keep serving the old one and retry.
       const msg = errorMessage(err);
@@ -108,8 +115,13 @@ export function watchTls(server: Server, files: TlsFiles, initial: LoadedTls, in
     server.setSecureContext(next.options);
     current = next.fingerprint;
     recordCertificates(next);
-    logger.info('TLS certificate reloaded', { certFile: files.certFile });
-  }, intervalMs);
+    logger.info('TLS certificate reloaded', isMemory(source) ? { source: source.what } : { certFile: source.certFile });
+  };
+  const timer = setInterval(check, intervalMs);
   timer.unref();
-  return () => clearInterval(timer);
+  const unsubscribe = isMemory(source) ? source.onChange(check) : undefined;
+  return () => {
+    clearInterval(timer);
+    unsubscribe?.();
+  };
 }

@@ -181,3 +181,33 @@ test('extra routes take precedence and see the parsed request', async () => {
   });
   assert.equal(JSON.parse(body).issuer, 'https://kubernetes.default.svc');
 });
+
+test('writes through the generated client as kube-apiserver answers them: create, 409 AlreadyExists, update, 409 Conflict, delete, 404', async () => {
+  const api = kc.makeApiClient(CoreV1Api);
+  const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'w', namespace: 'shop' }, type: 'Opaque', data: { a: 'YQ==' } };
+  const created = await api.createNamespacedSecret({ namespace: 'shop', body });
+  assert.ok(created.metadata?.uid && created.metadata.resourceVersion && created.metadata.creationTimestamp);
+  /** The refusal's HTTP code and Status (nothing when the call succeeded). */
+  const statusOf = async (p: Promise<unknown>): Promise<{ code?: number; reason?: string; message?: string }> =>
+    p.then(
+      () => ({}),
+      (err: { code?: number; body?: string }) => ({ code: err.code, ...(JSON.parse(err.body ?? '{}') as { reason?: string; message?: string }) }),
+    );
+  const again = await statusOf(api.createNamespacedSecret({ namespace: 'shop', body }));
+  assert.deepEqual([again.code, again.reason, again.message], [409, 'AlreadyExists', 'secrets "w" already exists']);
+
+  const updated = await api.replaceNamespacedSecret({ name: 'w', namespace: 'shop', body: { ...created, data: { a: 'Yg==' } } });
+  assert.notEqual(updated.metadata?.resourceVersion, created.metadata.resourceVersion);
+  assert.equal(updated.metadata?.uid, created.metadata.uid, 'the uid stays');
+  // The resourceVersion read before the update is stale now.
+  const stale = await statusOf(api.replaceNamespacedSecret({ name: 'w', namespace: 'shop', body: { ...created, data: { a: 'Yw==' } } }));
+  assert.deepEqual([stale.code, stale.reason], [409, 'Conflict']);
+  assert.match(stale.message ?? '', /^Operation cannot be fulfilled on secrets "w": the object has been modified; please apply your changes to the latest version and try again$/);
+  assert.equal(fake.get('secrets', 'shop', 'w')?.data.a, 'Yg==', 'the losing write changed nothing');
+
+  await api.deleteNamespacedSecret({ name: 'w', namespace: 'shop' });
+  const gone = await statusOf(api.readNamespacedSecret({ name: 'w', namespace: 'shop' }));
+  assert.deepEqual([gone.code, gone.reason], [404, 'NotFound']);
+  const missing = await statusOf(api.replaceNamespacedSecret({ name: 'w', namespace: 'shop', body: updated }));
+  assert.deepEqual([missing.code, missing.reason], [404, 'NotFound']);
+});

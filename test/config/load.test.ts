@@ -93,6 +93,19 @@ describe('valid configuration', () => {
   });
 });
 
+describe('self-managed TLS and certificate files', () => {
+  it('a certificate given by flag or environment turns self-managed TLS off; otherwise the file decides', () => {
+    const path = file('self-managed.yaml', 'server:\n  selfManagedTLS: { enabled: true }');
+    assert.equal(loadConfig(path, POLICIES).server.selfManagedTLS.enabled, true);
+    const env = { TOKENGUARD_TLS_CERT: '/tls/tls.crt', TOKENGUARD_TLS_KEY: '/tls/tls.key' };
+    const withFiles = loadConfig(path, POLICIES, flagOverrides({}, env));
+    assert.equal(withFiles.server.selfManagedTLS.enabled, false);
+    assert.equal(withFiles.server.tlsCertFile, '/tls/tls.crt');
+    assert.equal(loadConfig(path, POLICIES, flagOverrides({ 'tls-key': '/k' }, {})).server.selfManagedTLS.enabled, false);
+    assert.equal(DEFAULT_CONFIG.server.selfManagedTLS.enabled, false, 'off unless configured: development and tests serve files');
+  });
+});
+
 describe('invalid configuration', () => {
   const cases: { what: string; yaml: string; problems: (string | RegExp)[] }[] = [
     { what: 'unknown top-level key', yaml: 'colour: red', problems: ['colour: unknown key'] },
@@ -115,6 +128,20 @@ describe('invalid configuration', () => {
     { what: 'override with a bad mode', yaml: 'namespaceOverrides:\n  - namespaces: [a]\n    policies: { pvc-guard: loud }', problems: ['namespaceOverrides[0].policies.pvc-guard: must be one of ["enforce","warn","off"]'] },
     { what: 'exemptions not a list', yaml: 'exemptions:\n  users: bob', problems: ['exemptions.users: must be array'] },
     { what: 'a scalar file', yaml: 'just words', problems: ['(root): must be object'] },
+    {
+      what: 'self-managed TLS and certificate files at once',
+      yaml: 'server:\n  tlsCertFile: /tls/tls.crt\n  selfManagedTLS: { enabled: true }',
+      problems: ["server.tlsCertFile: set, but server.selfManagedTLS.enabled is true: tokenguard serves either its own certificate or the file's; remove one"],
+    },
+    {
+      what: 'self-managed lifetimes that cannot work',
+      yaml: 'server:\n  selfManagedTLS: { enabled: true, caLifetimeSeconds: 600, certLifetimeSeconds: 900, checkSeconds: 30, overlapSeconds: 30 }',
+      problems: [
+        'server.selfManagedTLS.certLifetimeSeconds: longer than caLifetimeSeconds',
+        'server.selfManagedTLS.overlapSeconds: must be at least twice checkSeconds (60), so every replica re-reads the Secret within a rotation step',
+      ],
+    },
+    { what: 'a CA lifetime below two minutes', yaml: 'server:\n  selfManagedTLS: { caLifetimeSeconds: 30 }', problems: ['server.selfManagedTLS.caLifetimeSeconds: must be >= 120'] },
     { what: 'several problems at once', yaml: 'mode: x\nserver: { port: -1 }\nlog: { level: loud }', problems: ['server.port: must be >= 0', 'log.level: must be one of ["debug","info","warn","error"]', 'mode: must be one of ["enforce","warn","off"]'] },
   ];
   for (const c of cases) {

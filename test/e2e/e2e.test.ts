@@ -11,6 +11,7 @@ import { atLeast, findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
 import { vapScenarios } from './vap.js';
 import { reportsScenario } from './reports.js';
+import { selfManagedTlsScenario } from './self-managed-tls.js';
 import { webhookScenarios } from './webhook.js';
 
 const found = findAssets();
@@ -34,4 +35,5 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
   describe('generated admission policies (tokenguard generate vap), tokenguard not running', { skip: vap }, () => vapScenarios(assets));
   describe('audit --report: findings as OpenReports and wgpolicyk8s.io reports, replaced run after run', () => reportsScenario(assets));
   describe('tokenguard dev register and unregister: a local server registered with a real cluster', () => devRegisterScenario(assets));
+  describe('self-managed TLS: replicas at once, renewals and a CA rotation under a fail-closed webhook, a deleted Secret', () => selfManagedTlsScenario(assets));
 });

@@ -9,10 +9,12 @@
 //          and a too-old resourceVersion answered as the real API server does: HTTP 200 and an
 //          `ERROR` event carrying a 410 `Status` (or, with `expiredWatch: 'http'`, a plain HTTP 410);
 // - GET    /api/v1/namespaces/{ns}/{resource}/{name} and /api/v1/{resource}/{name};
-// - POST, PUT, DELETE of any served resource, with kube-apiserver's answers: 409 AlreadyExists and
-//          409 Conflict (a stale resourceVersion), 404 for a missing object or namespace, and the
-//          NamespaceLifecycle admission plugin's 403 for a create in a Terminating namespace; LIST
-//          honours an equality `labelSelector`;
+// - writes as the real API server answers them: POST creates (409 AlreadyExists when the name is
+//          taken; 404 in a missing namespace and the NamespaceLifecycle plugin's 403 in a Terminating
+//          one), PUT replaces (409 Conflict when `metadata.resourceVersion` is not the stored one,
+//          404 when there is nothing to replace), DELETE removes; each sets a new resourceVersion;
+//          names in messages are group-qualified as kube-apiserver writes them; LIST honours an
+//          equality `labelSelector`;
 // - Events (core/v1) written as the real one takes them: POST (generateName, the namespace of the
 //          path, involvedObject.namespace checked against it: 422) and PATCH (JSON Patch or merge
 //          patch; 404 for an unknown Event); they are then listed and watched like any object;
@@ -68,6 +70,7 @@ const RESOURCES: Record<string, { kind: string; groupVersion: string; clusterSco
   persistentvolumeclaims: { kind: 'PersistentVolumeClaim', groupVersion: 'v1' },
   persistentvolumes: { kind: 'PersistentVolume', groupVersion: 'v1', clusterScoped: true },
   configmaps: { kind: 'ConfigMap', groupVersion: 'v1' },
+  secrets: { kind: 'Secret', groupVersion: 'v1' },
   events: { kind: 'Event', groupVersion: 'v1' },
   serviceaccounts: { kind: 'ServiceAccount', groupVersion: 'v1' },
   podtemplates: { kind: 'PodTemplate', groupVersion: 'v1' },
@@ -91,6 +94,18 @@ function kindOf(resource: string): { kind: string; groupVersion: string } {
   const r = RESOURCES[resource];
   if (!r) throw new Error(`the fake API server does not serve ${resource}`);
   return r;
+}
+
+/** `secrets`, `reports.openreports.io`: a resource as kube-apiserver names it in messages. */
+function groupResource(resource: string): string {
+  const { groupVersion } = kindOf(resource);
+  return groupVersion.includes('/') ? `${resource}.${groupVersion.split('/')[0]}` : resource;
+}
+
+/** A Status's details for one object. */
+function details(resource: string, name: string): { name: string; group?: string; kind: string } {
+  const { groupVersion } = kindOf(resource);
+  return { name, ...(groupVersion.includes('/') ? { group: groupVersion.split('/')[0]! } : {}), kind: resource };
 }
 
 export function statusBody(code: number, reason: string, message: string): KubeObject {
@@ -447,71 +462,18 @@ export class FakeApiServer {
       return method === 'POST' ? this.createEvent(res, parsed.namespace, body) : this.patchEvent(req, res, parsed.namespace, parsed.name, body);
     }
     const served = RESOURCES[parsed.resource];
-    const write = method === 'POST' || method === 'PUT' || method === 'DELETE';
-    if (!served || served.groupVersion !== parsed.apiVersion || (method !== 'GET' && !write) || (served.clusterScoped && parsed.namespace)) {
+    if (!served || served.groupVersion !== parsed.apiVersion || (served.clusterScoped && parsed.namespace)) {
       return this.sendJson(res, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'));
     }
-    if (write) return this.serveWrite(res, method, parsed, body);
+    if (method === 'POST' && !parsed.name) return this.serveCreate(res, parsed, body);
+    if (method === 'PUT' && parsed.name) return this.serveUpdate(res, parsed, body);
+    if (method === 'DELETE' && parsed.name) return this.serveDelete(res, parsed);
+    if (method !== 'GET') return this.sendJson(res, 405, statusBody(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
     if (parsed.name) return this.serveGet(res, parsed);
     if (url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1') {
       return this.serveWatch(req, res, parsed, url.searchParams);
     }
     return this.serveList(res, parsed, url.searchParams);
-  }
-
-  /** POST (create), PUT (replace, with resourceVersion) and DELETE, answered as kube-apiserver does. */
-  private serveWrite(res: ServerResponse, method: string, p: ParsedPath, body: string): void {
-    const { kind, groupVersion } = kindOf(p.resource);
-    const group = groupVersion.includes('/') ? groupVersion.split('/')[0] : '';
-    const groupResource = group ? `${p.resource}.${group}` : p.resource;
-    const details = (name: string) => ({ name, ...(group ? { group } : {}), kind: p.resource });
-    const fail = (code: number, reason: string, message: string, name: string, causes?: KubeObject[]) =>
-      this.sendJson(res, code, { ...statusBody(code, reason, message), details: { ...details(name), ...(causes ? { causes } : {}) } });
-    let object: KubeObject = {};
-    if (method !== 'DELETE') {
-      try {
-        object = JSON.parse(body);
-      } catch {
-        return this.sendJson(res, 400, statusBody(400, 'BadRequest', 'the object provided is unrecognized'));
-      }
-    }
-    const name: string = p.name ?? object.metadata?.name ?? '';
-    const key = keyOf(p.namespace, name);
-    const existing = this.bucket(p.resource).get(key);
-    if (method === 'DELETE') {
-      if (!existing) return fail(404, 'NotFound', `${groupResource} "${name}" not found`, name);
-      this.remove(p.resource, p.namespace, name);
-      return this.sendJson(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: details(name) });
-    }
-    if (p.namespace) {
-      // The NamespaceLifecycle admission plugin: no namespace, no content; a Terminating one takes
-      // updates and deletes, never a create.
-      const ns = this.get('namespaces', undefined, p.namespace);
-      if (!ns) return fail(404, 'NotFound', `namespaces "${p.namespace}" not found`, p.namespace);
-      if (method === 'POST' && ns.status?.phase === 'Terminating') {
-        return fail(403, 'Forbidden', `${groupResource} "${name}" is forbidden: unable to create new content in namespace ${p.namespace} because it is being terminated`, name, [
-          { reason: 'NamespaceTerminating', message: `namespace ${p.namespace} is being terminated`, field: 'metadata.namespace' },
-        ]);
-      }
-    }
-    const stored = { ...object, apiVersion: groupVersion, kind, metadata: { ...object.metadata, name, ...(p.namespace ? { namespace: p.namespace } : {}) } };
-    if (method === 'POST') {
-      if (existing) return fail(409, 'AlreadyExists', `${groupResource} "${name}" already exists`, name);
-      stored.metadata.uid = randomBytes(16).toString('hex');
-      stored.metadata.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-      return this.sendJson(res, 201, this.upsert(p.resource, stored));
-    }
-    if (!existing) return fail(404, 'NotFound', `${groupResource} "${name}" not found`, name);
-    if (object.metadata?.resourceVersion !== existing.metadata?.resourceVersion) {
-      return fail(
-        409,
-        'Conflict',
-        `Operation cannot be fulfilled on ${groupResource} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
-        name,
-      );
-    }
-    stored.metadata = { ...stored.metadata, uid: existing.metadata?.uid, creationTimestamp: existing.metadata?.creationTimestamp };
-    this.sendJson(res, 200, this.upsert(p.resource, stored));
   }
 
   /** POST an Event, validated as kube-apiserver validates one (the parts tokenguard could get wrong). */
@@ -561,6 +523,86 @@ export class FakeApiServer {
       return this.sendJson(res, 404, { ...status, details: { name: p.name, kind: p.resource } });
     }
     this.sendJson(res, 200, obj);
+  }
+
+  /** The body of a write, checked as the real API server checks it; undefined when refused (answered). */
+  private writeBody(res: ServerResponse, p: ParsedPath, body: string): KubeObject | undefined {
+    let object: KubeObject;
+    try {
+      object = JSON.parse(body);
+    } catch {
+      this.sendJson(res, 400, statusBody(400, 'BadRequest', 'the body of the request was in an unknown format'));
+      return undefined;
+    }
+    const { kind, groupVersion } = kindOf(p.resource);
+    if (object?.kind !== kind || object.apiVersion !== groupVersion) {
+      this.sendJson(res, 400, statusBody(400, 'BadRequest', `the API version in the data (${object?.apiVersion}) does not match the expected API version (${groupVersion})`));
+      return undefined;
+    }
+    object.metadata ??= {};
+    if (p.namespace && object.metadata.namespace && object.metadata.namespace !== p.namespace) {
+      this.sendJson(res, 400, statusBody(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request'));
+      return undefined;
+    }
+    if (p.name && object.metadata.name !== p.name) {
+      this.sendJson(res, 400, statusBody(400, 'BadRequest', 'the name of the object does not match the name on the URL'));
+      return undefined;
+    }
+    if (p.namespace) object.metadata.namespace = p.namespace;
+    return object;
+  }
+
+  private serveCreate(res: ServerResponse, p: ParsedPath, body: string): void {
+    const object = this.writeBody(res, p, body);
+    if (!object) return;
+    const name = object.metadata.name;
+    if (!name) return this.sendJson(res, 422, statusBody(422, 'Invalid', `${kindOf(p.resource).kind} "" is invalid: metadata.name: Required value: name or generateName is required`));
+    if (p.namespace) {
+      // The NamespaceLifecycle admission plugin: no namespace, no content; a Terminating one takes
+      // updates and deletes, never a create.
+      const ns = this.get('namespaces', undefined, p.namespace);
+      if (!ns) return this.sendJson(res, 404, { ...statusBody(404, 'NotFound', `namespaces "${p.namespace}" not found`), details: { name: p.namespace, kind: 'namespaces' } });
+      if (ns.status?.phase === 'Terminating') {
+        const message = `${groupResource(p.resource)} "${name}" is forbidden: unable to create new content in namespace ${p.namespace} because it is being terminated`;
+        const causes = [{ reason: 'NamespaceTerminating', message: `namespace ${p.namespace} is being terminated`, field: 'metadata.namespace' }];
+        return this.sendJson(res, 403, { ...statusBody(403, 'Forbidden', message), details: { ...details(p.resource, name), causes } });
+      }
+    }
+    if (this.bucket(p.resource).has(keyOf(p.namespace, name))) {
+      const status = statusBody(409, 'AlreadyExists', `${groupResource(p.resource)} "${name}" already exists`);
+      return this.sendJson(res, 409, { ...status, details: details(p.resource, name) });
+    }
+    delete object.metadata.resourceVersion;
+    object.metadata.uid = randomUUID();
+    object.metadata.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    this.sendJson(res, 201, this.apply(p.resource, { type: 'ADDED', object }));
+  }
+
+  private serveUpdate(res: ServerResponse, p: ParsedPath, body: string): void {
+    const object = this.writeBody(res, p, body);
+    if (!object) return;
+    const existing = this.bucket(p.resource).get(keyOf(p.namespace, p.name!));
+    if (!existing) return this.notFound(res, p);
+    const rv = object.metadata.resourceVersion;
+    if (rv !== undefined && rv !== existing.metadata?.resourceVersion) {
+      const message = `Operation cannot be fulfilled on ${groupResource(p.resource)} "${p.name}": the object has been modified; please apply your changes to the latest version and try again`;
+      return this.sendJson(res, 409, { ...statusBody(409, 'Conflict', message), details: details(p.resource, p.name!) });
+    }
+    // What the server owns stays as it was.
+    object.metadata.uid = existing.metadata?.uid;
+    object.metadata.creationTimestamp = existing.metadata?.creationTimestamp;
+    this.sendJson(res, 200, this.apply(p.resource, { type: 'MODIFIED', object }));
+  }
+
+  private notFound(res: ServerResponse, p: ParsedPath): void {
+    this.sendJson(res, 404, { ...statusBody(404, 'NotFound', `${groupResource(p.resource)} "${p.name}" not found`), details: details(p.resource, p.name!) });
+  }
+
+  private serveDelete(res: ServerResponse, p: ParsedPath): void {
+    const existing = this.bucket(p.resource).get(keyOf(p.namespace, p.name!));
+    if (!existing) return this.notFound(res, p);
+    this.remove(p.resource, p.namespace, p.name!);
+    this.sendJson(res, 200, existing); // as kube-apiserver answers a delete with nothing left to finalize
   }
 
   private serveList(res: ServerResponse, p: ParsedPath, q: URLSearchParams): void {

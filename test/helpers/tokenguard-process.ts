@@ -20,6 +20,11 @@ export interface TokenguardOptions {
   kubeconfig?: string;
   /** Its serving certificate (default: a fresh set from certs/generate.sh under `dir`). */
   certs?: CertSet;
+  /**
+   * Self-managed TLS instead of certificate files (`server.selfManagedTLS`): no files are made or
+   * configured, and calls trust the CA bundle this returns (read from the cluster).
+   */
+  trust?: () => Promise<Buffer>;
   /** Its port (default: a free one), for a caller that must know the URL before it starts. */
   port?: number;
   /** Merged over the suite's base config (server address, port, certificates, cluster). */
@@ -38,7 +43,8 @@ export class TokenguardProcess {
   private constructor(
     readonly child: ChildProcess,
     readonly port: number,
-    readonly certs: CertSet,
+    private readonly files: CertSet | undefined,
+    private readonly trust?: () => Promise<Buffer>,
   ) {
     let pending = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -59,15 +65,22 @@ export class TokenguardProcess {
     this.exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
   }
 
+  /** Its certificate files (not with self-managed TLS). */
+  get certs(): CertSet {
+    if (!this.files) throw new Error('tokenguard runs with self-managed TLS: it has no certificate files');
+    return this.files;
+  }
+
   get url(): string {
     return `https://127.0.0.1:${this.port}`;
   }
 
   static async start(opts: TokenguardOptions): Promise<TokenguardProcess> {
-    const certs = opts.certs ?? makeCerts(join(opts.dir, 'tokenguard-certs'));
+    const certs = opts.trust ? undefined : (opts.certs ?? makeCerts(join(opts.dir, 'tokenguard-certs')));
     const port = opts.port ?? (await freePort());
+    const files = certs ? { tlsCertFile: certs.certFile, tlsKeyFile: certs.keyFile } : {};
     const base: Record<string, Record<string, unknown>> = {
-      server: { address: '127.0.0.1', port, tlsCertFile: certs.certFile, tlsKeyFile: certs.keyFile, shutdownGraceSeconds: 5 },
+      server: { address: '127.0.0.1', port, ...files, shutdownGraceSeconds: 5 },
       cluster: opts.kubeconfig ? { enabled: true, kubeconfig: opts.kubeconfig } : { enabled: false },
       // Tests read the decision lines of plain allows too (logged at debug).
       log: { level: 'debug' },
@@ -84,7 +97,7 @@ export class TokenguardProcess {
       env: { ...process.env, TOKENGUARD_SERVICE_ACCOUNT: 'tokenguard/tokenguard', POD_NAMESPACE: 'tokenguard', ...opts.env },
     });
     process.once('exit', () => child.kill('SIGKILL'));
-    const tg = new TokenguardProcess(child, port, certs);
+    const tg = new TokenguardProcess(child, port, certs, opts.trust);
     try {
       await tg.untilReady();
     } catch (err) {
@@ -94,8 +107,8 @@ export class TokenguardProcess {
     return tg;
   }
 
-  call(method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<HttpResult> {
-    return httpsCall(this.port, method, path, body, headers, { ca: this.certs.ca });
+  async call(method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<HttpResult> {
+    return httpsCall(this.port, method, path, body, headers, { ca: this.files?.ca ?? (await this.trust!()) });
   }
 
   /** POST an AdmissionReview to /validate or /mutate. */

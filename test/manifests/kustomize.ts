@@ -10,7 +10,7 @@ import { PROJECT_ROOT } from '../helpers/tls.js';
 export const KUBECTL = '/usr/bin/kubectl';
 export const MANIFESTS = join(PROJECT_ROOT, 'manifests');
 /** Every overlay an admin can install; `base` alone lacks the certificate. */
-export const OVERLAYS = ['cert-manager', 'self-signed', 'staging', 'caller-auth-audit', 'admission-policies'] as const;
+export const OVERLAYS = ['default', 'cert-manager', 'staging', 'caller-auth-audit', 'admission-policies'] as const;
 export type OverlayName = (typeof OVERLAYS)[number];
 
 /** Why the kustomize tests cannot run, or undefined when they can. */

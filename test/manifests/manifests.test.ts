@@ -5,24 +5,22 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect as tlsConnect } from 'node:tls';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { isNamespaced, resolveKind } from '../../src/k8s/resources.js';
 import { VALIDATING_WEBHOOK } from '../../src/cli/check.js';
-import { CLUSTER_API_ACCESS } from '../../src/cluster/access.js';
+import { CLUSTER_API_ACCESS, NAMESPACE_API_ACCESS, type ApiAccess } from '../../src/cluster/access.js';
 import { resolveConfig } from '../../src/config/load.js';
+import { flagOverrides } from '../../src/cli/serve.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { admissionRoute } from '../../src/admission/routes.js';
 import { generateAdmissionPolicies } from '../../src/vap/generate.js';
 import { reviewByPrefix } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { certsIn, PROJECT_ROOT } from '../helpers/tls.js';
-import { kubectlMissing, MANIFESTS, namespaceLabels, OVERLAYS, render, Rendered, selectorMatches, type K8sObject, type OverlayName } from './kustomize.js';
+import { PROJECT_ROOT } from '../helpers/tls.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { kubectlMissing, MANIFESTS, namespaceLabels, OVERLAYS, render, Rendered, selectorMatches, type K8sObject, type OverlayName } from './kustomize.js';
 
 const skip = kubectlMissing();
 if (skip) console.log(`# SKIP manifest tests: ${skip}`);
@@ -258,11 +256,20 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
         assert.ok(pdb.spec.maxUnavailable === 1 || pdb.spec.minAvailable === 1, 'one replica stays up during disruptions');
 
         const config = loadRenderedConfig(r);
-        const tls = mountOf(deploy, (v) => v.secret);
-        assert.ok(config.server.tlsCertFile.startsWith(tls.mount.mountPath + '/'), 'the config reads the certificate from the Secret mount');
-        assert.ok(config.server.tlsKeyFile.startsWith(tls.mount.mountPath + '/'));
-        assert.equal(tls.mount.subPath, undefined, 'the Secret is mounted as a folder so renewals reach the pod');
-        assert.equal(tlsSecretName(r), tls.volume.secret.secretName, 'the mounted Secret is the one the overlay produces');
+        const env = Object.fromEntries((c.env ?? []).map((e: K8sObject) => [e.name, e.value]));
+        if (env.TOKENGUARD_TLS_CERT === undefined) {
+          // Self-managed TLS: nothing mounted, the certificate comes from the API.
+          assert.equal(config.server.selfManagedTLS.enabled, true, 'no certificate given: tokenguard manages its own');
+          assert.ok(!(pod.volumes ?? []).some((v: K8sObject) => v.secret), 'no Secret is mounted');
+        } else {
+          const tls = mountOf(deploy, (v) => v.secret);
+          assert.ok(env.TOKENGUARD_TLS_CERT.startsWith(tls.mount.mountPath + '/'), 'the certificate is read from the Secret mount');
+          assert.ok(env.TOKENGUARD_TLS_KEY.startsWith(tls.mount.mountPath + '/'));
+          assert.equal(tls.mount.subPath, undefined, 'the Secret is mounted as a folder so renewals reach the pod');
+          assert.equal(tlsSecretName(r), tls.volume.secret.secretName, 'the mounted Secret is the one the overlay produces');
+          const overridden = resolveConfig(renderedConfigRaw(r), r.name, BUILTIN_POLICIES, flagOverrides({}, env));
+          assert.equal(overridden.server.selfManagedTLS.enabled, false, 'a mounted certificate turns self-managed TLS off');
+        }
         // A rolling update that loses nothing (docs/operations.md, "Graceful shutdown"): a new pod is ready
         // before an old one goes, the old one stays up unready while its endpoint removal
         // propagates, drains, and is not killed before it is done.
@@ -298,80 +305,42 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
           .all('ClusterRoleBinding')
           .filter(boundTo)
           .flatMap((b) => r.one('ClusterRole', b.roleRef.name).rules as K8sObject[]);
-        const granted = new Set(expandRules(clusterRules));
-        const declared = new Set(CLUSTER_API_ACCESS.flatMap((a) => a.verbs.map((v) => `${a.group}|${a.resource}|${v}`)));
-        assert.deepEqual([...granted].sort(), [...declared].sort(), 'cluster-wide rules == CLUSTER_API_ACCESS');
-        for (const rule of clusterRules) assert.equal(rule.resourceNames, undefined);
+        const declared = (list: readonly ApiAccess[]) =>
+          list.flatMap((a) => a.verbs.map((v) => `${a.group}|${a.resource}|${v}|${(a.resourceNames ?? []).join(',')}`)).sort();
+        assert.deepEqual(expandRules(clusterRules).sort(), declared(CLUSTER_API_ACCESS), 'cluster-wide rules == CLUSTER_API_ACCESS');
 
-        // Namespaced Roles: a TokenRequest for tokenguard's own ServiceAccount only (Events, in any
-        // namespace, are in CLUSTER_API_ACCESS).
-        for (const b of r.all('RoleBinding').filter(boundTo)) {
+        // Namespaced Roles, in tokenguard's own namespace only: a TokenRequest for its own
+        // ServiceAccount and its own certificate Secret (Events, in any namespace, are in CLUSTER_API_ACCESS).
+        const bindings = r.all('RoleBinding').filter(boundTo);
+        const roleRules = bindings.flatMap((b) => {
           assert.equal(b.roleRef.kind, 'Role', `${b.metadata.name}: binds a Role, not a ClusterRole`);
           const role = r.all('Role').find((x) => x.metadata.name === b.roleRef.name && x.metadata.namespace === b.metadata.namespace);
           assert.ok(role, `${b.metadata.namespace}/${b.roleRef.name} exists`);
-          for (const rule of role.rules as K8sObject[]) {
-            for (const key of expandRules([rule])) {
-              assert.equal(key, '|serviceaccounts/token|create', `${role.metadata.namespace}/${role.metadata.name}: unexpected grant ${key}`);
-              assert.equal(role.metadata.namespace, sa.metadata.namespace, 'TokenRequest only in its own namespace');
-              assert.deepEqual(rule.resourceNames, [sa.metadata.name], 'TokenRequest only for its own ServiceAccount');
-            }
-          }
+          assert.equal(role.metadata.namespace, sa.metadata.namespace, 'only in its own namespace');
+          return role.rules as K8sObject[];
+        });
+        assert.deepEqual(expandRules(roleRules).sort(), declared(NAMESPACE_API_ACCESS), 'namespaced rules == NAMESPACE_API_ACCESS');
+        const config = loadRenderedConfig(r);
+        assert.ok(
+          NAMESPACE_API_ACCESS.some((a) => a.resource === 'secrets' && a.resourceNames?.includes(config.server.selfManagedTLS.secretName)),
+          'the Secret granted by name is the one the config names',
+        );
+        assert.ok(
+          NAMESPACE_API_ACCESS.some((a) => a.resource === 'serviceaccounts/token' && a.resourceNames?.includes(sa.metadata.name)),
+          'TokenRequest only for its own ServiceAccount',
+        );
+        for (const kind of ['ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration']) {
+          assert.deepEqual(config.server.selfManagedTLS.webhookConfigurations, [r.one(kind).metadata.name], `the config names the ${kind}`);
         }
         for (const role of [...r.all('ClusterRole'), ...r.all('Role')]) {
-          for (const key of expandRules(role.rules)) assert.ok(!key.includes('*') && !key.includes('secrets'), `no wildcard or Secret access: ${key}`);
+          for (const key of expandRules(role.rules)) assert.ok(!key.includes('*'), `no wildcard: ${key}`);
         }
       });
     });
   }
 
-  it('self-signed: every webhook trusts the CA of the committed example certificate', () => {
-    const r = rendered['self-signed'];
-    const secret = r.one('Secret', tlsSecretName(r));
-    const ca = secret.data['ca.crt'].replace(/\s+/g, '');
-    for (const w of r.webhooks()) assert.equal(w.clientConfig.caBundle.replace(/\s+/g, ''), ca, `${w.name}: caBundle is the Secret's ca.crt`);
-    const caCert = new X509Certificate(Buffer.from(ca, 'base64'));
-    const leaf = new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64'));
-    assert.ok(leaf.verify(caCert.publicKey), 'the serving certificate is signed by the caBundle CA');
-    const svc = r.one('Service');
-    assert.ok(leaf.checkHost(`${svc.metadata.name}.${svc.metadata.namespace}.svc`), 'the certificate names the Service');
-    assert.ok(!Object.hasOwn(secret.data, 'ca.key'), 'the CA key never goes into the cluster');
-  });
-
-  it('self-signed: generate.sh makes a pair the server presents and the rendered caBundle verifies', async () => {
-    // Work on a copy: the committed example stays untouched.
-    const root = tempDir('tokenguard-manifests-');
-    cpSync(MANIFESTS, join(root, 'manifests'), { recursive: true });
-    mkdirSync(join(root, 'certs'));
-    cpSync(join(PROJECT_ROOT, 'certs', 'generate.sh'), join(root, 'certs', 'generate.sh'));
-    const before = readFileSync(join(root, 'manifests/overlays/self-signed/generated/ca.crt'), 'utf8');
-    execFileSync('bash', [join(root, 'manifests/overlays/self-signed/generate.sh')], { stdio: 'pipe' });
-    const r = await render(join(root, 'manifests/overlays/self-signed'));
-    const secret = r.one('Secret', tlsSecretName(r));
-    const caPem = Buffer.from(r.webhooks()[0]!.clientConfig.caBundle.replace(/\s+/g, ''), 'base64');
-    assert.notEqual(caPem.toString(), before, 'a new CA was generated');
-
-    const dir = join(root, 'served');
-    mkdirSync(dir);
-    for (const f of ['tls.crt', 'tls.key', 'ca.crt']) writeFileSync(join(dir, f), Buffer.from(secret.data[f].replace(/\s+/g, ''), 'base64'));
-    const s = await startTestServer({ certs: certsIn(dir) });
-    try {
-      const svc = r.one('Service');
-      // What the API server does: trust only the caBundle, check the Service's DNS name.
-      const verdict = await new Promise<{ authorized: boolean; error?: Error }>((resolve, reject) => {
-        const socket = tlsConnect({ host: '127.0.0.1', port: s.port, ca: caPem, servername: `${svc.metadata.name}.${svc.metadata.namespace}.svc` }, () => {
-          resolve({ authorized: socket.authorized, error: socket.authorizationError });
-          socket.end();
-        });
-        socket.on('error', reject);
-      });
-      assert.equal(verdict.authorized, true, String(verdict.error));
-    } finally {
-      await s.shutdown();
-    }
-  });
-
   it('cert-manager: the injector fills both webhook configurations from the Certificate the Deployment mounts', () => {
-    for (const name of ['cert-manager', 'staging'] as const) {
+    for (const name of ['cert-manager', 'caller-auth-audit', 'admission-policies'] as const) {
       const r = rendered[name];
       const svc = r.one('Service');
       for (const kind of ['ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration']) {
@@ -393,7 +362,7 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
   });
 
   it('staging differs from the default only in mode and the main validating failurePolicy', () => {
-    const base = renderedConfigRaw(rendered['cert-manager']);
+    const base = renderedConfigRaw(rendered.default);
     const staging = renderedConfigRaw(rendered.staging);
     assert.deepEqual({ ...staging, mode: base.mode }, base);
     // The ConfigMap's content (compared above) changes its hashed name; everything else is equal.
@@ -401,7 +370,7 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
       JSON.stringify(r.objects.filter((o) => o.kind !== 'ConfigMap'))
         .replace(/tokenguard-config-[a-z0-9]+/g, 'tokenguard-config')
         .replace(/"failurePolicy":"(Fail|Ignore)"/g, '');
-    assert.equal(normalized(rendered.staging), normalized(rendered['cert-manager']));
+    assert.equal(normalized(rendered.staging), normalized(rendered.default));
   });
 
   it('the rule checks catch drift: a policy rule without a webhook rule, and a webhook rule without a policy', () => {
@@ -518,7 +487,9 @@ describe('manifests (kubectl kustomize)', { skip }, () => {
 
 function expandRules(rules: K8sObject[]): string[] {
   return rules.flatMap((rule) =>
-    (rule.apiGroups ?? []).flatMap((g: string) => (rule.resources ?? []).flatMap((res: string) => (rule.verbs ?? []).map((v: string) => `${g}|${res}|${v}`))),
+    (rule.apiGroups ?? []).flatMap((g: string) =>
+      (rule.resources ?? []).flatMap((res: string) => (rule.verbs ?? []).map((v: string) => `${g}|${res}|${v}|${(rule.resourceNames ?? []).join(',')}`)),
+    ),
   );
 }
 
@@ -548,7 +519,7 @@ function loadRenderedConfig(r: Rendered) {
   return resolveConfig(renderedConfigRaw(r), `${r.name} ConfigMap`, BUILTIN_POLICIES);
 }
 
-/** The Secret the overlay makes: rendered directly (self-signed) or by a cert-manager Certificate. */
+/** The Secret the overlay makes: rendered directly or by a cert-manager Certificate. */
 function tlsSecretName(r: Rendered): string {
   const fromCert = r.all('Certificate').filter((c) => !c.spec.isCA).map((c) => c.spec.secretName);
   const direct = r.all('Secret').filter((s) => s.type === 'kubernetes.io/tls').map((s) => s.metadata.name);

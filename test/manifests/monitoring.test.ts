@@ -14,9 +14,11 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
+import { CertController } from '../../src/cluster/cert-controller.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { TokenSelfTest } from '../../src/cluster/token-selftest.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/log.js';
 import { startCacheRig, type CacheRig } from '../cluster/helpers.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
@@ -145,6 +147,17 @@ describe('alerts and dashboard against the metrics a real server exports', () =>
       events,
     }).run();
     assert.equal(result.ok, true, JSON.stringify(result));
+    // Self-managed TLS: a pass of the certificate controller (its counters, the CA's expiry).
+    const tls = DEFAULT_CONFIG.server.selfManagedTLS;
+    await new CertController({
+      client: new ApiClient(kc),
+      namespace: 'tokenguard',
+      secretName: tls.secretName,
+      webhookConfigurations: tls.webhookConfigurations,
+      settings: { ...tls, subjectAltNames: ['tokenguard.tokenguard.svc'] },
+      checkSeconds: 60,
+      logger: silentLogger,
+    }).reconcileNow();
     const text = (await server.get('/metrics')).text;
     exported = new Set([...text.matchAll(/^# TYPE (\S+) \S+$/gm)].map((m) => m[1]!));
   });
@@ -155,7 +168,17 @@ describe('alerts and dashboard against the metrics a real server exports', () =>
   });
 
   it('the scrape has the families the alerts need, histograms as one family', () => {
-    for (const n of ['tokenguard_admission_duration_seconds', 'tokenguard_token_selftest_success', 'tokenguard_clock_skew_bound_seconds', 'tokenguard_caller_auth_mode', 'tokenguard_cache_stale_seconds', 'tokenguard_pods_token_refresh_at_risk', 'tokenguard_claims_terminating_in_use']) {
+    for (const n of [
+      'tokenguard_admission_duration_seconds',
+      'tokenguard_token_selftest_success',
+      'tokenguard_clock_skew_bound_seconds',
+      'tokenguard_caller_auth_mode',
+      'tokenguard_cache_stale_seconds',
+      'tokenguard_tls_renewal_failures_total',
+      'tokenguard_tls_rotations_total',
+      'tokenguard_pods_token_refresh_at_risk',
+      'tokenguard_claims_terminating_in_use',
+    ]) {
       assert.ok(exported.has(n), n);
     }
     assert.ok(!exported.has('tokenguard_admission_duration_seconds_bucket'), 'a histogram is one family');
@@ -220,6 +243,7 @@ describe('alerts, runbooks and dashboard', () => {
     expect('TokenguardPVCDeletionDenied', 'info', /policy="pvc-in-use", decision="denied"/);
     expect('TokenguardTokenRefreshStopped', 'critical', /^max by \(job\) \(tokenguard_pods_token_refresh_at_risk\{job="tokenguard", claim="terminating"\}\) > 0$/);
     expect('TokenguardClaimTerminatingInUse', 'warning', /^max by \(job\) \(tokenguard_claims_terminating_in_use\{job="tokenguard"\}\) > 0$/);
+    expect('TokenguardCertificateRenewalFailing', 'warning', /increase\(tokenguard_tls_renewal_failures_total\{job="tokenguard"\}\[10m\]\) > 0/);
   });
 
   it('the dashboard: panels for requests, latency, decisions, warnings, caches, certificates, the self-test; a datasource and a job variable', () => {
@@ -280,15 +304,20 @@ describe('the monitoring component (kubectl kustomize)', { skip }, () => {
       const container = r.one('Deployment').spec.template.spec.containers[0];
       assert.ok((container.ports as K8sObject[]).some((p) => p.name === port.targetPort), 'the Service port reaches the container port the server listens on');
       assert.deepEqual([endpoint!.scheme, endpoint!.path], ['https', '/metrics']);
-      // The CA of the serving certificate, from the Secret the Deployment mounts, for the name the certificate has.
+      // The CA of the serving certificate, for the name the certificate has: from the Secret the
+      // Deployment mounts (cert-manager), or the one tokenguard keeps itself (self-managed TLS).
       const tlsVolume = (r.one('Deployment').spec.template.spec.volumes as K8sObject[]).find((v) => v.name === 'tls');
-      assert.equal(endpoint!.tlsConfig.ca.secret.name, tlsVolume!.secret.secretName);
+      const cm0 = r.all('ConfigMap').find((c) => c.metadata.name.startsWith('tokenguard-config'))!;
+      const selfManaged = (parseYaml(cm0.data['config.yaml']) as K8sObject).server?.selfManagedTLS;
+      const caSecret: string = tlsVolume ? tlsVolume.secret.secretName : (selfManaged?.secretName ?? DEFAULT_CONFIG.server.selfManagedTLS.secretName);
+      assert.ok(tlsVolume || selfManaged?.enabled, 'a mounted certificate or a self-managed one');
+      assert.equal(endpoint!.tlsConfig.ca.secret.name, caSecret);
       assert.equal(endpoint!.tlsConfig.ca.secret.key, 'ca.crt');
       const names = [`${svc.metadata.name}.${svc.metadata.namespace}.svc`];
       assert.equal(endpoint!.tlsConfig.serverName, names[0]);
-      const cert = r.all('Certificate').find((c) => c.spec.secretName === tlsVolume!.secret.secretName);
+      const cert = r.all('Certificate').find((c) => c.spec.secretName === caSecret);
       if (cert) assert.ok((cert.spec.dnsNames as string[]).includes(endpoint!.tlsConfig.serverName), 'cert-manager issues the certificate for that name');
-      const secret = r.all('Secret').find((s) => s.metadata.name === tlsVolume!.secret.secretName);
+      const secret = r.all('Secret').find((s) => s.metadata.name === caSecret);
       if (secret) {
         assert.ok(secret.data['ca.crt'], 'the generated Secret holds ca.crt');
         const leaf = new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64'));
