@@ -253,7 +253,7 @@ describe('one namespace never stops the others (the fake API server answering as
 
   it('the fake answers the create as kube-apiserver\'s NamespaceLifecycle does: 403 Forbidden, the real message, cause NamespaceTerminating', async () => {
     terminate('going');
-    await assert.rejects(client.writeJson('POST', '/apis/openreports.io/v1alpha1/namespaces/going/reports', { metadata: { name: REPORT_NAME } }), (err: any) => {
+    await assert.rejects(client.writeJson('POST', '/apis/openreports.io/v1alpha1/namespaces/going/reports', { apiVersion: API, kind: 'Report', metadata: { name: REPORT_NAME } }), (err: any) => {
       assert.equal(err.statusCode, 403);
       assert.equal(err.reason, 'Forbidden');
       assert.deepEqual(err.causes, ['NamespaceTerminating']);
