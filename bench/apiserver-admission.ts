@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   if ('skip' in found) throw new Error(found.skip);
   const cluster = await NodeCluster.start(found.assets);
   try {
-    await install(cluster, ownKustomization('self-signed', found.assets.image));
+    await install(cluster, ownKustomization('default', found.assets.image));
     const metrics = async () => ok(await cluster.kubectl(['get', '--raw', '/metrics'], undefined), 'GET /metrics').stdout;
     const requests = (text: string) => histogram(text, 'apiserver_request_duration_seconds', { verb: 'POST', resource: 'pods', subresource: '' });
     for (const ns of ['bench-with', 'bench-without']) ok(await cluster.kubectl(['create', 'namespace', ns]), ns);

@@ -12,6 +12,8 @@ import { install, ownKustomization } from './node/install.js';
 import { outcomeScenario } from './node/pvc-outcomes.js';
 import { disruptionScenario } from './node/disruption.js';
 import { docsScenario } from './node/docs-scenario.js';
+import { stagingScenario } from './node/staging.js';
+import { shortTlsConfig, tlsRotationScenario } from './node/tls-rotation.js';
 
 const found = findNodeAssets();
 
@@ -25,7 +27,8 @@ describe('on a real node: tokenguard installed from manifests/ and its image', {
     cluster = await NodeCluster.start(assets);
     process.stdout.write(`# node cluster ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${cluster.dir}, netns ${cluster.netns})\n`);
     const t = Date.now();
-    await install(cluster, ownKustomization(process.env.TOKENGUARD_NODE_OVERLAY ?? 'self-signed', assets.image));
+    // Self-managed TLS with lifetimes of minutes: certificates renew and CAs rotate during the suite.
+    await install(cluster, ownKustomization(process.env.TOKENGUARD_NODE_OVERLAY ?? 'default', assets.image, shortTlsConfig));
     process.stdout.write(`# tokenguard installed and serving in ${((Date.now() - t) / 1000).toFixed(1)} s\n`);
   });
   after(async () => {
@@ -36,8 +39,10 @@ describe('on a real node: tokenguard installed from manifests/ and its image', {
   });
 
   describe('in the cluster: Service, probes, RBAC, self-test, events', () => inClusterScenario(get));
+  describe('self-managed TLS: renewals and CA rotation under fail-closed load; a deleted Secret with 3 replicas', () => tlsRotationScenario(get));
   describe('prediction equals outcome: tokenguard says a claim will hang exactly when it does', () => outcomeScenario(get));
   describe('nothing lost while tokenguard itself moves (fail-closed webhooks)', () => disruptionScenario(get));
+  describe('the staging overlay over the running install: enforce, fail closed, nothing else installed', () => stagingScenario(get, assets.image));
   // Last: it uninstalls the suite's tokenguard and installs it again the way the docs say.
   describe('the docs, run: installation, runbooks and troubleshooting commands', () => docsScenario(get, assets.image));
 });

@@ -15,12 +15,12 @@ const NS = 'stream';
 /** Concurrent kubectl loops: each is one admission (validating and mutating) at a time. */
 const WORKERS = 2;
 
-interface Stream {
+export interface Stream {
   stop(): Promise<{ total: number; failures: string[] }>;
 }
 
 /** Server-side dry-run creates of one pod, from `WORKERS` loops, until stopped. */
-function stream(cluster: NodeCluster): Stream {
+export function stream(cluster: NodeCluster): Stream {
   let running = true;
   let total = 0;
   const failures: string[] = [];
@@ -42,7 +42,7 @@ function stream(cluster: NodeCluster): Stream {
   };
 }
 
-async function setFailurePolicy(cluster: NodeCluster, policy: 'Fail' | 'Ignore'): Promise<void> {
+export async function setFailurePolicy(cluster: NodeCluster, policy: 'Fail' | 'Ignore'): Promise<void> {
   for (const [kind, count] of [['validatingwebhookconfiguration', 2], ['mutatingwebhookconfiguration', 1]] as const) {
     const patch = JSON.stringify(Array.from({ length: count }, (_, i) => ({ op: 'replace', path: `/webhooks/${i}/failurePolicy`, value: policy })));
     ok(await cluster.kubectl(['patch', kind, 'tokenguard', '--type=json', '-p', patch]), `failurePolicy ${policy} on ${kind}`);

@@ -70,7 +70,7 @@ export function docsScenario(cluster: () => NodeCluster, image: string): void {
     const c = cluster();
     workdir = mkdtempSync(join(tmpdir(), 'tokenguard-docs-'));
     // What a clone holds that the pages' commands use.
-    for (const dir of ['manifests', 'certs']) cpSync(join(PROJECT_ROOT, dir), join(workdir, dir), { recursive: true });
+    for (const dir of ['manifests']) cpSync(join(PROJECT_ROOT, dir), join(workdir, dir), { recursive: true });
     const { newName, newTag } = splitImage(image);
     for (const overlay of readdirSync(join(workdir, 'manifests', 'overlays'))) {
       appendFileSync(join(workdir, 'manifests', 'overlays', overlay, 'kustomization.yaml'), `\nimages:\n  - name: ${PUBLISHED_IMAGE}\n    newName: ${newName}\n    newTag: "${newTag}"\n`);

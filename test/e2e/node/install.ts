@@ -25,7 +25,7 @@ export function splitImage(image: string): { newName: string; newTag: string } {
  * docs/installation.md writes it for a private registry: the manifests are copied beside it, as a
  * user's clone has them.
  */
-export function ownKustomization(overlay: string, image: string, extra = ''): string {
+export function ownKustomization(overlay: string, image: string, extra: (dir: string) => string = () => ''): string {
   const dir = mkdtempSync(join(tmpdir(), 'tokenguard-install-'));
   cpSync(join(PROJECT_ROOT, 'manifests'), join(dir, 'manifests'), { recursive: true });
   const { newName, newTag } = splitImage(image);
@@ -40,7 +40,7 @@ export function ownKustomization(overlay: string, image: string, extra = ''): st
       `  - name: ${PUBLISHED_IMAGE}`,
       `    newName: ${newName}`,
       `    newTag: "${newTag}"`,
-      extra,
+      extra(dir),
     ].join('\n'),
   );
   return dir;
