@@ -222,6 +222,9 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
   const issuerServices = cluster.cache
     ? (await import('../cluster/issuer-services.js')).startIssuerServices(cluster.cache, config, logger)
     : undefined;
+  // The token refresh observer (observer.enabled): loaded only when on.
+  if (config.observer.enabled && !cluster.cache) throw new CommandError('observer.enabled needs a cluster', 'give tokenguard cluster access (--kubeconfig or in-cluster), or set observer.enabled: false');
+  const observer = config.observer.enabled && cluster.cache ? await (await import('../cluster/token-observer-service.js')).startTokenObserver(cluster.cache, config.observer, logger) : undefined;
   const engine = new Engine({
     config,
     policies: BUILTIN_POLICIES,
@@ -267,12 +270,15 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     logger,
     engine: () => engine,
     callerAuth,
-  }).catch((err) => {
+    observeTokenRequest: observer?.record,
+  }).catch(async (err) => {
+    await observer?.stop();
     stopCluster();
     throw err;
   });
   running.readiness.set('config', () => ({ ok: true }));
   running.readiness.set('cluster', cluster.readiness);
   const shutdown = running.shutdown;
-  return { ...running, shutdown: () => shutdown().finally(stopCluster) };
+  // The observer releases its Lease as the drain begins: another replica takes over at once.
+  return { ...running, shutdown: () => Promise.all([observer?.stop(), shutdown()]).then(() => undefined).finally(stopCluster) };
 }

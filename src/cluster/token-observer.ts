@@ -301,11 +301,14 @@ export function likelyCauses(o: Pick<OverduePod, 'podTerminating' | 'nodeNotRead
   return causes;
 }
 
-/** The pod cache as a PodDirectory. */
-export function podDirectory(cache: {
-  pods: { items: ReadonlyMap<string, PodSummary> };
+/** What a PodDirectory is made of: the pod cache's pods (by `namespace/name`) and nodes (ClusterCache has both). */
+export interface PodCacheView {
+  readonly pods: { readonly items: ReadonlyMap<string, PodSummary> };
   node(name: string): NodeSummary | undefined;
-}): PodDirectory {
+}
+
+/** The pod cache as a PodDirectory. */
+export function podDirectory(cache: PodCacheView): PodDirectory {
   return {
     pod: (namespace, name) => cache.pods.items.get(`${namespace}/${name}`),
     node: (name) => cache.node(name),

@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Engine } from '../admission/engine.js';
+import type { AdmissionRequest } from '../admission/review.js';
 import { admissionRoute } from '../admission/routes.js';
 import { createAdmissionPipeline, expectsContinue } from './admission-pipeline.js';
 import { createApp } from './app.js';
@@ -47,6 +48,8 @@ export interface ServerOptions {
   readiness?: Readiness;
   /** Who may call /validate and /mutate (config `server.callerAuth`, when not off). */
   callerAuth?: CallerAuth;
+  /** Records the reviews of the `observe` route (the token refresh observer, when enabled). */
+  observeTokenRequest?: (request: AdmissionRequest) => void;
 }
 
 export interface RunningServer {
@@ -68,6 +71,7 @@ export interface RequestListenerOptions {
   shuttingDown?: () => boolean;
   /** Told of every request and its response (the shutdown drain counts them per connection). */
   track?: (req: IncomingMessage, res: ServerResponse) => void;
+  observeTokenRequest?: (request: AdmissionRequest) => void;
 }
 
 /** The whole request routing, without the listener: the hot path first, express for the rest. */
@@ -108,6 +112,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     logger: opts.logger,
     maxBodyBytes: opts.maxBodyBytes,
     callerAuth: opts.callerAuth,
+    observeTokenRequest: opts.observeTokenRequest,
     readiness,
     shuttingDown: () => shuttingDown,
     track: (req, res) => connections.track(req, res),
