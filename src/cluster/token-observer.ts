@@ -19,6 +19,7 @@
 
 import type { KubeObject } from '../k8s/object.js';
 import { RESYNC_JITTER_FACTOR, refreshThresholdSeconds } from '../k8s/token-refresh-schedule.js';
+import { requestingNode } from '../k8s/token-request.js';
 import type { NodeSummary, PodSummary } from './view.js';
 
 /** A pod has one TokenRequest key per projected token volume (audiences and lifetime); more is not a kubelet. */
@@ -99,15 +100,6 @@ export interface ObserverStats {
   tokens: number;
 }
 
-const NODE_USER = 'system:node:';
-
-/** The requesting node's name, when a node made the request (user `system:node:<name>` in group `system:nodes`). */
-export function requestingNode(req: Pick<TokenRequestReview, 'userInfo'>): string | undefined {
-  const user = req.userInfo.username ?? '';
-  if (!user.startsWith(NODE_USER) || !(req.userInfo.groups ?? []).includes('system:nodes')) return undefined;
-  return user.slice(NODE_USER.length) || undefined;
-}
-
 export class TokenRefreshObserver {
   private readonly tracked = new Map<string, TrackedPod>();
   private readonly audienceStrings = new Map<string, string>();
@@ -147,7 +139,7 @@ export class TokenRefreshObserver {
     const now = this.now();
     // Any TokenRequest that reaches us proves the webhook routes here: observation has begun.
     this.observingSince ??= now;
-    const node = requestingNode(req);
+    const node = requestingNode(req.userInfo);
     if (!node) return 'not-a-node';
     const read = readTokenRequest(req);
     if (typeof read === 'string') return read;
