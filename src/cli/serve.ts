@@ -31,6 +31,8 @@ Flags (each also settable by the environment variable shown, and in the config f
   --no-cluster         never talk to a cluster (cluster-backed checks warn that they could not run)
   --mode MODE          default mode of every policy: enforce, warn or off (default warn)  TOKENGUARD_MODE
   --log-level LEVEL    debug, info, warn or error (default info)   TOKENGUARD_LOG_LEVEL
+  --observer           observe the kubelets' TokenRequests (POST /observe) and report pods whose
+                       token refresh is overdue (config observer.enabled)
   --dev                development: listen on 127.0.0.1 unless --address says otherwise, generate
                        certificates under certs/ when missing, print the caBundle and how to
                        register with a cluster (tokenguard dev register)
@@ -64,6 +66,7 @@ export const SERVE_FLAGS = {
   'no-cluster': { type: 'boolean' },
   mode: { type: 'string' },
   'log-level': { type: 'string' },
+  observer: { type: 'boolean' },
   dev: { type: 'boolean' },
 } as const;
 
@@ -101,6 +104,7 @@ export function flagOverrides(values: Record<string, string | boolean | undefine
   if (typeof values.kubeconfig === 'string') cluster.kubeconfig = values.kubeconfig;
   if (values['no-cluster']) cluster.enabled = false;
   if (Object.keys(cluster).length) overrides.cluster = cluster;
+  if (values.observer) overrides.observer = { enabled: true };
   return overrides;
 }
 

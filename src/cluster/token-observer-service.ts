@@ -9,12 +9,16 @@ import type { ObserverConfig } from '../config/schema.js';
 import { errorMessage } from '../observability/errors.js';
 import type { Logger } from '../observability/log.js';
 import { registry } from '../observability/metrics.js';
+import type { ApiAccess } from './access.js';
 import type { ClusterCache } from './cache.js';
 import type { ApiClient } from './client.js';
 import type { EventSpec } from './events.js';
 import { likelyCauses, podDirectory, TokenRefreshObserver, type LikelyCause, type Outcome, type OverduePod, type PodCacheView, type TokenRequestReview } from './token-observer.js';
 
 let current: TokenRefreshObserver | undefined;
+
+/** The Lease the replicas compete for, in tokenguard's namespace. */
+export const OBSERVER_LEASE = 'tokenguard-observer';
 
 export const overduePods = new Gauge({
   name: 'tokenguard_token_refresh_overdue_pods',
@@ -176,10 +180,19 @@ export function terminatingClaimsVia(client: Pick<ApiClient, 'getJson'>, timeout
   };
 }
 
+/**
+ * The API calls the observer makes beyond the base's (manifests/components/token-observer/rbac.yaml
+ * grants exactly these; test/manifests checks it). `namespace: 'own'`: tokenguard's namespace only.
+ */
+export const OBSERVER_API_ACCESS: readonly (Omit<ApiAccess, 'verbs'> & { verbs: readonly string[]; namespace?: 'own'; resourceName?: string })[] = [
+  { group: 'coordination.k8s.io', resource: 'leases', verbs: ['get', 'update'], namespace: 'own', resourceName: OBSERVER_LEASE, why: 'leader election' },
+  { group: 'coordination.k8s.io', resource: 'leases', verbs: ['create'], namespace: 'own', why: 'leader election: the Lease, once (create cannot be limited to a name)' },
+  { group: '', resource: 'pods', verbs: ['patch'], namespace: 'own', why: 'the observer label on its own pod' },
+  { group: '', resource: 'persistentvolumeclaims', verbs: ['get'], why: 'a Terminating claim as the likely cause of an overdue refresh' },
+];
+
 /** The label the observer puts on its own pod; the token observer's Service selects it. */
 export const OBSERVER_LABEL = 'tokenguard.io/observer';
-/** The Lease the replicas compete for, in tokenguard's namespace. */
-export const OBSERVER_LEASE = 'tokenguard-observer';
 
 export interface RunningObserver {
   service: TokenObserverService;
