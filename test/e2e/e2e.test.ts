@@ -10,6 +10,7 @@ import { atLeast, findAssets } from './harness/assets.js';
 import { outageScenario } from './outage.js';
 import { vapScenarios } from './vap.js';
 import { reportsScenario } from './reports.js';
+import { tokenObserverScenarios, tokenObserverSkip } from './token-observer.js';
 import { webhookScenarios } from './webhook.js';
 
 const found = findAssets();
@@ -32,4 +33,7 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
   describe('generated admission policies (tokenguard generate vap), tokenguard not running', { skip: vap }, () => vapScenarios(assets));
   describe('audit --report: findings as OpenReports and wgpolicyk8s.io reports, replaced run after run', () => reportsScenario(assets));
   describe('tokenguard dev register and unregister: a local server registered with a real cluster', () => devRegisterScenario(assets));
+  describe('TokenRequests: hand-made tokens judged, kubelets untouched and observed, one observer by Lease', { skip: tokenObserverSkip(assets) }, () =>
+    tokenObserverScenarios(assets),
+  );
 });
