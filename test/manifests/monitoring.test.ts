@@ -16,6 +16,8 @@ import { ApiClient } from '../../src/cluster/client.js';
 import { EventRecorder } from '../../src/cluster/events.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { TokenSelfTest } from '../../src/cluster/token-selftest.js';
+import { TokenObserverService } from '../../src/cluster/token-observer-service.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { silentLogger } from '../../src/observability/log.js';
 import { startCacheRig, type CacheRig } from '../cluster/helpers.js';
@@ -127,6 +129,8 @@ describe('alerts and dashboard against the metrics a real server exports', () =>
     }
     // The cluster caches, and one token self-test (its gauges join the registry with the first result).
     rig = await startCacheRig();
+    // The token refresh observer's gauges, as serve registers them with observer.enabled.
+    new TokenObserverService(rig.cache, DEFAULT_CONFIG.observer, silentLogger).start();
     fake = await FakeApiServer.start();
     await serveOidc(fake);
     fake.upsert('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tokenguard', namespace: 'tokenguard' } });
