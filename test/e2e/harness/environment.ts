@@ -12,6 +12,7 @@ import { atLeast, type Assets, type KubeVersion } from './assets.js';
 import { ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 import { kubectlFor, ok, warnings, type Kubectl } from './kubectl.js';
 import { TokenguardProcess } from '../../helpers/tokenguard-process.js';
+import type { KubeObject } from '../../../src/k8s/object.js';
 import { webhooksAtUrl } from '../../../src/k8s/webhook-manifests.js';
 
 export const MANIFESTS = join(PROJECT_ROOT, 'manifests', 'base');
@@ -38,14 +39,19 @@ export interface E2eOptions extends ControlPlaneOptions {
 }
 
 /**
- * The webhook configurations of the manifests, each webhook pointed at `url` + its path (as
- * `tokenguard dev register` does). Before v1.30 (`server`), webhooks with matchConditions (the
- * TokenRequest one) are left out: the field does not exist there.
+ * The webhook configurations of manifests/base/webhooks.yaml as objects. Before v1.30 (`server`),
+ * webhooks with matchConditions (the TokenRequest one) are left out: the field does not exist
+ * there, and kubectl's strict field validation refuses it.
  */
-export function webhooksFor(url: string, caBundle: string, server?: KubeVersion): string {
-  const docs = parseAllDocuments(readFileSync(join(MANIFESTS, 'webhooks.yaml'), 'utf8')).map((d) => d.toJS());
+export function webhookManifests(server?: KubeVersion): KubeObject[] {
+  const docs = parseAllDocuments(readFileSync(join(MANIFESTS, 'webhooks.yaml'), 'utf8')).map((d) => d.toJS() as KubeObject);
   if (server && !atLeast(server, 1, 30)) for (const d of docs) d.webhooks = d.webhooks.filter((w: { matchConditions?: unknown }) => !w.matchConditions);
-  return webhooksAtUrl(docs, url, caBundle)
+  return docs;
+}
+
+/** The webhook configurations of the manifests, each webhook pointed at `url` + its path (as `tokenguard dev register` does). */
+export function webhooksFor(url: string, caBundle: string, server?: KubeVersion): string {
+  return webhooksAtUrl(webhookManifests(server), url, caBundle)
     .map((d) => stringify(d))
     .join('---\n');
 }
