@@ -7,7 +7,7 @@
 // pod. Memory per tracked pod: v8 heapUsed after a full GC, with the observer filled vs emptied
 // (stop()), divided by the pods. The same directory serves both, so only the observer's own
 // memory is counted. Record time: the mean over a second pass of refreshes (the common case).
-// Run alone: `node dist/bench/token-observer.js`.
+// Run alone: `node dist/bench/token-observer.js`; `npm run bench` runs it last.
 
 import { performance } from 'node:perf_hooks';
 import { Interner, projectPod } from '../src/cluster/projection.js';
@@ -73,10 +73,8 @@ export function runObserverBench(pods = PODS): ObserverBenchResult {
   return { pods, tokens, bytesPerPod: Math.round((filled - empty) / pods), recordNs: Math.round(recordNs) };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const r = runObserverBench();
-  process.stdout.write(
-    `token refresh observer: ${r.pods} pods, ${r.tokens} tokens tracked: ${r.bytesPerPod} bytes of heap per tracked pod; ` +
-      `recording a refresh takes ${r.recordNs} ns\n`,
-  );
+export function describeObserverBench(r: ObserverBenchResult): string {
+  return `${r.pods} pods, ${r.tokens} tokens tracked: ${r.bytesPerPod} bytes of heap per tracked pod; recording a refresh takes ${r.recordNs} ns`;
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) process.stdout.write(`token refresh observer: ${describeObserverBench(runObserverBench())}\n`);
