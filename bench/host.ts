@@ -3,6 +3,8 @@
 
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 export { freePort, untilListening } from '../test/helpers/ports.js';
 
@@ -15,4 +17,12 @@ export function pin(pid: number, cpuList: string | number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The garbage collector, for heap figures after a full collection (exposed at run time without --expose-gc). */
+export function exposeGc(): () => void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) return g;
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
 }

@@ -37,9 +37,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-import { freePort, pin, untilListening } from './host.js';
+import { exposeGc, freePort, pin, untilListening } from './host.js';
 import type { LoadRequest, LoadResult } from './load-generator.js';
 import type { ApiServerMsg } from './pvc-api-server.js';
 import { fileURLToPath } from 'node:url';
@@ -61,13 +59,6 @@ const PACED_DURATION = Number(process.env.BENCH_PVC_PACED_DURATION ?? 10);
 const PACED_WARMUP = Number(process.env.BENCH_PVC_PACED_WARMUP ?? 3);
 
 type Msg = ApiServerMsg | ({ kind: 'load-done' } & LoadResult);
-
-function exposeGc(): () => void {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (g) return g;
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-}
 
 function next<T extends Msg['kind']>(proc: ChildProcess, kind: T): Promise<Extract<Msg, { kind: T }>> {
   return new Promise((resolve, reject) => {

@@ -41,6 +41,7 @@ import { freePort, pin, untilListening } from './host.js';
 import type { LoadRequest, LoadResult } from './load-generator.js';
 import type { OidcApiServerMsg } from './oidc-api-server.js';
 import { runPvcCacheBench } from './pvc-cache.js';
+import { describeObserverBench, runObserverBench } from './token-observer.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
@@ -349,6 +350,10 @@ async function main(): Promise<void> {
     if (canPin) pin(process.pid, '0-1');
     process.stdout.write('\nPVC cache benchmark (bench/pvc-cache.ts)\n');
     await runPvcCacheBench();
+  }
+  if (!process.env.BENCH_ONLY) {
+    process.stdout.write('\nToken refresh observer (bench/token-observer.ts)\n');
+    process.stdout.write(`  ${describeObserverBench(runObserverBench())}\n`);
   }
 }
 

@@ -8,6 +8,9 @@ import type { WebhookKind } from '../cluster/token-verify.js';
 export const ADMISSION_ROUTES = {
   validate: { path: '/validate', webhook: 'validating' },
   mutate: { path: '/mutate', webhook: 'mutating' },
+  // Kubelets' TokenRequests (`serviceaccounts/token` CREATE), recorded by the token refresh
+  // observer and always allowed: no policy runs there (manifests/components/token-observer).
+  observe: { path: '/observe', webhook: 'validating' },
 } as const satisfies Record<string, { path: string; webhook: WebhookKind }>;
 
 export type AdmissionRoute = keyof typeof ADMISSION_ROUTES;
@@ -19,5 +22,7 @@ export function admissionRoute(method: string | undefined, url: string | undefin
   if (method !== 'POST' || !url) return undefined;
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
-  return path === ADMISSION_ROUTES.validate.path ? 'validate' : path === ADMISSION_ROUTES.mutate.path ? 'mutate' : undefined;
+  if (path === ADMISSION_ROUTES.validate.path) return 'validate';
+  if (path === ADMISSION_ROUTES.mutate.path) return 'mutate';
+  return path === ADMISSION_ROUTES.observe.path ? 'observe' : undefined;
 }

@@ -35,6 +35,8 @@ Flags (each also settable by the environment variable shown, and in the config f
   --no-cluster         never talk to a cluster (cluster-backed checks warn that they could not run)
   --mode MODE          default mode of every policy: enforce, warn or off (default warn)  TOKENGUARD_MODE
   --log-level LEVEL    debug, info, warn or error (default info)   TOKENGUARD_LOG_LEVEL
+  --observer           observe the kubelets' TokenRequests (POST /observe) and report pods whose
+                       token refresh is overdue (config observer.enabled)
   --dev                development: listen on 127.0.0.1 unless --address says otherwise, generate
                        certificates under certs/ when missing, print the caBundle and how to
                        register with a cluster (tokenguard dev register)
@@ -68,6 +70,7 @@ export const SERVE_FLAGS = {
   'no-cluster': { type: 'boolean' },
   mode: { type: 'string' },
   'log-level': { type: 'string' },
+  observer: { type: 'boolean' },
   dev: { type: 'boolean' },
 } as const;
 
@@ -142,6 +145,7 @@ export function flagOverrides(values: Record<string, string | boolean | undefine
   if (typeof values.kubeconfig === 'string') cluster.kubeconfig = values.kubeconfig;
   if (values['no-cluster']) cluster.enabled = false;
   if (Object.keys(cluster).length) overrides.cluster = cluster;
+  if (values.observer) overrides.observer = { enabled: true };
   return overrides;
 }
 
@@ -270,6 +274,9 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
   const issuerServices = cluster.cache
     ? (await import('../cluster/issuer-services.js')).startIssuerServices(cluster.cache, config, logger)
     : undefined;
+  // The token refresh observer (observer.enabled): loaded only when on.
+  if (config.observer.enabled && !cluster.cache) throw new CommandError('observer.enabled needs a cluster', 'give tokenguard cluster access (--kubeconfig or in-cluster), or set observer.enabled: false');
+  const observer = config.observer.enabled && cluster.cache ? await (await import('../cluster/token-observer-service.js')).startTokenObserver(cluster.cache, config.observer, logger) : undefined;
   const engine = new Engine({
     config,
     policies: BUILTIN_POLICIES,
@@ -304,7 +311,8 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     issuerServices?.stop();
     cluster.stop();
   }
-  const selfManaged = await selfManagedTls(config, cluster.cache?.client, logger).catch((err) => {
+  const selfManaged = await selfManagedTls(config, cluster.cache?.client, logger).catch(async (err) => {
+    await observer?.stop();
     stopCluster();
     throw err;
   });
@@ -326,7 +334,9 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     engine: () => engine,
     callerAuth,
     outcomes: { events: issuerServices?.events, claims: cluster.cache },
-  }).catch((err) => {
+    observeTokenRequest: observer?.record,
+  }).catch(async (err) => {
+    await observer?.stop();
     stopAll();
     throw err;
   });
@@ -334,7 +344,8 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
   running.readiness.set('cluster', cluster.readiness);
   if (selfManaged) running.readiness.set('tls', selfManaged.readiness);
   const shutdown = running.shutdown;
-  return { ...running, shutdown: () => shutdown().finally(stopAll) };
+  // The observer releases its Lease as the drain begins: another replica takes over at once.
+  return { ...running, shutdown: () => Promise.all([observer?.stop(), shutdown()]).then(() => undefined).finally(stopAll) };
 }
 
 /**

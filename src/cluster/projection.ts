@@ -4,7 +4,8 @@
 
 import { apiserverArgv, isApiserverMirrorPod } from '../k8s/apiserver-flags.js';
 import type { KubeObject } from '../k8s/object.js';
-import { claimRefs, hasProjectedToken } from '../k8s/pod-spec.js';
+import { claimRefs, volumeAt, volumesOf } from '../k8s/pod-spec.js';
+import { refreshThresholdSeconds } from '../k8s/token-refresh-schedule.js';
 import type { NodeSummary, OwnerRef, PodSummary } from './view.js';
 
 /** A cached pod; kube-apiserver mirror pods also keep their kube-apiserver argv (and only they do). */
@@ -85,17 +86,48 @@ export function projectPod(obj: KubeObject, interner: Interner): CachedPod | und
     phase: interner.str(obj.status?.phase),
     owner: topOwner(meta, interner),
     claims,
-    hasProjectedToken: hasProjectedToken(spec),
+    hasProjectedToken: false,
   };
+  const refresh = longestRefreshSeconds(spec);
+  if (refresh !== undefined) {
+    pod.hasProjectedToken = true;
+    pod.tokenRefreshSeconds = refresh;
+  }
+  if (meta.deletionTimestamp) pod.deleting = true;
   if (ephemeralClaims) pod.ephemeralClaims = ephemeralClaims;
   if (isApiserverMirrorPod(obj)) pod.apiserverArgv = apiserverArgv(obj);
   return pod;
 }
 
+/**
+ * The longest refresh threshold among a pod spec's projected tokens (a lifetime the API server
+ * would refuse counts as its 3600 s default: such a pod never runs), or undefined without one.
+ */
+function longestRefreshSeconds(spec: KubeObject): number | undefined {
+  // A plain loop, not tokenProjections(): this runs for every pod of every LIST and watch event.
+  let longest: number | undefined;
+  const volumes = volumesOf(spec);
+  for (let i = 0; i < volumes.length; i++) {
+    const sources = volumeAt(volumes, i)?.projected?.sources;
+    if (!Array.isArray(sources)) continue;
+    for (const s of sources) {
+      const t = s?.serviceAccountToken;
+      if (!t || typeof t !== 'object') continue;
+      const requested = Number.isInteger(t.expirationSeconds) && t.expirationSeconds >= 1 ? (t.expirationSeconds as number) : 3600;
+      longest = Math.max(longest ?? 0, refreshThresholdSeconds(requested));
+    }
+  }
+  return longest;
+}
+
 export function projectNode(obj: KubeObject, interner: Interner): NodeSummary | undefined {
   const name = obj?.metadata?.name;
   if (typeof name !== 'string') return undefined;
-  return { name, kubeletVersion: interner.str(obj.status?.nodeInfo?.kubeletVersion) };
+  const node: NodeSummary = { name, kubeletVersion: interner.str(obj.status?.nodeInfo?.kubeletVersion) };
+  const conditions: unknown = obj.status?.conditions;
+  const ready = Array.isArray(conditions) ? conditions.find((c: KubeObject) => c?.type === 'Ready') : undefined;
+  if (ready?.status !== 'True') node.notReady = true;
+  return node;
 }
 
 /** A Namespace is kept as its labels (the `tokenguard.io/mode` label lives there). */

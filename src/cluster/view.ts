@@ -26,12 +26,21 @@ export interface PodSummary {
   ephemeralClaims?: string[];
   /** Whether any volume projects a serviceAccountToken (the injected kube-api-access-* counts). */
   hasProjectedToken: boolean;
+  /**
+   * The longest the kubelet waits before it fetches one of the pod's projected tokens again (the
+   * refresh threshold of k8s/token-refresh-schedule.ts, without jitter); absent without a token.
+   */
+  tokenRefreshSeconds?: number;
+  /** Set when `metadata.deletionTimestamp` is: the pod is Terminating. */
+  deleting?: true;
 }
 
 export interface NodeSummary {
   name: string;
   /** `status.nodeInfo.kubeletVersion`, e.g. `v1.31.4-eks-1234`. */
   kubeletVersion: string;
+  /** Set when the node's `Ready` condition is not `True`: its kubelet is down or unreachable. */
+  notReady?: true;
 }
 
 /** A kube-apiserver mirror pod in kube-system, with the flags of its kube-apiserver container. */

@@ -200,6 +200,46 @@ const ClusterSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const ObserverSchema = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: false,
+      description:
+        "Record the kubelets' TokenRequests (route `/observe`, manifests/components/token-observer) and report running pods whose " +
+        'token refresh is overdue. Needs a cluster.',
+    }),
+    marginSeconds: Type.Integer({
+      minimum: 0,
+      maximum: 86400,
+      default: 120,
+      description:
+        "How long after the kubelet's latest possible refresh (80 % of the requested lifetime or 24 h, plus 1.5 pod syncs) a pod's " +
+        'refresh may still come before the pod is reported overdue: room for a retried TokenRequest and clock drift.',
+    }),
+    kubeletSyncFrequencySeconds: Type.Integer({
+      minimum: 1,
+      maximum: 3600,
+      default: 60,
+      description: "The kubelets' `syncFrequency` (KubeletConfiguration, default 1m): a refresh waits for the pod's next sync, up to 1.5 of it.",
+    }),
+    reportSeconds: Type.Integer({
+      minimum: 5,
+      maximum: 3600,
+      default: 30,
+      description: 'How often the observer frees the pods that left the cache and reports overdue ones (metric, Events, log).',
+    }),
+    leaderElection: Type.Boolean({
+      default: true,
+      description:
+        'Observe only while holding the Lease `tokenguard-observer` in its own namespace, labelling its own pod `tokenguard.io/observer=true` ' +
+        "(the token observer's Service selects that label); `false`: every replica observes (one replica only).",
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+/** `observer`: the token refresh observer (docs/monitoring.md, "Token refresh"). */
+export type ObserverConfig = Static<typeof ObserverSchema>;
+
 /** `policies.<name>` as the file may write it: mode, exemptions, and the policy's own settings. */
 export interface PolicyConfig {
   mode?: Mode;
@@ -225,6 +265,7 @@ const CoreSchema = Type.Object(
     namespaceOverrides: Type.Array(NamespaceOverrideSchema, { default: [], description: 'Modes per namespace; later entries win over earlier ones.' }),
     exemptions: ExemptionsSchema,
     cluster: ClusterSchema,
+    observer: ObserverSchema,
   },
   { additionalProperties: false },
 );

@@ -10,7 +10,9 @@ import { Type, type Static } from '@sinclair/typebox';
 import { fitWarning, NamespaceGlobs, StringList, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { globMatcher, namespaceScope } from '../k8s/glob.js';
+import { LIFETIME_TEXT } from './projected-token-lifetime.js';
 import { podSpecOf, POD_SPEC_RULES, tokenProjections } from '../k8s/pod-spec.js';
+import { requestingNode, TOKEN_REQUEST_KIND, TOKEN_REQUEST_RULE, tokenRequestSpec } from '../k8s/token-request.js';
 
 export const POLICY = 'projected-token-audience';
 
@@ -25,6 +27,9 @@ export const DEFAULT_ALLOWED_AUDIENCES: readonly string[] = [
   'https://iam.googleapis.com/projects/*',
 ];
 
+/** The usual in-cluster issuers, and so the API server's audiences, of kubeadm, kind and most distributions. */
+export const DEFAULT_API_SERVER_AUDIENCES: readonly string[] = ['https://kubernetes.default.svc', 'https://kubernetes.default.svc.cluster.local'];
+
 const Settings = Type.Object(
   {
     allowed: StringList({ default: [...DEFAULT_ALLOWED_AUDIENCES], description: 'Audiences allowed everywhere (exact or globs); replaces the default list.' }),
@@ -33,12 +38,20 @@ const Settings = Type.Object(
       Type.Object({ namespaces: NamespaceGlobs, allowed: StringList({ description: 'Audiences allowed in addition, in those namespaces.' }) }, { additionalProperties: false }),
       { default: [], description: 'Audiences allowed in addition in some namespaces.' },
     ),
+    apiServerAudiences: StringList({
+      default: [...DEFAULT_API_SERVER_AUDIENCES],
+      description:
+        "The API server's own audiences (`--api-audiences`, by default its issuers), always allowed: a TokenRequest that names no audience " +
+        'arrives with them filled in. The issuer the API server serves (OIDC discovery) counts too.',
+    }),
   },
   { additionalProperties: false },
 );
 export type AudienceSettings = Static<typeof Settings>;
 
 export interface PreparedAudiences {
+  /** Whether `audience` is one of the API server's own (configured; the served issuer is checked by the caller). */
+  apiServer(audience: string): boolean;
   /** Whether `audience` may be asked for in `namespace`. */
   allowed(namespace: string | undefined, audience: string): boolean;
   /** Everything allowed in `namespace`, for the message. */
@@ -49,7 +62,9 @@ export function prepareAudiences(settings: AudienceSettings): PreparedAudiences 
   const everywhereList = [...settings.allowed, ...settings.additionalAllowed];
   const everywhere = globMatcher(everywhereList);
   const scope = namespaceScope(settings.namespaces.map((e) => ({ ...e, matches: globMatcher(e.allowed) })));
+  const apiServer = new Set(settings.apiServerAudiences);
   return {
+    apiServer: (audience) => apiServer.has(audience),
     allowed: (namespace, audience) => everywhere(audience) || scope(namespace).some((e) => e.matches(audience)),
     allowedIn: (namespace) => [...everywhereList, ...scope(namespace).flatMap((e) => e.allowed)],
   };
@@ -64,6 +79,9 @@ export function prepareAudiences(settings: AudienceSettings): PreparedAudiences 
 export const AUDIENCE_TEXT = {
   /** `quoted`: the audience as JSON; `quotedVolume`: the volume name as JSON (`"t"`). */
   notAllowed: (quoted: string, quotedVolume: string) => `token audience ${quoted} is not allowed (volume ${quotedVolume})`,
+  /** A TokenRequest's: `where` is LIFETIME_TEXT.tokenRequest's ` (token for ServiceAccount "x")`. */
+  notAllowedRequested: (quoted: string, where: string) => `token audience ${quoted} is not allowed${where}`,
+  notAllowedRequestedLong: (length: string) => `token audience of ${length} characters is not allowed`,
   /** `length`: the audience's length in characters. */
   notAllowedLong: (length: string, quotedVolume: string) => `token audience of ${length} characters is not allowed (volume ${quotedVolume})`,
   /** Before the detail when the message could not show the audience. */
@@ -76,14 +94,39 @@ export const AUDIENCE_TEXT = {
     '(additionalAllowed, or namespaces for one namespace)',
 } as const;
 
+/** A TokenRequest's audiences (the API server has filled in its own when none was asked for). */
+function judgeTokenRequest(req: AdmissionRequest, ctx: PolicyContext<PreparedAudiences>): Finding[] {
+  const { audiences } = tokenRequestSpec(req.object);
+  if (!Array.isArray(audiences)) return [];
+  const served = ctx.cluster?.issuers?.servedIssuer;
+  const where = LIFETIME_TEXT.tokenRequest(JSON.stringify(req.name ?? ''));
+  const findings: Finding[] = [];
+  audiences.forEach((audience: unknown, i) => {
+    if (typeof audience !== 'string' || audience === served || ctx.settings.apiServer(audience) || ctx.settings.allowed(req.namespace, audience)) return;
+    const quoted = JSON.stringify(audience);
+    const message = fitWarning(AUDIENCE_TEXT.notAllowedRequested(quoted, where), AUDIENCE_TEXT.notAllowedRequested(quoted, ''), AUDIENCE_TEXT.notAllowedRequestedLong(String(Array.from(audience).length)));
+    findings.push({
+      policy: POLICY,
+      severity: 'deny',
+      message,
+      detail: (message.includes(quoted) ? '' : AUDIENCE_TEXT.named(quoted)) + AUDIENCE_TEXT.detail(ctx.settings.allowedIn(req.namespace).join(', ') || AUDIENCE_TEXT.none),
+      path: `spec.audiences[${i}]`,
+      fix: AUDIENCE_TEXT.fix,
+    });
+  });
+  return findings;
+}
+
 export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudiences> = {
   name: POLICY,
   description: 'Projected service-account tokens must name an allowed audience (or none: the API server audiences).',
-  match: [...POD_SPEC_RULES],
+  // TokenRequests made by people and CI too; never a node's (see projected-token-lifetime).
+  match: [...POD_SPEC_RULES, TOKEN_REQUEST_RULE],
   settings: Settings,
   prepare: prepareAudiences,
 
   validate(req: AdmissionRequest, ctx: PolicyContext<PreparedAudiences>): Finding[] {
+    if (req.kind.kind === TOKEN_REQUEST_KIND) return requestingNode(req.userInfo) ? [] : judgeTokenRequest(req, ctx);
     const loc = podSpecOf(req.kind.kind, req.object);
     if (!loc) return [];
     const findings: Finding[] = [];

@@ -13,6 +13,7 @@ import { fitWarning, NamespaceGlobs, type Finding, type Policy, type PolicyConte
 import type { AdmissionRequest } from '../admission/review.js';
 import { namespaceScope } from '../k8s/glob.js';
 import { podSpecOf, POD_SPEC_RULES, tokenProjections, type TokenProjection } from '../k8s/pod-spec.js';
+import { requestingNode, TOKEN_REQUEST_KIND, TOKEN_REQUEST_RULE, tokenRequestSpec } from '../k8s/token-request.js';
 
 export const POLICY = 'projected-token-lifetime';
 
@@ -100,6 +101,8 @@ function unremarkable(p: TokenProjection, bounds: EffectiveBounds): boolean {
 export const LIFETIME_TEXT = {
   /** `quoted` is the volume name as JSON (`"t"`). */
   volume: (quoted: string) => ` (volume ${quoted})`,
+  /** A TokenRequest's: `quoted` is the ServiceAccount's name as JSON. */
+  tokenRequest: (quoted: string) => ` (token for ServiceAccount ${quoted})`,
   fix: (min: string, max: string) => `set expirationSeconds between ${min} and ${max}`,
   stated: (value: string) => `token lifetime ${value} s is`,
   statedDefault: (value: string) => `no expirationSeconds means ${value} s,`,
@@ -120,12 +123,17 @@ export const LIFETIME_TEXT = {
   extensionFix: 'use another lifetime such as 3600, or set the audience of the consumer',
 } as const;
 
-function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Finding | undefined {
-  // The gist first, the volume last. A valid volume name is a DNS label (at most 63 characters),
-  // but `tokenguard check` and the mutating side see objects before the API server validates
-  // them: a name too long for the warning is left out (the finding's path still says which).
+/**
+ * The finding for one requested lifetime, if any. `p` is a projection, or a TokenRequest's spec
+ * (`volume` then names the ServiceAccount instead of a volume, and the one-year extension, which
+ * only pod-bound projected tokens get, does not apply).
+ */
+function judge(p: Pick<TokenProjection, 'expirationSeconds' | 'audience'>, bounds: EffectiveBounds, path: string, volume: string, extensionApplies = true): Finding | undefined {
+  // The gist first, the volume (or ServiceAccount) last. A valid volume name is a DNS label, but
+  // `tokenguard check` and the mutating side see objects before the API server validates them, and
+  // a ServiceAccount's name may be 253 characters: a name too long for the warning is left out
+  // (the finding's path still says which).
   const T = LIFETIME_TEXT;
-  const volume = T.volume(JSON.stringify(p.volume));
   const fit = (text: (volume: string) => string) => fitWarning(text(volume), text(''));
   const at = { policy: POLICY, path };
   const fix = T.fix(String(bounds.min), String(bounds.max));
@@ -181,7 +189,7 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
       fix,
     };
   }
-  if (value === EXTENDED_EXPIRATION_SECONDS && !p.audience) {
+  if (extensionApplies && value === EXTENDED_EXPIRATION_SECONDS && !p.audience) {
     return { ...at, severity: 'warn', message: fit(T.extension), detail: T.extensionDetail, fix: T.extensionFix };
   }
   return undefined;
@@ -190,7 +198,9 @@ function judge(p: TokenProjection, bounds: EffectiveBounds, path: string): Findi
 export const projectedTokenLifetimePolicy: Policy<LifetimeSettings, PreparedLifetime> = {
   name: POLICY,
   description: 'Projected service-account tokens must ask for a lifetime within bounds (default 600 to 86400 s).',
-  match: [...POD_SPEC_RULES],
+  // TokenRequests too: tokens made by people and CI (`kubectl create token --duration=...`), judged
+  // like projected volumes. A node's requests for its pods never are: the pod was judged at admission.
+  match: [...POD_SPEC_RULES, TOKEN_REQUEST_RULE],
   settings: Settings,
   prepare: prepareBounds,
 
@@ -209,6 +219,13 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings, PreparedLife
   },
 
   validate(req: AdmissionRequest, ctx: PolicyContext<PreparedLifetime>): Finding[] {
+    if (req.kind.kind === TOKEN_REQUEST_KIND) {
+      if (requestingNode(req.userInfo)) return [];
+      // The API server has defaulted expirationSeconds (3600 s) before admission.
+      const { expirationSeconds } = tokenRequestSpec(req.object);
+      const f = judge({ expirationSeconds, audience: undefined }, ctx.settings.boundsIn(req.namespace), 'spec.expirationSeconds', LIFETIME_TEXT.tokenRequest(JSON.stringify(req.name ?? '')), false);
+      return f ? [f] : [];
+    }
     const loc = podSpecOf(req.kind.kind, req.object);
     if (!loc) return [];
     const projections = tokenProjections(loc.spec);
@@ -217,7 +234,7 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings, PreparedLife
     const findings: Finding[] = [];
     for (const p of projections) {
       if (p.injected || unremarkable(p, bounds)) continue;
-      const f = judge(p, bounds, `${loc.path}.${p.relPath}.expirationSeconds`);
+      const f = judge(p, bounds, `${loc.path}.${p.relPath}.expirationSeconds`, LIFETIME_TEXT.volume(JSON.stringify(p.volume)));
       if (f) findings.push(f);
     }
     return findings;

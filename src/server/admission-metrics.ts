@@ -47,8 +47,9 @@ const OUTCOMES = ['allowed', 'warned', 'denied', 'patched'] as const;
 const MODES = ['enforce', 'warn', 'n/a'] as const;
 const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>;
 const SLOTS_PER_ROUTE = OUTCOMES.length * MODES.length;
-// The slots below are computed inline for the two routes there are: a third must be given its own.
-if (ROUTES.length !== 2 || ROUTES[0] !== 'validate' || ROUTES[1] !== 'mutate') throw new Error('admission-metrics: update the route slots');
+// The slots below are computed inline for the two routes that run policies (`observe` runs none,
+// so it never counts a policy outcome): another such route must be given its own.
+if (ROUTES.length !== 3 || ROUTES[0] !== 'validate' || ROUTES[1] !== 'mutate' || ROUTES[2] !== 'observe') throw new Error('admission-metrics: update the route slots');
 
 /**
  * Per policy, its counts of every (route, outcome, mode), each made the first time it is counted.

@@ -43,6 +43,11 @@ export interface AdmissionPipelineOptions {
   limitedLog?: RateLimitedLog;
   /** Where denials, break-glass deletions and admitted claim deletions are recorded (absent without a cluster). */
   outcomes?: OutcomeSinks;
+  /**
+   * Records a review of the `observe` route (a TokenRequest) without I/O; without it, the route
+   * still answers (allowed) and records nothing. It must not throw; a throw is logged, not answered.
+   */
+  observeTokenRequest?: (request: AdmissionRequest) => void;
 }
 
 /** Why a request is refused before any policy sees it: its HTTP status and one line. */
@@ -139,6 +144,9 @@ const INTERNAL_ERROR: Decision = {
   findings: [],
   fired: [],
 };
+
+/** The `observe` route's answer, whatever it recorded: a kubelet's token refresh is never refused or delayed by tokenguard. */
+const OBSERVED: Decision = Object.freeze({ allowed: true, warnings: [], auditAnnotations: {}, findings: [], fired: [], ran: [] });
 
 /**
  * Step 6: the route's pipeline of the engine. A throw or a rejection is a bug: it fails open,
@@ -247,14 +255,23 @@ function review(x: Exchange, body: Buffer, caller: Verdict | undefined): void {
     if (denied) return refuse(x, denied);
     auth!.record(final, x.route, x.req);
   }
-  evaluate(x.opts.engine(), x.route, request, x.log, (decision) => {
+  const answer = (decision: Decision) => {
     if (x.res.headersSent) return;
     const warnings = respond(x.res, request, decision, x.opts.shuttingDown?.() ?? false);
     const seconds = (performance.now() - x.started) / 1000;
     observeDecision(x.route, decision, warnings, seconds);
     logDecision(x.opts.logger, x.route, request, decision, seconds);
     if (x.opts.outcomes && x.route === 'validate') recordOutcome(x.opts.outcomes, request, decision);
-  });
+  };
+  if (x.route === 'observe') {
+    try {
+      x.opts.observeTokenRequest?.(request);
+    } catch (err) {
+      x.log.log('error', 'observe_failed', 'recording a TokenRequest failed', { uid: request.uid, error: errorStack(err) });
+    }
+    return answer(OBSERVED);
+  }
+  evaluate(x.opts.engine(), x.route, request, x.log, answer);
 }
 
 /** The pipeline: `route` is the admission route the request's method and path name. */

@@ -213,6 +213,9 @@ export class CallerAuth {
     this.audiences = {
       validate: new Set([...derivedAudiences(t.service, 'validate'), ...t.audiences]),
       mutate: new Set([...derivedAudiences(t.service, 'mutate'), ...t.audiences]),
+      // The token observer's webhook calls the second Service, `<service>-observer`
+      // (manifests/components/token-observer).
+      observe: new Set([...derivedAudiences({ ...t.service, name: `${t.service.name}-observer` }, 'observe'), ...t.audiences]),
     };
     this.subjects = new Set(t.subjects);
     this.ownWebhooks = new Set(t.webhookConfigurations);

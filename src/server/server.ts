@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Engine } from '../admission/engine.js';
+import type { AdmissionRequest } from '../admission/review.js';
 import { admissionRoute } from '../admission/routes.js';
 import { RateLimitedLog } from '../observability/log-limit.js';
 import { createAdmissionPipeline, expectsContinue } from './admission-pipeline.js';
@@ -51,6 +52,8 @@ export interface ServerOptions {
   callerAuth?: CallerAuth;
   /** Where denials, break-glass deletions and admitted claim deletions are recorded (absent without a cluster). */
   outcomes?: OutcomeSinks;
+  /** Records the reviews of the `observe` route (the token refresh observer, when enabled). */
+  observeTokenRequest?: (request: AdmissionRequest) => void;
 }
 
 export interface RunningServer {
@@ -75,6 +78,7 @@ export interface RequestListenerOptions {
   track?: (req: IncomingMessage, res: ServerResponse) => void;
   /** The rate-limited log of lines a request can cause (default: one of the pipeline's own). */
   limitedLog?: RateLimitedLog;
+  observeTokenRequest?: (request: AdmissionRequest) => void;
 }
 
 /** The whole request routing, without the listener: the hot path first, express for the rest. */
@@ -119,6 +123,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxBodyBytes: opts.maxBodyBytes,
     callerAuth: opts.callerAuth,
     outcomes: opts.outcomes,
+    observeTokenRequest: opts.observeTokenRequest,
     readiness,
     shuttingDown: () => shuttingDown,
     track: (req, res) => connections.track(req, res),

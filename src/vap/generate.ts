@@ -35,8 +35,13 @@ export interface GenerateOptions {
 
 export type KubeManifest = Record<string, unknown> & { kind: string; metadata: { name: string; labels?: Record<string, string> } };
 
+/**
+ * The policy's rules but its TokenRequest one (a subresource): the CEL here reads pod specs.
+ * TokenRequests could be written in CEL (`object.spec.expirationSeconds`, `object.spec.audiences`,
+ * `request.userInfo.groups`), but are not generated yet: the webhook judges them.
+ */
 function rulesOf(cp: CelPolicy) {
-  return cp.policy.match.map((r) => ({ apiGroups: r.groups, apiVersions: r.versions ?? ['*'], operations: r.operations, resources: r.resources }));
+  return cp.policy.match.filter((r) => !r.subresources).map((r) => ({ apiGroups: r.groups, apiVersions: r.versions ?? ['*'], operations: r.operations, resources: r.resources }));
 }
 
 function policy(name: string, cp: CelPolicy, conditions: MatchCondition[], variables: Variable[], validations: object[]): KubeManifest {

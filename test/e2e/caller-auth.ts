@@ -290,7 +290,7 @@ export function callerAuthScenario(assets: Assets): void {
     const oldUid = await liveUid('validating', 'tokenguard');
     assert.equal((await post(e.tokenguard, old)).status, 200, 'passes (and is cached) before');
     await must(['delete', RESOURCE.validating, 'tokenguard']);
-    await must(['apply', '-f', '-'], webhooksFor(e.tokenguard.url, e.tokenguard.certs.ca.toString('base64')));
+    await must(['apply', '-f', '-'], webhooksFor(e.tokenguard.url, e.tokenguard.certs.ca.toString('base64'), e.assets.serverVersion));
     const newUid = await liveUid('validating', 'tokenguard');
     assert.notEqual(newUid, oldUid);
     // Until tokenguard's watch has seen the new object, a token for it is refused (stale_uid) too.

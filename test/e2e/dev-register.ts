@@ -11,7 +11,7 @@ import { parseAllDocuments } from 'yaml';
 import { TokenguardProcess } from '../helpers/tokenguard-process.js';
 import type { Assets } from './harness/assets.js';
 import { ControlPlane } from './harness/control-plane.js';
-import { ensureNamespace, MANIFESTS } from './harness/environment.js';
+import { ensureNamespace, MANIFESTS, webhookManifests } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
 import { kubectlFor, mustWith, warnings, type Kubectl } from './harness/kubectl.js';
 import { claim, podOn, tokenPod } from './harness/objects.js';
@@ -46,7 +46,7 @@ export function devRegisterScenario(assets: Assets): void {
     assert.equal(
       r.stdout,
       [
-        `ValidatingWebhookConfiguration tokenguard created: validate.tokenguard.io, validate-kube-system.tokenguard.io -> ${tokenguard.url}/validate`,
+        `ValidatingWebhookConfiguration tokenguard created: validate.tokenguard.io, validate-kube-system.tokenguard.io, validate-tokenrequests.tokenguard.io -> ${tokenguard.url}/validate`,
         `MutatingWebhookConfiguration tokenguard created: mutate.tokenguard.io -> ${tokenguard.url}/mutate`,
         `The API server ${cp.url} (--kubeconfig ${cp.kubeconfig}) now sends tokenguard's admission reviews to ${tokenguard.url}.`,
         'Undo with: npx tokenguard dev unregister',
@@ -112,7 +112,7 @@ export function devRegisterScenario(assets: Assets): void {
   });
 
   it('leaves an installed tokenguard alone: register refuses, unregister skips it, without --force', async () => {
-    const installed = readFileSync(join(MANIFESTS, 'webhooks.yaml'), 'utf8');
+    const installed = yaml(...webhookManifests(assets.serverVersion));
     await must(['apply', '-f', '-'], installed);
     const reg = await tokenguardCli(['dev', 'register', '--kubeconfig', cp.kubeconfig, '--url', tokenguard.url, '--certs', tokenguard.certs.dir]);
     assert.equal(reg.code, 1);

@@ -12,6 +12,7 @@ import { outageScenario } from './outage.js';
 import { vapScenarios } from './vap.js';
 import { reportsScenario } from './reports.js';
 import { selfManagedTlsScenario } from './self-managed-tls.js';
+import { tokenObserverScenarios, tokenObserverSkip } from './token-observer.js';
 import { webhookScenarios } from './webhook.js';
 
 const found = findAssets();
@@ -36,4 +37,7 @@ describe('end to end against a real kube-apiserver, through kubectl', { skip: 's
   describe('audit --report: findings as OpenReports and wgpolicyk8s.io reports, replaced run after run', () => reportsScenario(assets));
   describe('tokenguard dev register and unregister: a local server registered with a real cluster', () => devRegisterScenario(assets));
   describe('self-managed TLS: replicas at once, renewals and a CA rotation under a fail-closed webhook, a deleted Secret', () => selfManagedTlsScenario(assets));
+  describe('TokenRequests: hand-made tokens judged, kubelets untouched and observed, one observer by Lease', { skip: tokenObserverSkip(assets) }, () =>
+    tokenObserverScenarios(assets),
+  );
 });

@@ -8,6 +8,7 @@ import type { ClusterView } from '../../src/cluster/view.js';
 import type { WebhookConfigurationView } from '../../src/cluster/webhook-configurations.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import type { AnyPolicy } from '../../src/admission/policy.js';
+import type { AdmissionRequest } from '../../src/admission/review.js';
 import { silentLogger, type Logger } from '../../src/observability/log.js';
 import { CallerAuth, type KeySource } from '../../src/server/caller-auth.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
@@ -47,6 +48,8 @@ export interface TestServerOptions {
   keySource?: KeySource;
   /** The live webhook configurations KEP-6060 tokens are checked against (with `server.callerAuth` on). */
   webhookConfigurations?: WebhookConfigurationView;
+  /** Records the reviews of the `observe` route (the token refresh observer). */
+  observeTokenRequest?: (request: AdmissionRequest) => void;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -65,6 +68,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     logger: opts.logger ?? silentLogger,
     engine: () => engine,
     callerAuth,
+    observeTokenRequest: opts.observeTokenRequest,
   });
   const agent = new Agent({ ca: certs.ca, keepAlive: true });
   const call = (method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}) =>

@@ -1,10 +1,11 @@
 // Rendering manifests/ with the real `kubectl kustomize`, and reading what it rendered.
 
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
+import { tempDir } from '../helpers/temp-dir.js';
 import { PROJECT_ROOT } from '../helpers/tls.js';
 
 export const KUBECTL = '/usr/bin/kubectl';
@@ -87,4 +88,15 @@ export function selectorMatches(selector: K8sObject | undefined, labels: Record<
 /** The labels a namespace carries automatically (kubernetes.io/metadata.name, since 1.21). */
 export function namespaceLabels(name: string): Record<string, string> {
   return { 'kubernetes.io/metadata.name': name };
+}
+
+/** Render `resources` plus `components` (paths under manifests/) through a kustomization in a temporary folder. */
+export async function renderWith(resources: string[], components: string[]): Promise<Rendered> {
+  const dir = tempDir('tokenguard-kustomize-');
+  const rel = (p: string) => relative(dir, join(MANIFESTS, p));
+  writeFileSync(
+    join(dir, 'kustomization.yaml'),
+    `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n${resources.map((r) => `  - ${rel(r)}\n`).join('')}components:\n${components.map((c) => `  - ${rel(c)}\n`).join('')}`,
+  );
+  return render(dir);
 }

@@ -8,8 +8,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { ApiClient } from '../../src/cluster/client.js';
@@ -17,8 +17,9 @@ import { EventRecorder } from '../../src/cluster/events.js';
 import { CertController } from '../../src/cluster/cert-controller.js';
 import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { TokenSelfTest } from '../../src/cluster/token-selftest.js';
-import { BUILTIN_POLICIES } from '../../src/policies/index.js';
+import { TokenObserverService } from '../../src/cluster/token-observer-service.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
+import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { silentLogger } from '../../src/observability/log.js';
 import { startCacheRig, type CacheRig } from '../cluster/helpers.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
@@ -26,8 +27,7 @@ import { reviewByPrefix } from '../helpers/fixtures.js';
 import { serveOidc } from '../helpers/oidc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeCerts, PROJECT_ROOT } from '../helpers/tls.js';
-import { kubectlMissing, MANIFESTS, OVERLAYS, render, type K8sObject, type Rendered } from './kustomize.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import { kubectlMissing, MANIFESTS, OVERLAYS, render, renderWith, type K8sObject, type Rendered } from './kustomize.js';
 
 const MONITORING = join(MANIFESTS, 'components', 'monitoring');
 const RUNBOOKS = join(PROJECT_ROOT, 'docs', 'runbooks.md');
@@ -130,6 +130,8 @@ describe('alerts and dashboard against the metrics a real server exports', () =>
     }
     // The cluster caches, and one token self-test (its gauges join the registry with the first result).
     rig = await startCacheRig();
+    // The token refresh observer's gauges, as serve registers them with observer.enabled.
+    new TokenObserverService(rig.cache, DEFAULT_CONFIG.observer, silentLogger).start();
     fake = await FakeApiServer.start();
     await serveOidc(fake);
     fake.upsert('serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tokenguard', namespace: 'tokenguard' } });
@@ -271,17 +273,6 @@ describe('alerts, runbooks and dashboard', () => {
 });
 
 const skip = kubectlMissing();
-
-/** Render `resources` plus `components` (paths under manifests/) through a kustomization in a temporary folder. */
-async function renderWith(resources: string[], components: string[]): Promise<Rendered> {
-  const dir = tempDir('tokenguard-kustomize-');
-  const rel = (p: string) => relative(dir, join(MANIFESTS, p));
-  writeFileSync(
-    join(dir, 'kustomization.yaml'),
-    `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n${resources.map((r) => `  - ${rel(r)}\n`).join('')}components:\n${components.map((c) => `  - ${rel(c)}\n`).join('')}`,
-  );
-  return render(dir);
-}
 
 describe('the monitoring component (kubectl kustomize)', { skip }, () => {
   for (const overlay of OVERLAYS) {

@@ -211,7 +211,7 @@ describe('every policy message fits in one warning, names whole or left out', ()
       }
     }
     const audiences = {
-      settings: projectedTokenAudiencePolicy.prepare!({ allowed: ['vault'], additionalAllowed: [], namespaces: [] }),
+      settings: projectedTokenAudiencePolicy.prepare!({ allowed: ['vault'], additionalAllowed: [], namespaces: [], apiServerAudiences: [] }),
       mode: 'enforce',
     } as PolicyContext<never>;
     for (const audience of ['a'.repeat(400), 'not-allowed', 42, ['x'.repeat(300)]]) {

@@ -7,11 +7,12 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../helpers/tls.js';
-// What `tokenguard serve` imports with a cluster and caller authentication on (it loads those
+// What `tokenguard serve` imports with a cluster, caller authentication and the observer on (it loads those
 // modules only then), so every module that registers metrics has registered them.
 import '../../src/cli/serve.js';
 import '../../src/cluster/issuer-services.js';
 import '../../src/server/caller-auth.js';
+import '../../src/cluster/token-observer-service.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { startCacheRig, type CacheRig } from '../cluster/helpers.js';
 import { until } from '../helpers/eventually.js';
@@ -96,6 +97,10 @@ const PROMISED: { name: string; type: string; labels: string[]; afterSelfTest?: 
   { name: 'tokenguard_build_info', type: 'gauge', labels: ['version', 'revision', 'node_version'] },
   { name: 'tokenguard_tls_certificate_not_after_seconds', type: 'gauge', labels: ['certificate'] },
   { name: 'tokenguard_ready', type: 'gauge', labels: [] },
+  { name: 'tokenguard_token_refresh_overdue_pods', type: 'gauge', labels: [] },
+  { name: 'tokenguard_token_observer_active', type: 'gauge', labels: [] },
+  { name: 'tokenguard_token_observer_tracked_pods', type: 'gauge', labels: [] },
+  { name: 'tokenguard_token_requests_observed_total', type: 'counter', labels: ['outcome'] },
 ];
 
 describe('GET /metrics', () => {

@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { freePort } from '../../helpers/ports.js';
 import { PROJECT_ROOT } from '../../helpers/tls.js';
-import type { Assets } from './assets.js';
+import { atLeast, type Assets, type KubeVersion } from './assets.js';
 import { ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 import { kubectlFor, ok, warnings, type Kubectl } from './kubectl.js';
 import { TokenguardProcess } from '../../helpers/tokenguard-process.js';
+import type { KubeObject } from '../../../src/k8s/object.js';
 import { webhooksAtUrl } from '../../../src/k8s/webhook-manifests.js';
 
 export const MANIFESTS = join(PROJECT_ROOT, 'manifests', 'base');
@@ -37,10 +38,20 @@ export interface E2eOptions extends ControlPlaneOptions {
   beforeTokenguard?: (ctx: { cp: ControlPlane; kubectl: Kubectl; url: string }) => Promise<void>;
 }
 
+/**
+ * The webhook configurations of manifests/base/webhooks.yaml as objects. Before v1.30 (`server`),
+ * webhooks with matchConditions (the TokenRequest one) are left out: the field does not exist
+ * there, and kubectl's strict field validation refuses it.
+ */
+export function webhookManifests(server?: KubeVersion): KubeObject[] {
+  const docs = parseAllDocuments(readFileSync(join(MANIFESTS, 'webhooks.yaml'), 'utf8')).map((d) => d.toJS() as KubeObject);
+  if (server && !atLeast(server, 1, 30)) for (const d of docs) d.webhooks = d.webhooks.filter((w: { matchConditions?: unknown }) => !w.matchConditions);
+  return docs;
+}
+
 /** The webhook configurations of the manifests, each webhook pointed at `url` + its path (as `tokenguard dev register` does). */
-export function webhooksFor(url: string, caBundle: string): string {
-  const docs = parseAllDocuments(readFileSync(join(MANIFESTS, 'webhooks.yaml'), 'utf8')).map((d) => d.toJS());
-  return webhooksAtUrl(docs, url, caBundle)
+export function webhooksFor(url: string, caBundle: string, server?: KubeVersion): string {
+  return webhooksAtUrl(webhookManifests(server), url, caBundle)
     .map((d) => stringify(d))
     .join('---\n');
 }
@@ -74,7 +85,7 @@ export async function startE2e(assets: Assets, opts: E2eOptions = {}): Promise<E
     const config = typeof opts.tokenguard === 'function' ? opts.tokenguard(url) : opts.tokenguard;
     tokenguard = await TokenguardProcess.start({ dir: cp.dir, kubeconfig: tokenguardKubeconfig, config, port });
     const caBundle = tokenguard.certs.ca.toString('base64');
-    ok(await kubectl(['apply', '-f', '-'], webhooksFor(tokenguard.url, caBundle)), 'register the webhooks');
+    ok(await kubectl(['apply', '-f', '-'], webhooksFor(tokenguard.url, caBundle, assets.serverVersion)), 'register the webhooks');
     await untilWebhooksServe(kubectl);
     const tg = tokenguard;
     return {

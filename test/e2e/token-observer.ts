@@ -1,0 +1,155 @@
+// TokenRequests on a real kube-apiserver, through kubectl:
+// - `kubectl create token default --duration=48h` is warned in warn mode and denied in enforce, in
+//   the words of the lifetime policy (the base's TokenRequest webhook);
+// - a node's own TokenRequests for its pods (kubectl under the node's client certificate,
+//   `system:node:node-a` in `system:nodes`, bound to a pod on it) go through untouched in enforce:
+//   the matchCondition keeps them off that webhook. With the token-observer component's webhook
+//   registered, they reach the observer, which records them (its metric counts them);
+// - leader election: two tokenguard processes with `observer.enabled` compete for the Lease with
+//   the component's RBAC; one observes and labels its own pod, and when it is killed the other
+//   takes over and labels its pod.
+
+import { after, before, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
+import { OBSERVER_LABEL, OBSERVER_LEASE } from '../../src/cluster/token-observer-service.js';
+import { webhooksAtUrl } from '../../src/k8s/webhook-manifests.js';
+import { TokenguardProcess } from '../helpers/tokenguard-process.js';
+import { PROJECT_ROOT } from '../helpers/tls.js';
+import { atLeast, type Assets } from './harness/assets.js';
+import type { ControlPlane } from './harness/control-plane.js';
+import { ensureNamespace, startE2e, type E2e } from './harness/environment.js';
+import { eventually } from './harness/eventually.js';
+import { kubectlFor, mustWith, type Kubectl } from './harness/kubectl.js';
+import { tokenPod } from './harness/objects.js';
+
+const COMPONENT = join(PROJECT_ROOT, 'manifests', 'components', 'token-observer');
+const ABOVE = 'token lifetime 172800 s is above the 86400 s maximum (token for ServiceAccount "default")';
+
+/** kubectl as node `node` (a client certificate from the control plane's CA, as a kubelet has). */
+function nodeKubectl(assets: Assets, cp: ControlPlane, node: string): Kubectl {
+  const d = cp.dir;
+  const openssl = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  writeFileSync(join(d, `${node}.ext`), 'extendedKeyUsage=clientAuth\n');
+  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(d, `${node}.key`), '-out', join(d, `${node}.csr`), '-subj', `/O=system:nodes/CN=system:node:${node}`]);
+  openssl(['x509', '-req', '-in', join(d, `${node}.csr`), '-CA', cp.pki.caCert, '-CAkey', cp.pki.caKey, '-CAcreateserial', '-out', join(d, `${node}.crt`), '-days', '2', '-extfile', join(d, `${node}.ext`)]);
+  writeFileSync(join(d, `${node}.kubeconfig`), cp.kubeconfigFor({ clientCert: join(d, `${node}.crt`), clientKey: join(d, `${node}.key`) }));
+  return kubectlFor(assets.kubectl, join(d, `${node}.kubeconfig`));
+}
+
+export function tokenObserverScenarios(assets: Assets): void {
+  let e: E2e;
+  const must = mustWith(() => e.kubectl);
+
+  before(async () => {
+    // The observer without leader election here (one process): the Lease is the next test's.
+    e = await startE2e(assets, { tokenguard: { observer: { enabled: true, leaderElection: false } } });
+    await must(['apply', '-f', join(COMPONENT, 'rbac.yaml')]);
+    // The component's webhook, pointed at this tokenguard's URL like the base's.
+    const docs = parseAllDocuments(readFileSync(join(COMPONENT, 'webhook.yaml'), 'utf8')).map((d) => d.toJS());
+    await must(['apply', '-f', '-'], webhooksAtUrl(docs, e.tokenguard.url, e.tokenguard.certs.ca.toString('base64')).map((d) => stringify(d)).join('---\n'));
+    await ensureNamespace(e.kubectl, 'tr-warn');
+    await ensureNamespace(e.kubectl, 'tr-enforce', { 'tokenguard.io/mode': 'enforce' });
+    // The API server picks the new webhook up from a watch: wait for its first warning.
+    await eventually(async () => (await e.kubectl(['create', 'token', 'default', '-n', 'tr-warn', '--duration=48h'])).stderr.includes('Warning:'), 'the TokenRequest webhook to answer');
+  });
+  after(async () => {
+    await e?.stop();
+  });
+
+  it('kubectl create token default --duration=48h: warned in warn mode, denied in enforce', async () => {
+    const warned = await e.kubectl(['create', 'token', 'default', '-n', 'tr-warn', '--duration=48h']);
+    assert.equal(warned.code, 0, warned.stderr);
+    assert.equal(warned.stderr, `Warning: ${ABOVE}\n`);
+    assert.match(warned.stdout, /^eyJ[\w-]+\.[\w-]+\.[\w-]+$/, 'the token itself');
+
+    const denied = await e.kubectl(['create', 'token', 'default', '-n', 'tr-enforce', '--duration=48h']);
+    assert.equal(denied.code, 1);
+    assert.equal(
+      denied.stderr,
+      'error: failed to create token: admission webhook "validate-tokenrequests.tokenguard.io" denied the request: ' +
+        `[projected-token-lifetime] ${ABOVE} (at spec.expirationSeconds). kubelet refreshes a projected token at 80 % of its lifetime or after 24 h anyway, ` +
+        'so a longer lifetime only lengthens how long a leaked token stays valid. Fix: set expirationSeconds between 600 and 86400\n',
+    );
+    assert.equal(denied.stdout, '');
+  });
+
+  it("a node's TokenRequests for its pod go through untouched in enforce, and the observer records them", async () => {
+    await must(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a' } }));
+    const pod = tokenPod('tr-enforce', 'token-600', 600, 'vault');
+    pod.spec.nodeName = 'node-a';
+    await must(['apply', '-f', '-'], JSON.stringify(pod));
+    const uid = (await must(['get', 'pod', 'token-600', '-n', 'tr-enforce', '-o', 'jsonpath={.metadata.uid}'])).stdout;
+    const asNode = nodeKubectl(assets, e.cp, 'node-a');
+    const bound = ['--bound-object-kind', 'Pod', '--bound-object-name', 'token-600', '--bound-object-uid', uid];
+    const before = (await e.tokenguard.metric('tokenguard_token_requests_observed_total{outcome="recorded"}')) ?? 0;
+    // What no person may ask for here (48 h, an audience nobody allowed): a kubelet is never judged.
+    const r = await asNode(['create', 'token', 'default', '-n', 'tr-enforce', ...bound, '--audience', 'not-allowed-anywhere', '--duration', '48h']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    const again = await asNode(['create', 'token', 'default', '-n', 'tr-enforce', ...bound, '--audience', 'vault', '--duration', '600s']);
+    assert.equal(again.stderr, '');
+    await eventually(
+      async () => ((await e.tokenguard.metric('tokenguard_token_requests_observed_total{outcome="recorded"}')) ?? 0) >= before + 2,
+      'the observer to record both TokenRequests',
+    );
+    assert.equal(await e.tokenguard.metric('tokenguard_token_observer_tracked_pods'), 1);
+    assert.equal(await e.tokenguard.metric('tokenguard_token_refresh_overdue_pods'), 0);
+  });
+
+  it('one observer among two replicas: the Lease holder labels its pod; killed, the other takes over', async () => {
+    for (const name of ['tg-a', 'tg-b']) {
+      // Stand-ins for the replicas' pods, in tokenguard's namespace (Pod Security `restricted`).
+      const pod = tokenPod('tokenguard', name, 3600);
+      pod.spec.serviceAccountName = 'tokenguard';
+      pod.spec.securityContext = { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } };
+      pod.spec.containers[0].securityContext = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+      await must(['apply', '-f', '-'], JSON.stringify(pod));
+    }
+    const start = (name: string) =>
+      TokenguardProcess.start({
+        dir: e.cp.dir,
+        kubeconfig: e.tokenguardKubeconfig,
+        config: { observer: { enabled: true } },
+        env: { POD_NAME: name, POD_NAMESPACE: 'tokenguard' },
+      });
+    const replicas = { 'tg-a': await start('tg-a'), 'tg-b': await start('tg-b') };
+    try {
+      const labelled = async () => {
+        const out = (await must(['get', 'pods', '-n', 'tokenguard', '-l', `${OBSERVER_LABEL}=true`, '-o', 'jsonpath={.items[*].metadata.name}'])).stdout.trim();
+        return out && !out.includes(' ') ? (out as keyof typeof replicas) : undefined;
+      };
+      const leader = await eventually(labelled, 'one replica to hold the Lease and label its pod');
+      const holder = (await must(['get', 'lease', OBSERVER_LEASE, '-n', 'tokenguard', '-o', 'jsonpath={.spec.holderIdentity}'])).stdout;
+      assert.equal(holder, leader);
+      const other = leader === 'tg-a' ? 'tg-b' : 'tg-a';
+      assert.equal(await replicas[leader].metric('tokenguard_token_observer_active'), 1);
+      assert.equal(await replicas[other].metric('tokenguard_token_observer_active'), 0);
+
+      // Killed (no release): the Lease expires after its 15 s, then the other takes it.
+      replicas[leader].child.kill('SIGKILL');
+      await must(['delete', 'pod', leader, '-n', 'tokenguard', '--grace-period=0', '--force']);
+      await eventually(async () => (await labelled()) === other, `${other} to take over the Lease and label its pod`, 45_000);
+      assert.equal(await replicas[other].metric('tokenguard_token_observer_active'), 1);
+      const transitions = (await must(['get', 'lease', OBSERVER_LEASE, '-n', 'tokenguard', '-o', 'jsonpath={.spec.holderIdentity} {.spec.leaseTransitions}'])).stdout;
+      assert.equal(transitions, `${other} 1`);
+
+      // Stopped (SIGTERM): it releases the Lease and removes its label on the way out.
+      await replicas[other].stop();
+      assert.equal(await labelled(), undefined);
+      assert.equal((await must(['get', 'lease', OBSERVER_LEASE, '-n', 'tokenguard', '-o', 'jsonpath={.spec.holderIdentity}'])).stdout, '');
+    } finally {
+      for (const r of Object.values(replicas)) await r.stop();
+    }
+  });
+}
+
+/** Why the scenarios cannot run on this control plane, or false. */
+export function tokenObserverSkip(assets: Assets): string | false {
+  return atLeast(assets.serverVersion, 1, 30)
+    ? false
+    : `kube-apiserver ${assets.serverVersion.gitVersion} has no webhook matchConditions (GA in v1.30): the TokenRequest webhooks need them`;
+}
