@@ -308,3 +308,15 @@ export const kubeadmControlPlane = fc.tuple(metadata, apiserverArgs, anyJson).ma
     },
   },
 }));
+
+/** A TokenRequest as validating admission sees it (`serviceaccounts/token` CREATE): audiences, lifetime, bound object. */
+export const tokenRequest = fc.tuple(metadata, fc.array(usually(fc.oneof(name, fc.constantFrom('vault', 'https://kubernetes.default.svc', ''))), { maxLength: 3 }), anyJson).map(([meta, audiences, extra]) => ({
+  apiVersion: 'authentication.k8s.io/v1',
+  kind: 'TokenRequest',
+  metadata: meta,
+  spec: {
+    audiences,
+    expirationSeconds: (extra as number | undefined) ?? 3600,
+    boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: (meta as { name?: unknown })?.name ?? 'p', uid: 'uid-p' },
+  },
+}));

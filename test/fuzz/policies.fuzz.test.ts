@@ -29,11 +29,13 @@ import {
   persistentVolume,
   persistentVolumeClaim,
   storageClass,
+  tokenRequest,
   workloadOf,
 } from './fuzz-support.js';
 
 /** Objects of a resource, as a policy in `namespace` may see them. */
-function objectsOf(known: KnownResource, namespace: string | undefined): fc.Arbitrary<unknown> {
+function objectsOf(known: KnownResource, namespace: string | undefined, subresource?: string): fc.Arbitrary<unknown> {
+  if (subresource === 'token') return tokenRequest;
   switch (known.resource) {
     case 'pods':
       return namespace === 'kube-system' ? fc.oneof(mirrorPod, workloadOf('Pod')) : workloadOf('Pod');
@@ -57,6 +59,8 @@ interface Target {
   version: string;
   operation: 'CREATE' | 'UPDATE' | 'DELETE';
   namespace?: string;
+  /** `token`: a TokenRequest (serviceaccounts/token), whose object is no ServiceAccount. */
+  subresource?: string;
 }
 
 /** Every (resource, operation) a policy's rules match, with the namespace a rule is limited to. */
@@ -68,7 +72,9 @@ function targetsOf(policy: AnyPolicy): Target[] {
         const known = KNOWN_RESOURCES.find((k) => k.group === group && k.resource === resource);
         assert.ok(known, `${policy.name} matches ${group}/${resource}, which k8s/resources.ts does not know`);
         for (const operation of rule.operations) {
-          out.push({ known, version: rule.versions?.[0] ?? 'v1', operation: operation as Target['operation'], namespace: rule.namespaces?.[0] });
+          for (const subresource of rule.subresources ?? [undefined]) {
+            out.push({ known, version: rule.versions?.[0] ?? 'v1', operation: operation as Target['operation'], namespace: rule.namespaces?.[0], subresource });
+          }
         }
       }
     }
@@ -85,24 +91,26 @@ function cases(target: Target) {
   return fc
     .record({
       namespace,
-      object: namespace.chain((ns) => objectsOf(known, ns)),
-      oldObject: objectsOf(known, target.namespace),
+      object: namespace.chain((ns) => objectsOf(known, ns, target.subresource)),
+      oldObject: objectsOf(known, target.namespace, target.subresource),
       dryRun: fc.boolean(),
-      user: fc.constantFrom('admin', 'system:serviceaccount:kube-system:namespace-controller', ''),
+      user: fc.constantFrom('admin', 'system:serviceaccount:kube-system:namespace-controller', '', 'system:node:node-1'),
       pods: podsUsingClaims,
       kubeletVersion: kubeletVersions,
       mode,
     })
     .map((c) => {
       const meta = (c.object as any)?.metadata;
+      const token = target.subresource === 'token';
       const request = {
         uid: 'fuzz',
-        kind: { group: known.group, version, kind: known.kind },
+        kind: token ? { group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest' } : { group: known.group, version, kind: known.kind },
         resource: { group: known.group, version, resource: known.resource },
+        ...(target.subresource ? { subResource: target.subresource } : {}),
         ...(typeof meta?.name === 'string' ? { name: meta.name } : {}),
         ...(known.namespaced ? { namespace: c.namespace } : {}),
         operation,
-        userInfo: { username: c.user, groups: ['system:authenticated'] },
+        userInfo: { username: c.user, groups: c.user.startsWith('system:node:') ? ['system:nodes', 'system:authenticated'] : ['system:authenticated'] },
         object: operation === 'DELETE' ? null : c.object,
         oldObject: operation === 'CREATE' ? null : operation === 'DELETE' ? c.object : c.oldObject,
         dryRun: c.dryRun,

@@ -23,7 +23,6 @@ describe('the token-observer component (kubectl kustomize)', { skip }, () => {
         'Role/tokenguard/tokenguard-observer',
         'RoleBinding/tokenguard/tokenguard-observer',
         'Service/tokenguard/tokenguard-observer',
-        'ValidatingWebhookConfiguration//tokenguard-token-observer',
       ]);
 
       const deployment = r.one('Deployment', 'tokenguard');
@@ -31,9 +30,12 @@ describe('the token-observer component (kubectl kustomize)', { skip }, () => {
       const env = deployment.spec.template.spec.containers[0].env.map((e: K8sObject) => e.name);
       assert.ok(env.includes('POD_NAME') && env.includes('POD_NAMESPACE'), 'leader election needs the pod name and namespace');
 
-      const hooks = r.one('ValidatingWebhookConfiguration', 'tokenguard-token-observer').webhooks as K8sObject[];
-      assert.equal(hooks.length, 1);
-      const hook = hooks[0]!;
+      // One webhook more in the configuration tokenguard fills the caBundle of (self-managed TLS, cert-manager).
+      const before = plain.one('ValidatingWebhookConfiguration', 'tokenguard').webhooks as K8sObject[];
+      const hooks = r.one('ValidatingWebhookConfiguration', 'tokenguard').webhooks as K8sObject[];
+      assert.deepEqual(hooks.slice(0, -1), before);
+      const hook = hooks.at(-1)!;
+      assert.equal(hook.name, 'observe-tokenrequests.tokenguard.io');
       assert.equal(hook.failurePolicy, 'Ignore');
       assert.equal(hook.timeoutSeconds, 1);
       assert.equal(hook.sideEffects, 'None');
@@ -51,7 +53,7 @@ describe('the token-observer component (kubectl kustomize)', { skip }, () => {
   }
 
   it("grants exactly the observer's declared API calls", async () => {
-    const r = await renderWith(['overlays/self-signed'], ['components/token-observer']);
+    const r = await renderWith(['overlays/default'], ['components/token-observer']);
     const granted = [
       ...r.one('Role', 'tokenguard-observer').rules.map((rule: K8sObject) => ({ ...rule, namespace: 'own' })),
       ...r.one('ClusterRole', 'tokenguard-observer').rules,
