@@ -44,8 +44,21 @@ export function docsScenario(cluster: () => NodeCluster, image: string): void {
       });
     });
 
+  /**
+   * The pages' placeholders, as a reader fills them in on this cluster: the claim two running pods
+   * use (made for the Verify section), one of those pods, the node, the admin's kubeconfig.
+   */
+  const filled = (command: string): string =>
+    command
+      .replaceAll('<namespace>', 'shop')
+      .replaceAll('<name>', 'shared')
+      .replaceAll('<pod>', 'db-1')
+      .replaceAll('<node>', cluster().node)
+      .replaceAll('~/.kube/config', cluster().kubeconfig);
+
   /** A block as one script: stop at the first failure; background jobs (port-forward) end with it. */
-  const runBlock = async (b: DocBlock): Promise<void> => {
+  const runBlock = async (raw: DocBlock): Promise<void> => {
+    const b = { ...raw, commands: raw.commands.map(filled) };
     const where = `${b.file}:${b.line} (${b.section})`;
     if (b.expected.length) {
       for (const [i, command] of b.commands.entries()) {
@@ -87,6 +100,8 @@ export function docsScenario(cluster: () => NodeCluster, image: string): void {
   const uninstall = blocks.filter((b) => b.file === 'docs/installation.md' && b.section === 'Uninstall');
 
   it('docs/installation.md, Uninstall: every step succeeds and nothing of tokenguard is left', async () => {
+    // As on a cluster that ran components/audit-reports: the report CRDs exist.
+    ok(await cluster().kubectl(['apply', '-k', join(workdir, 'manifests', 'crds', 'openreports.io')]), 'the report CRDs');
     for (const b of uninstall.filter((x) => !x.skip)) await runBlock(b);
     const c = cluster();
     await eventually(async () => (await c.kubectl(['get', 'namespace', 'tokenguard'])).code !== 0, 'namespace tokenguard gone', 120_000);
