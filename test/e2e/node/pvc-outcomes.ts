@@ -138,6 +138,20 @@ export function outcomeScenario(cluster: () => NodeCluster): void {
     }
   });
 
+  it('the gauge tokenguard_claims_terminating_in_use, summed over the replicas, counts the claims left Terminating under running pods', async () => {
+    const c = cluster();
+    // Each replica counts the deletions it admitted; a claim held only by finished pods is not "in use".
+    const running = new Set(['Running', 'Terminating (grace period 600 s)', 'generic ephemeral volume, pod Running']);
+    const expected = rows.filter((r) => r.hung && running.has(r.state)).length;
+    const pods = ok(await c.kubectl(['-n', 'tokenguard', 'get', 'pods', '-l', 'app.kubernetes.io/name=tokenguard', '-o', 'jsonpath={.items[*].metadata.name}']), 'pods').stdout.split(' ').filter(Boolean);
+    let sum = 0;
+    for (const pod of pods) {
+      const text = ok(await c.kubectl(['get', '--raw', `/api/v1/namespaces/tokenguard/pods/https:${pod}:8443/proxy/metrics`]), `metrics of ${pod}`).stdout;
+      sum += Number(/^tokenguard_claims_terminating_in_use (\d+)$/m.exec(text)?.[1] ?? NaN);
+    }
+    assert.equal(sum, expected);
+  });
+
   for (const [i, kase] of CASES.entries()) {
     it(`${kase.state}: tokenguard's answer matches what Kubernetes did`, () => {
       const row = rows[i]!;
