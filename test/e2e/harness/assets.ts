@@ -30,7 +30,8 @@ export const HOW_TO_ENABLE =
   'set KUBEBUILDER_ASSETS to a directory holding etcd and kube-apiserver, e.g. ' +
   'KUBEBUILDER_ASSETS=$(setup-envtest use -p path 1.35) npm test';
 
-function executable(path: string): boolean {
+/** Whether `path` is a file this process may run. */
+export function executable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return true;

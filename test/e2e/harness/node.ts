@@ -8,11 +8,11 @@
 // started with it does the same when the test process dies any other way (a crash, SIGKILL).
 
 import { execFileSync, spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../helpers/tls.js';
-import { findAssets, type Assets } from './assets.js';
+import { executable, findAssets, type Assets } from './assets.js';
 import { kubectlFor, ok, type Kubectl } from './kubectl.js';
 
 const SCRIPT = join(PROJECT_ROOT, 'hack', 'node-cluster.sh');
@@ -35,15 +35,6 @@ export const HOW_TO_ENABLE_NODE =
   'set KUBEBUILDER_ASSETS (v1.36 control plane), TOKENGUARD_NODE_ASSETS (kubelet, kube-proxy, kube-scheduler, pause), ' +
   'TOKENGUARD_NODE_DEPS (containerd, runc, CNI plugins, busybox) and TOKENGUARD_IMAGE (a podman image), as root: ' +
   'see docs/development.md, "The node suite"';
-
-function executable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function findNodeAssets(env: NodeJS.ProcessEnv = process.env): { assets: NodeAssets } | { skip: string } {
   const missing = ['KUBEBUILDER_ASSETS', 'TOKENGUARD_NODE_ASSETS', 'TOKENGUARD_NODE_DEPS', 'TOKENGUARD_IMAGE'].filter((v) => !env[v]);
