@@ -19,6 +19,11 @@ export interface Stream {
   stop(): Promise<{ total: number; failures: string[] }>;
 }
 
+/** The namespace the streamed pods are created in (idempotent: each scenario that streams asks). */
+export async function streamNamespace(cluster: NodeCluster): Promise<void> {
+  await cluster.apply(`apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`);
+}
+
 /** Server-side dry-run creates of one pod, from `WORKERS` loops, until stopped. */
 export function stream(cluster: NodeCluster): Stream {
   let running = true;
@@ -57,7 +62,7 @@ async function readyReplicas(cluster: NodeCluster): Promise<number> {
 export function disruptionScenario(cluster: () => NodeCluster): void {
   before(async () => {
     const c = cluster();
-    ok(await c.kubectl(['create', 'namespace', NS]), 'namespace');
+    await streamNamespace(c);
     await setFailurePolicy(c, 'Fail');
     // kube-apiserver picks the change up from its watch: let a few admissions through first.
     await new Promise((r) => setTimeout(r, 2000));
