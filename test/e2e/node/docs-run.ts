@@ -6,8 +6,10 @@
 //
 // A page may mark a block that cannot run here, on the line before it, with the reason:
 //   <!-- node suite: skip: needs cert-manager -->
-// and a block whose final grep may find nothing on a healthy cluster:
+// a block whose final grep may find nothing on a healthy cluster:
 //   <!-- node suite: may find nothing: a healthy cluster has no failed self-test -->
+// and a block whose final command reports what it found with exit status 1 (tokenguard audit):
+//   <!-- node suite: exits 1 on findings: the claims the alert is about -->
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,9 +27,10 @@ export interface DocBlock {
   expected: string[][];
   skip?: string;
   mayFindNothing?: string;
+  exitsOneOnFindings?: string;
 }
 
-const MARK = /^<!-- node suite: (skip|may find nothing): (.+?) -->$/;
+const MARK = /^<!-- node suite: (skip|may find nothing|exits 1 on findings): (.+?) -->$/;
 
 /** The blocks of a page that hold a kubectl command, in page order. */
 export function docBlocks(file: string, markdown: string): DocBlock[] {
@@ -62,7 +65,8 @@ export function docBlocks(file: string, markdown: string): DocBlock[] {
     }
     const block = parseBlock(body);
     if (block.commands.some((c) => /^kubectl\s/.test(c))) {
-      blocks.push({ file, line: start, section, ...block, ...(mark?.kind === 'skip' ? { skip: mark.why } : {}), ...(mark?.kind === 'may find nothing' ? { mayFindNothing: mark.why } : {}) });
+      const marked = mark?.kind === 'skip' ? { skip: mark.why } : mark?.kind === 'may find nothing' ? { mayFindNothing: mark.why } : mark ? { exitsOneOnFindings: mark.why } : {};
+      blocks.push({ file, line: start, section, ...block, ...marked });
     }
     mark = undefined;
   }

@@ -76,6 +76,8 @@ export function docsScenario(cluster: () => NodeCluster, image: string): void {
     const r = await sh(`set -eo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n${script}`);
     const grepFoundNothing = r.code === 1 && /\|\s*grep [^|]*$/.test(b.commands.at(-1)!);
     if (grepFoundNothing && b.mayFindNothing) return;
+    // `tokenguard audit` exits 1 when it finds a claim Terminating in use (docs/cli.md): what the alert is about.
+    if (r.code === 1 && b.exitsOneOnFindings && /^tokenguard audit\b/.test(b.commands.at(-1)!) && /^== Claims Terminating while scheduled pods use them/m.test(r.out)) return;
     assert.equal(r.code, 0, `${where} exited ${r.code}:\n${b.commands.join('\n')}\n--- printed:\n${r.out}`);
   };
 
