@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { OBSERVER_LABEL, OBSERVER_LEASE } from '../../src/cluster/token-observer-service.js';
 import { webhooksAtUrl } from '../../src/k8s/webhook-manifests.js';
 import { TokenguardProcess } from '../helpers/tokenguard-process.js';
@@ -48,8 +48,10 @@ export function tokenObserverScenarios(assets: Assets): void {
     // The observer without leader election here (one process): the Lease is the next test's.
     e = await startE2e(assets, { tokenguard: { observer: { enabled: true, leaderElection: false } } });
     await must(['apply', '-f', join(COMPONENT, 'rbac.yaml')]);
-    // The component's webhook, pointed at this tokenguard's URL like the base's.
-    const docs = parseAllDocuments(readFileSync(join(COMPONENT, 'webhook.yaml'), 'utf8')).map((d) => d.toJS());
+    // The component's webhook (a patch that adds it to the tokenguard ValidatingWebhookConfiguration),
+    // in a configuration of its own here, pointed at this tokenguard's URL like the base's.
+    const patch = parse(readFileSync(join(COMPONENT, 'webhook.yaml'), 'utf8')) as { op: string; value: Record<string, unknown> }[];
+    const docs = [{ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', metadata: { name: 'tokenguard-token-observer' }, webhooks: patch.map((op) => op.value) }];
     await must(['apply', '-f', '-'], webhooksAtUrl(docs, e.tokenguard.url, e.tokenguard.certs.ca.toString('base64')).map((d) => stringify(d)).join('---\n'));
     await ensureNamespace(e.kubectl, 'tr-warn');
     await ensureNamespace(e.kubectl, 'tr-enforce', { 'tokenguard.io/mode': 'enforce' });

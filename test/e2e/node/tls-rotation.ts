@@ -17,8 +17,8 @@ import type { NodeCluster } from '../harness/node.js';
 import { setFailurePolicy, stream, streamNamespace } from './disruption.js';
 import { untilWebhooksServe } from './install.js';
 
-/** What the suite's install sets (over manifests/base/config.yaml): every step within two minutes. */
-export const SHORT_TLS = { caLifetimeSeconds: 240, certLifetimeSeconds: 90, renewAtFraction: 0.5, checkSeconds: 3, overlapSeconds: 10 };
+/** What the suite's install sets (over manifests/base/config.yaml): the shortest lifetimes the config allows, so a CA rotates every minute. */
+export const SHORT_TLS = { caLifetimeSeconds: 120, certLifetimeSeconds: 60, renewAtFraction: 0.5, checkSeconds: 3, overlapSeconds: 10 };
 
 /** manifests/base/config.yaml with SHORT_TLS, written to `dir`; the kustomization lines that use it. */
 export function shortTlsConfig(dir: string): string {
