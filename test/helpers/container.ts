@@ -49,11 +49,20 @@ export function removeArgs(engine: string, name: string): string[] {
   return engine.endsWith('podman') ? ['rm', '-f', '--time=0', name] : ['rm', '-f', name];
 }
 
-/** The tokenguard container of manifests/base/deployment.yaml, as `run` flags and its args. */
+/**
+ * The tokenguard container of manifests/base/deployment.yaml, as `run` flags and its args, with
+ * the certificate mounted as overlays/cert-manager mounts it (serving-certificate.yaml: the volume
+ * and the TOKENGUARD_TLS_* variables that turn self-managed TLS off): a container run without a
+ * cluster has no Secret to keep its own certificate in.
+ */
 export function deploymentContainer(): { flags: string[]; args: string[]; containerPort: number; configPath: string; tlsPath: string } {
   const docs = parseAllDocuments(readFileSync(join(PROJECT_ROOT, 'manifests', 'base', 'deployment.yaml'), 'utf8')).map((d) => d.toJS());
   const pod = docs.find((d) => d.kind === 'Deployment').spec.template.spec;
-  const c = pod.containers.find((x: any) => x.name === 'tokenguard');
+  const base = pod.containers.find((x: any) => x.name === 'tokenguard');
+  const certManager = parseAllDocuments(readFileSync(join(PROJECT_ROOT, 'manifests', 'overlays', 'cert-manager', 'serving-certificate.yaml'), 'utf8'))
+    .map((d) => d.toJS())
+    .find((d) => d.kind === 'Deployment').spec.template.spec.containers.find((x: any) => x.name === 'tokenguard');
+  const c = { ...base, env: [...(base.env ?? []), ...(certManager.env ?? [])], volumeMounts: [...(base.volumeMounts ?? []), ...(certManager.volumeMounts ?? [])] };
   const psc = pod.securityContext ?? {};
   const sc = c.securityContext ?? {};
   const flags = [`--user=${sc.runAsUser ?? psc.runAsUser}:${sc.runAsGroup ?? psc.runAsGroup}`];
