@@ -146,7 +146,8 @@ describe('TokenSelfTest against the fake API server', () => {
       assert.equal(r.ok, true);
       assert.ok(r.skewSeconds! <= -39 && r.skewSeconds! >= -41, `skew ${r.skewSeconds}`);
       assert.ok(lines.some((l) => l.msg === 'clock skew between tokenguard and the API server'));
-      assert.match(oidc.events.at(-1).message, /clock is 4\d s behind this node's \(bound 10 s\)/);
+      // The same range the skew is allowed above (a busy machine measures 39 s as well as 40 or 41).
+      assert.match(oidc.events.at(-1).message, /clock is (39|4[01]) s behind this node's \(bound 10 s\)/);
     } finally {
       oidc.clockAheadSeconds = 0;
     }
