@@ -92,7 +92,7 @@ export function selfManagedTlsScenario(assets: Assets): void {
     const ports = await Promise.all(Array.from({ length: REPLICAS }, () => freePort()));
     // The configurations as the manifests have them (no caBundle), at the first replica's URL, and
     // the main validating webhook failing closed: a call that fails TLS verification fails the request.
-    const webhooks = webhooksFor(`https://127.0.0.1:${ports[0]}`, '').replace(/failurePolicy: Ignore/, 'failurePolicy: Fail');
+    const webhooks = webhooksFor(`https://127.0.0.1:${ports[0]}`, '', assets.serverVersion).replace(/failurePolicy: Ignore/, 'failurePolicy: Fail');
     ok(await kubectl(['apply', '-f', '-'], webhooks), 'the webhook configurations');
     await ensureNamespace(kubectl, NS);
     // All at once, on an empty cluster.
