@@ -74,10 +74,11 @@ export class ApiClient {
   }
 
   /**
-   * A write (POST, PUT, DELETE) of a JSON body to `path`, answered with the parsed JSON the API
-   * server returns; rejects with ApiError (its `Status` message and reason) on a non-2xx status.
+   * A write (POST, PUT, DELETE; PATCH as a JSON merge patch) of a JSON body to `path`, answered with
+   * the parsed JSON the API server returns; rejects with ApiError (its `Status` message and reason)
+   * on a non-2xx status.
    */
-  async writeJson<T = any>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown, bounds: RequestBounds = {}): Promise<T> {
+  async writeJson<T = any>(method: 'POST' | 'PUT' | 'DELETE' | 'PATCH', path: string, body?: unknown, bounds: RequestBounds = {}): Promise<T> {
     const text = (await this.send(method, path, body === undefined ? undefined : JSON.stringify(body), bounds)).toString('utf8');
     try {
       return (text ? JSON.parse(text) : {}) as T;
@@ -94,7 +95,7 @@ export class ApiClient {
     const request = url.protocol === 'http:' ? httpRequest : httpsRequest;
     const headers: Record<string, string | number> = { ...(opts.headers as Record<string, string>), accept: bounds.accept ?? 'application/json' };
     if (body !== undefined) {
-      headers['content-type'] = 'application/json';
+      headers['content-type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
       headers['content-length'] = Buffer.byteLength(body);
     }
     return new Promise<Buffer>((resolve, reject) => {

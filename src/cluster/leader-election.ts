@@ -11,12 +11,21 @@
 // - On stop, the holder releases the Lease (no holder, duration 1 s): the next takes over at once
 //   instead of after a lease duration.
 
-import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import { errorMessage } from '../observability/errors.js';
 import type { Logger } from '../observability/log.js';
+import { ApiError, type ApiClient } from './client.js';
+
+/** The fields of a coordination.k8s.io/v1 Lease this reads and writes. */
+interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+  spec?: { holderIdentity?: string; leaseDurationSeconds?: number; acquireTime?: string; renewTime?: string; leaseTransitions?: number };
+}
 
 export interface LeaderElectionOptions {
-  kc: KubeConfig;
+  /** The Lease is read and written as plain JSON through tokenguard's own client. */
+  client: Pick<ApiClient, 'getJson' | 'writeJson'>;
   namespace: string;
   name: string;
   /** This candidate: the pod's name. */
@@ -31,15 +40,15 @@ export interface LeaderElectionOptions {
   now?: () => number;
 }
 
-/** A Lease's MicroTime (RFC 3339 with microseconds): client-node passes a string through unchanged. */
-function microTime(ms: number): Date {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z') as unknown as Date;
+/** A Lease's MicroTime: RFC 3339 with microseconds. */
+function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
-const status = (err: unknown): number | undefined => (err as { code?: number })?.code;
+const status = (err: unknown): number | undefined => (err instanceof ApiError ? err.statusCode : undefined);
 
 export class LeaderElector {
-  private readonly api: CoordinationV1Api;
+  private readonly path: string;
   private readonly now: () => number;
   private readonly leaseMs: number;
   private readonly renewDeadlineMs: number;
@@ -52,7 +61,7 @@ export class LeaderElector {
   private lastRenewed = 0;
 
   constructor(private readonly opts: LeaderElectionOptions) {
-    this.api = opts.kc.makeApiClient(CoordinationV1Api);
+    this.path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(opts.namespace)}/leases`;
     this.now = opts.now ?? Date.now;
     this.leaseMs = (opts.leaseDurationSeconds ?? 15) * 1000;
     this.renewDeadlineMs = (opts.renewDeadlineSeconds ?? 10) * 1000;
@@ -79,14 +88,23 @@ export class LeaderElector {
     if (!this.leading) return;
     this.setLeading(false);
     try {
-      const lease = await this.api.readNamespacedLease({ name: this.opts.name, namespace: this.opts.namespace });
+      const lease = await this.read();
       if (lease.spec?.holderIdentity !== this.opts.identity) return;
       lease.spec = { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: microTime(this.now()) };
-      await this.api.replaceNamespacedLease({ name: this.opts.name, namespace: this.opts.namespace, body: lease });
+      await this.replace(lease);
       this.opts.logger.info('leader election: released the Lease', { lease: this.leaseName });
     } catch (err) {
       this.opts.logger.warn('leader election: could not release the Lease', { lease: this.leaseName, error: errorMessage(err) });
     }
+  }
+
+  private read(): Promise<Lease> {
+    return this.opts.client.getJson<Lease>(`${this.path}/${encodeURIComponent(this.opts.name)}`, { timeoutMs: this.renewDeadlineMs / 2 });
+  }
+
+  /** PUT with the resourceVersion read: a write in between makes this a 409 Conflict. */
+  private async replace(lease: Lease): Promise<void> {
+    await this.opts.client.writeJson('PUT', `${this.path}/${encodeURIComponent(this.opts.name)}`, lease, { timeoutMs: this.renewDeadlineMs / 2 });
   }
 
   private get leaseName(): string {
@@ -112,14 +130,15 @@ export class LeaderElector {
   private async tryAcquireOrRenew(): Promise<void> {
     const now = this.now();
     const { namespace, name, identity } = this.opts;
-    let lease: V1Lease;
+    let lease: Lease;
     try {
-      lease = await this.api.readNamespacedLease({ name, namespace });
+      lease = await this.read();
     } catch (err) {
       if (status(err) !== 404) throw err;
       const spec = { holderIdentity: identity, leaseDurationSeconds: this.leaseMs / 1000, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 };
       try {
-        await this.api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec } });
+        const body: Lease = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec };
+        await this.opts.client.writeJson('POST', this.path, body, { timeoutMs: this.renewDeadlineMs / 2 });
       } catch (createErr) {
         if (status(createErr) === 409) return; // another candidate created it first
         throw createErr;
@@ -145,8 +164,7 @@ export class LeaderElector {
       ...(taking ? { acquireTime: microTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
     };
     try {
-      // metadata.resourceVersion is the one read: a write in between makes this a 409.
-      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+      await this.replace(lease);
     } catch (err) {
       if (status(err) === 409) return;
       throw err;

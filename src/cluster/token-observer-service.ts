@@ -207,7 +207,6 @@ export interface RunningObserver {
  * observes from the start: one replica only.
  */
 export async function startTokenObserver(cache: ClusterCache, config: ObserverConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningObserver> {
-  const { CoreV1Api, PatchStrategy, setHeaderOptions } = await import('@kubernetes/client-node');
   const { EventRecorder } = await import('./events.js');
   const { LeaderElector } = await import('./leader-election.js');
   const kc = cache.client.kc;
@@ -223,19 +222,16 @@ export async function startTokenObserver(cache: ClusterCache, config: ObserverCo
   const namespace = env.POD_NAMESPACE || 'tokenguard';
   const podName = env.POD_NAME;
   if (!podName) throw new Error('observer.leaderElection needs the pod name in POD_NAME (the manifests set it); or set observer.leaderElection: false for one replica');
-  const pods = kc.makeApiClient(CoreV1Api);
+  const podPath = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(podName)}`;
   const label = async (value: 'true' | null) => {
     try {
-      await pods.patchNamespacedPod(
-        { name: podName, namespace, body: { metadata: { labels: { [OBSERVER_LABEL]: value } } } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
+      await cache.client.writeJson('PATCH', podPath, { metadata: { labels: { [OBSERVER_LABEL]: value } } }, { timeoutMs: 5000 });
     } catch (err) {
       logger.warn('token refresh observer: could not label its own pod', { pod: `${namespace}/${podName}`, label: OBSERVER_LABEL, error: errorMessage(err) });
     }
   };
   const elector = new LeaderElector({
-    kc,
+    client: cache.client,
     namespace,
     name: OBSERVER_LEASE,
     identity: podName,

@@ -84,6 +84,7 @@ const RESOURCES: Record<string, { kind: string; groupVersion: string; clusterSco
   storageclasses: { kind: 'StorageClass', groupVersion: 'storage.k8s.io/v1', clusterScoped: true },
   validatingwebhookconfigurations: { kind: 'ValidatingWebhookConfiguration', groupVersion: 'admissionregistration.k8s.io/v1', clusterScoped: true },
   mutatingwebhookconfigurations: { kind: 'MutatingWebhookConfiguration', groupVersion: 'admissionregistration.k8s.io/v1', clusterScoped: true },
+  leases: { kind: 'Lease', groupVersion: 'coordination.k8s.io/v1' },
   // The OpenReports CRDs (manifests/crds/openreports.io), as if installed.
   reports: { kind: 'Report', groupVersion: 'openreports.io/v1alpha1' },
   clusterreports: { kind: 'ClusterReport', groupVersion: 'openreports.io/v1alpha1', clusterScoped: true },
