@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../src/admission/engine.js';
 import type { AdmissionRequest } from '../../src/admission/review.js';
+import { MAX_WARNING_CHARS } from '../../src/admission/warnings.js';
 import { resolveConfig } from '../../src/config/load.js';
 import type { KubeObject } from '../../src/k8s/object.js';
 import { podServiceAccount } from '../../src/k8s/pod-spec.js';
@@ -166,5 +167,35 @@ describe('projected-token-audience per ServiceAccount', () => {
     assert.deepEqual(await messages(e, requestFor(podWith('team-a', { serviceAccountName: 'x' }, { audience: 'metrics-eu' }))), ['token audience "metrics-eu" is not allowed (volume "t")']);
     const [f] = await judged(e, requestFor(podWith('team-a', {}, { audience: 'billing' })));
     assert.match(f!.detail!, /, ledger, metrics-\*, or no audience/);
+  });
+});
+
+describe('per ServiceAccount: messages within one warning, names whole or left out', () => {
+  const account = ('sa-' + 'x'.repeat(253)).slice(0, 253);
+  const namespace = ('ns-' + 'y'.repeat(63)).slice(0, 63);
+  const e = engine({
+    'projected-token-lifetime': { namespaces: [{ namespaces: ['ns-*'], serviceAccounts: ['sa-*'], minSeconds: 3600, maxSeconds: 4294967295 }] },
+    'projected-token-audience': { namespaces: [{ namespaces: ['ns-*'], serviceAccounts: ['sa-*'], allowed: ['billing'] }] },
+  });
+
+  it('a 253-character ServiceAccount in a 63-character namespace: the bound still says where it comes from', async () => {
+    const cases = [
+      tokenRequest(namespace, account, { expirationSeconds: 4294967296 }),
+      tokenRequest(namespace, account, { expirationSeconds: 600, audiences: ['a'.repeat(200)] }),
+      requestFor(podWith(namespace, { serviceAccountName: account }, { expirationSeconds: 600, audience: 'z'.repeat(300) })),
+    ];
+    const found = (await Promise.all(cases.map((req) => judged(e, req)))).flat();
+    assert.equal(found.length, 5);
+    for (const f of found) {
+      assert.ok(Array.from(f.message).length <= MAX_WARNING_CHARS, `${Array.from(f.message).length} characters: ${f.message}`);
+      if (f.message.includes(account.slice(0, 24))) assert.ok(f.message.includes(account), `cut: ${f.message}`);
+    }
+    const lifetime = found.filter((f) => f.policy === projectedTokenLifetimePolicy.name);
+    assert.deepEqual(lifetime.map((f) => f.message), [
+      "token lifetime 4294967296 s is above this ServiceAccount's 4294967295 s maximum",
+      "token lifetime 600 s is below this ServiceAccount's 3600 s minimum",
+      "token lifetime 600 s is below this ServiceAccount's 3600 s minimum (volume \"t\")",
+    ]);
+    for (const f of lifetime) assert.ok(f.detail!.includes(`That bound applies to ServiceAccount ${account} in namespace ${namespace}`), f.detail);
   });
 });
