@@ -16,7 +16,7 @@ import type { AdmissionRequest } from './review.js';
 // contract, so a policy needs nothing from cluster/ itself.
 export type { ApiserverPod, CacheStatus, ClusterView, IssuerRisk, IssuerView, NodeSummary, OwnerRef, PodSummary } from '../cluster/view.js';
 // The building blocks of a policy's settings schema, and the modes, are the configuration's.
-export { NamespaceGlobs, StringEnum, StringList, type Exemptions, type Mode } from '../config/schema.js';
+export { NamespaceGlobs, ServiceAccountGlobs, StringEnum, StringList, type Exemptions, type Mode } from '../config/schema.js';
 export { errorMessage } from '../observability/errors.js';
 export { fitWarning, MAX_WARNING_CHARS } from './warnings.js';
 

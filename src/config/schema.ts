@@ -21,6 +21,15 @@ export function StringList(options: { default?: string[]; minItems?: number; des
 /** Where a per-namespace setting applies: at least one exact name or glob (`*`, `?`). */
 export const NamespaceGlobs = StringList({ minItems: 1, description: 'Exact namespace names or globs: `*` any run of characters, `?` one character.' });
 
+/**
+ * Narrows a token policy's per-namespace entry to some ServiceAccounts (the token's subject: a
+ * TokenRequest's name, a pod spec's `serviceAccountName`, `default` when it names none).
+ */
+export const ServiceAccountGlobs = StringList({
+  minItems: 1,
+  description: 'Only for these ServiceAccounts (exact names or globs; a pod naming none has `default`); unset: every ServiceAccount.',
+});
+
 export const MODES = ['enforce', 'warn', 'off'] as const;
 export const ModeSchema = StringEnum(MODES);
 export type Mode = Static<typeof ModeSchema>;

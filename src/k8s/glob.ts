@@ -18,9 +18,20 @@ export function globMatcher(patterns: readonly string[]): (value: string) => boo
  * The entries that apply in a namespace, in their order: the one way every per-namespace setting
  * is scoped (namespace overrides of modes, lifetime bounds, audiences). Each entry's `namespaces`
  * are exact names or globs, compiled once; callers fold the matching entries as their setting
- * needs (the last one wins, later bounds override earlier ones, lists add up).
+ * needs (the last one wins, later bounds override earlier ones, lists add up). An entry that also
+ * names `serviceAccounts` (the token policies' entries) applies only to objects of a matching
+ * ServiceAccount: a caller that passes none gets no such entry.
  */
-export function namespaceScope<E extends { namespaces: readonly string[] }>(entries: readonly E[]): (namespace: string | undefined) => E[] {
-  const compiled = entries.map((entry) => ({ entry, matches: globMatcher(entry.namespaces) }));
-  return (namespace) => (namespace === undefined ? [] : compiled.filter((c) => c.matches(namespace)).map((c) => c.entry));
+export function namespaceScope<E extends { namespaces: readonly string[]; serviceAccounts?: readonly string[] }>(
+  entries: readonly E[],
+): (namespace: string | undefined, serviceAccount?: string) => E[] {
+  const compiled = entries.map((entry) => ({
+    entry,
+    matches: globMatcher(entry.namespaces),
+    account: entry.serviceAccounts ? globMatcher(entry.serviceAccounts) : undefined,
+  }));
+  return (namespace, serviceAccount) =>
+    namespace === undefined
+      ? []
+      : compiled.filter((c) => c.matches(namespace) && (!c.account || (serviceAccount !== undefined && c.account(serviceAccount)))).map((c) => c.entry);
 }

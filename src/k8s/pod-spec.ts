@@ -185,3 +185,19 @@ export function hasProjectedToken(spec: KubeObject): boolean {
   }
   return false;
 }
+
+/** The ServiceAccount the ServiceAccount admission plugin gives a pod that names none. */
+export const DEFAULT_SERVICE_ACCOUNT = 'default';
+
+/**
+ * The ServiceAccount whose tokens a pod spec's pods get: `serviceAccountName`, else the deprecated
+ * alias `serviceAccount` (the API server copies one to the other when converting a pod spec, so
+ * objects reaching admission carry both; `tokenguard check` may see either), else `default`.
+ */
+export function podServiceAccount(spec: KubeObject): string {
+  for (const field of ['serviceAccountName', 'serviceAccount']) {
+    const name: unknown = spec[field];
+    if (typeof name === 'string' && name !== '') return name;
+  }
+  return DEFAULT_SERVICE_ACCOUNT;
+}

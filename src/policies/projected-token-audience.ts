@@ -7,11 +7,11 @@
 // Azure workload identity, SPIRE, Vault and GCP workload identity (both audience forms).
 
 import { Type, type Static } from '@sinclair/typebox';
-import { fitWarning, NamespaceGlobs, StringList, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
+import { fitWarning, NamespaceGlobs, ServiceAccountGlobs, StringList, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { globMatcher, namespaceScope } from '../k8s/glob.js';
 import { LIFETIME_TEXT } from './projected-token-lifetime.js';
-import { podSpecOf, POD_SPEC_RULES, tokenProjections } from '../k8s/pod-spec.js';
+import { podServiceAccount, podSpecOf, POD_SPEC_RULES, tokenProjections } from '../k8s/pod-spec.js';
 import { requestingNode, TOKEN_REQUEST_KIND, TOKEN_REQUEST_RULE, tokenRequestSpec } from '../k8s/token-request.js';
 
 export const POLICY = 'projected-token-audience';
@@ -35,8 +35,15 @@ const Settings = Type.Object(
     allowed: StringList({ default: [...DEFAULT_ALLOWED_AUDIENCES], description: 'Audiences allowed everywhere (exact or globs); replaces the default list.' }),
     additionalAllowed: StringList({ default: [], description: 'Added to `allowed`, so the defaults can be kept without copying them.' }),
     namespaces: Type.Array(
-      Type.Object({ namespaces: NamespaceGlobs, allowed: StringList({ description: 'Audiences allowed in addition, in those namespaces.' }) }, { additionalProperties: false }),
-      { default: [], description: 'Audiences allowed in addition in some namespaces.' },
+      Type.Object(
+        {
+          namespaces: NamespaceGlobs,
+          serviceAccounts: Type.Optional(ServiceAccountGlobs),
+          allowed: StringList({ description: 'Audiences allowed in addition, in those namespaces (for those ServiceAccounts).' }),
+        },
+        { additionalProperties: false },
+      ),
+      { default: [], description: 'Audiences allowed in addition in some namespaces, or for some ServiceAccounts there; every matching entry adds its own.' },
     ),
     apiServerAudiences: StringList({
       default: [...DEFAULT_API_SERVER_AUDIENCES],
@@ -52,10 +59,10 @@ export type AudienceSettings = Static<typeof Settings>;
 export interface PreparedAudiences {
   /** Whether `audience` is one of the API server's own (configured; the served issuer is checked by the caller). */
   apiServer(audience: string): boolean;
-  /** Whether `audience` may be asked for in `namespace`. */
-  allowed(namespace: string | undefined, audience: string): boolean;
-  /** Everything allowed in `namespace`, for the message. */
-  allowedIn(namespace: string | undefined): string[];
+  /** Whether `audience` may be asked for in `namespace` for a token of `serviceAccount`. */
+  allowed(namespace: string | undefined, serviceAccount: string, audience: string): boolean;
+  /** Everything allowed in `namespace` for `serviceAccount`, for the message. */
+  allowedIn(namespace: string | undefined, serviceAccount: string): string[];
 }
 
 export function prepareAudiences(settings: AudienceSettings): PreparedAudiences {
@@ -65,8 +72,8 @@ export function prepareAudiences(settings: AudienceSettings): PreparedAudiences 
   const apiServer = new Set(settings.apiServerAudiences);
   return {
     apiServer: (audience) => apiServer.has(audience),
-    allowed: (namespace, audience) => everywhere(audience) || scope(namespace).some((e) => e.matches(audience)),
-    allowedIn: (namespace) => [...everywhereList, ...scope(namespace).flatMap((e) => e.allowed)],
+    allowed: (namespace, serviceAccount, audience) => everywhere(audience) || scope(namespace, serviceAccount).some((e) => e.matches(audience)),
+    allowedIn: (namespace, serviceAccount) => [...everywhereList, ...scope(namespace, serviceAccount).flatMap((e) => e.allowed)],
   };
 }
 
@@ -99,17 +106,19 @@ function judgeTokenRequest(req: AdmissionRequest, ctx: PolicyContext<PreparedAud
   const { audiences } = tokenRequestSpec(req.object);
   if (!Array.isArray(audiences)) return [];
   const served = ctx.cluster?.issuers?.servedIssuer;
-  const where = LIFETIME_TEXT.tokenRequest(JSON.stringify(req.name ?? ''));
+  // The TokenRequest's name is its ServiceAccount's.
+  const account = req.name ?? '';
+  const where = LIFETIME_TEXT.tokenRequest(JSON.stringify(account));
   const findings: Finding[] = [];
   audiences.forEach((audience: unknown, i) => {
-    if (typeof audience !== 'string' || audience === served || ctx.settings.apiServer(audience) || ctx.settings.allowed(req.namespace, audience)) return;
+    if (typeof audience !== 'string' || audience === served || ctx.settings.apiServer(audience) || ctx.settings.allowed(req.namespace, account, audience)) return;
     const quoted = JSON.stringify(audience);
     const message = fitWarning(AUDIENCE_TEXT.notAllowedRequested(quoted, where), AUDIENCE_TEXT.notAllowedRequested(quoted, ''), AUDIENCE_TEXT.notAllowedRequestedLong(String(Array.from(audience).length)));
     findings.push({
       policy: POLICY,
       severity: 'deny',
       message,
-      detail: (message.includes(quoted) ? '' : AUDIENCE_TEXT.named(quoted)) + AUDIENCE_TEXT.detail(ctx.settings.allowedIn(req.namespace).join(', ') || AUDIENCE_TEXT.none),
+      detail: (message.includes(quoted) ? '' : AUDIENCE_TEXT.named(quoted)) + AUDIENCE_TEXT.detail(ctx.settings.allowedIn(req.namespace, account).join(', ') || AUDIENCE_TEXT.none),
       path: `spec.audiences[${i}]`,
       fix: AUDIENCE_TEXT.fix,
     });
@@ -130,6 +139,7 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudi
     const loc = podSpecOf(req.kind.kind, req.object);
     if (!loc) return [];
     const findings: Finding[] = [];
+    const account = podServiceAccount(loc.spec);
     for (const p of tokenProjections(loc.spec)) {
       const audience = p.audience;
       if (audience === undefined || audience === null || audience === '') continue;
@@ -149,7 +159,7 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudi
         });
         continue;
       }
-      if (ctx.settings.allowed(req.namespace, audience)) continue;
+      if (ctx.settings.allowed(req.namespace, account, audience)) continue;
       const quoted = JSON.stringify(audience);
       const volume = JSON.stringify(p.volume);
       // A volume name too long for the warning (only in objects the API server has not validated yet) is left out.
@@ -163,7 +173,7 @@ export const projectedTokenAudiencePolicy: Policy<AudienceSettings, PreparedAudi
         policy: POLICY,
         severity: 'deny',
         message,
-        detail: (message.includes(quoted) ? '' : AUDIENCE_TEXT.named(quoted)) + AUDIENCE_TEXT.detail(ctx.settings.allowedIn(req.namespace).join(', ') || AUDIENCE_TEXT.none),
+        detail: (message.includes(quoted) ? '' : AUDIENCE_TEXT.named(quoted)) + AUDIENCE_TEXT.detail(ctx.settings.allowedIn(req.namespace, account).join(', ') || AUDIENCE_TEXT.none),
         path,
         fix: AUDIENCE_TEXT.fix,
       });

@@ -1,5 +1,6 @@
 // projected-token-lifetime: every `serviceAccountToken` projection in a Pod or pod template must
-// ask for a lifetime within configured bounds (default 600 to 86400 s, overridable per namespace).
+// ask for a lifetime within configured bounds (default 600 to 86400 s, overridable per namespace
+// and ServiceAccount).
 //
 // Facts (API validation and kubelet): the API rejects less than 600 s and more than 2^32 s; a missing value
 // means 3600 s; kubelet refreshes a token at 80 % of its TTL or after 24 h, so lifetimes above a
@@ -9,10 +10,10 @@
 // one year. The injected volume itself is never flagged; a user-written copy of it is warned about.
 
 import { Type, type Static } from '@sinclair/typebox';
-import { fitWarning, NamespaceGlobs, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
+import { fitWarning, NamespaceGlobs, ServiceAccountGlobs, type Finding, type Policy, type PolicyContext } from '../admission/policy.js';
 import type { AdmissionRequest } from '../admission/review.js';
 import { namespaceScope } from '../k8s/glob.js';
-import { podSpecOf, POD_SPEC_RULES, tokenProjections, type TokenProjection } from '../k8s/pod-spec.js';
+import { podServiceAccount, podSpecOf, POD_SPEC_RULES, tokenProjections, type TokenProjection } from '../k8s/pod-spec.js';
 import { requestingNode, TOKEN_REQUEST_KIND, TOKEN_REQUEST_RULE, tokenRequestSpec } from '../k8s/token-request.js';
 
 export const POLICY = 'projected-token-lifetime';
@@ -37,44 +38,53 @@ const Settings = Type.Object(
       Type.Object(
         {
           namespaces: NamespaceGlobs,
-          minSeconds: Type.Optional(Seconds({ description: 'Shortest lifetime in these namespaces.' })),
-          maxSeconds: Type.Optional(Seconds({ description: 'Longest lifetime in these namespaces.' })),
+          serviceAccounts: Type.Optional(ServiceAccountGlobs),
+          minSeconds: Type.Optional(Seconds({ description: 'Shortest lifetime in these namespaces (for those ServiceAccounts).' })),
+          maxSeconds: Type.Optional(Seconds({ description: 'Longest lifetime in these namespaces (for those ServiceAccounts).' })),
         },
         { additionalProperties: false },
       ),
-      { default: [], description: 'Bounds per namespace; later entries win for the bounds they set, bounds an entry leaves out fall through.' },
+      { default: [], description: 'Bounds per namespace, or per ServiceAccount there; later entries win for the bounds they set, bounds an entry leaves out fall through.' },
     ),
   },
   { additionalProperties: false },
 );
 export type LifetimeSettings = Static<typeof Settings>;
 
+/** Where a bound comes from: the global settings, a namespace entry, or one narrowed to ServiceAccounts. */
+export type BoundSource = 'global' | 'namespace' | 'serviceAccount';
+
 interface EffectiveBounds {
   min: number;
   max: number;
-  /** Whether a namespace entry set the bound: messages then say where it comes from. */
-  minFromNamespace: boolean;
-  maxFromNamespace: boolean;
+  /** Which entry set each bound: messages then say where it comes from. */
+  minFrom: BoundSource;
+  maxFrom: BoundSource;
   namespace?: string;
+  serviceAccount?: string;
 }
 
 export interface PreparedLifetime {
-  /** The bounds in a namespace: the global ones, then each matching namespace entry's, in order. */
-  boundsIn(namespace: string | undefined): EffectiveBounds;
+  /**
+   * The bounds for a ServiceAccount's tokens in a namespace: the global ones, then each matching
+   * entry's (namespace, and ServiceAccount where the entry names some), in order.
+   */
+  boundsIn(namespace: string | undefined, serviceAccount: string): EffectiveBounds;
 }
 
 export function prepareBounds(settings: LifetimeSettings): PreparedLifetime {
   const scope = namespaceScope(settings.namespaces);
-  const boundsIn = (namespace: string | undefined): EffectiveBounds => {
-    const out: EffectiveBounds = { min: settings.minSeconds, max: settings.maxSeconds, minFromNamespace: false, maxFromNamespace: false, namespace };
-    for (const entry of scope(namespace)) {
+  const boundsIn = (namespace: string | undefined, serviceAccount: string): EffectiveBounds => {
+    const out: EffectiveBounds = { min: settings.minSeconds, max: settings.maxSeconds, minFrom: 'global', maxFrom: 'global', namespace, serviceAccount };
+    for (const entry of scope(namespace, serviceAccount)) {
+      const from = entry.serviceAccounts ? 'serviceAccount' : 'namespace';
       if (entry.minSeconds !== undefined) {
         out.min = entry.minSeconds;
-        out.minFromNamespace = true;
+        out.minFrom = from;
       }
       if (entry.maxSeconds !== undefined) {
         out.max = entry.maxSeconds;
-        out.maxFromNamespace = true;
+        out.maxFrom = from;
       }
     }
     return out;
@@ -106,9 +116,11 @@ export const LIFETIME_TEXT = {
   fix: (min: string, max: string) => `set expirationSeconds between ${min} and ${max}`,
   stated: (value: string) => `token lifetime ${value} s is`,
   statedDefault: (value: string) => `no expirationSeconds means ${value} s,`,
-  scopeNamespace: "this namespace's",
-  scopeGlobal: 'the',
+  /** What `below`/`above` call the bound, by where it comes from. */
+  scope: { global: 'the', namespace: "this namespace's", serviceAccount: "this ServiceAccount's" } satisfies Record<BoundSource, string>,
   boundSource: (namespace: string) => ` That bound applies to namespace ${namespace} (policies.${POLICY}.namespaces).`,
+  boundSourceServiceAccount: (serviceAccount: string, namespace: string) =>
+    ` That bound applies to ServiceAccount ${serviceAccount} in namespace ${namespace} (policies.${POLICY}.namespaces[].serviceAccounts).`,
   below: (stated: string, scope: string, min: string, volume: string) => `${stated} below ${scope} ${min} s minimum${volume}`,
   above: (stated: string, scope: string, max: string, volume: string) => `${stated} above ${scope} ${max} s maximum${volume}`,
   belowDetail: 'Very short tokens are refreshed often and leave little room when the API server is briefly unreachable.',
@@ -137,8 +149,10 @@ function judge(p: Pick<TokenProjection, 'expirationSeconds' | 'audience'>, bound
   const fit = (text: (volume: string) => string) => fitWarning(text(volume), text(''));
   const at = { policy: POLICY, path };
   const fix = T.fix(String(bounds.min), String(bounds.max));
-  const scope = (fromNamespace: boolean) => (fromNamespace ? T.scopeNamespace : T.scopeGlobal);
-  const boundSource = (fromNamespace: boolean) => (fromNamespace ? T.boundSource(String(bounds.namespace)) : '');
+  const boundSource = (from: BoundSource) =>
+    from === 'global' ? ''
+    : from === 'namespace' ? T.boundSource(String(bounds.namespace))
+    : T.boundSourceServiceAccount(String(bounds.serviceAccount), String(bounds.namespace));
   // JSON null is no value to the API server: it defaults it like a missing one.
   const raw = p.expirationSeconds ?? undefined;
 
@@ -180,12 +194,12 @@ function judge(p: Pick<TokenProjection, 'expirationSeconds' | 'audience'>, bound
   }
   const side = value < bounds.min ? 'below' : value > bounds.max ? 'above' : undefined;
   if (side) {
-    const [bound, fromNamespace] = side === 'below' ? [bounds.min, bounds.minFromNamespace] : [bounds.max, bounds.maxFromNamespace];
+    const [bound, from] = side === 'below' ? [bounds.min, bounds.minFrom] : [bounds.max, bounds.maxFrom];
     return {
       ...at,
       severity: 'deny',
-      message: fit((v) => T[side](stated, scope(fromNamespace), String(bound), v)),
-      detail: T[`${side}Detail`] + boundSource(fromNamespace),
+      message: fit((v) => T[side](stated, T.scope[from], String(bound), v)),
+      detail: T[`${side}Detail`] + boundSource(from),
       fix,
     };
   }
@@ -213,7 +227,7 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings, PreparedLife
       const max = entry.maxSeconds ?? s.maxSeconds;
       if (min <= max) return;
       const which = entry.minSeconds !== undefined ? 'minSeconds' : 'maxSeconds';
-      problems.push(`namespaces[${i}].${which}: minSeconds ${min} would be above maxSeconds ${max} for these namespaces`);
+      problems.push(`namespaces[${i}].${which}: minSeconds ${min} would be above maxSeconds ${max} for these ${entry.serviceAccounts ? 'ServiceAccounts' : 'namespaces'}`);
     });
     return problems;
   },
@@ -223,14 +237,16 @@ export const projectedTokenLifetimePolicy: Policy<LifetimeSettings, PreparedLife
       if (requestingNode(req.userInfo)) return [];
       // The API server has defaulted expirationSeconds (3600 s) before admission.
       const { expirationSeconds } = tokenRequestSpec(req.object);
-      const f = judge({ expirationSeconds, audience: undefined }, ctx.settings.boundsIn(req.namespace), 'spec.expirationSeconds', LIFETIME_TEXT.tokenRequest(JSON.stringify(req.name ?? '')), false);
+      // The TokenRequest's name is its ServiceAccount's.
+      const account = req.name ?? '';
+      const f = judge({ expirationSeconds, audience: undefined }, ctx.settings.boundsIn(req.namespace, account), 'spec.expirationSeconds', LIFETIME_TEXT.tokenRequest(JSON.stringify(account)), false);
       return f ? [f] : [];
     }
     const loc = podSpecOf(req.kind.kind, req.object);
     if (!loc) return [];
     const projections = tokenProjections(loc.spec);
     if (projections.length === 0) return [];
-    const bounds = ctx.settings.boundsIn(req.namespace);
+    const bounds = ctx.settings.boundsIn(req.namespace, podServiceAccount(loc.spec));
     const findings: Finding[] = [];
     for (const p of projections) {
       if (p.injected || unremarkable(p, bounds)) continue;

@@ -8,7 +8,7 @@
 import type { AnyPolicy } from '../admission/policy.js';
 import { MAX_WARNING_CHARS } from '../admission/warnings.js';
 import { policySettings, type TokenguardConfig } from '../config/schema.js';
-import { POD_SPEC_TOKENS } from '../k8s/pod-spec.js';
+import { DEFAULT_SERVICE_ACCOUNT, POD_SPEC_TOKENS } from '../k8s/pod-spec.js';
 import {
   AUDIENCE_TEXT,
   POLICY as AUDIENCE,
@@ -88,28 +88,59 @@ const INJECTED =
   `(!has(s.serviceAccountToken.audience) || s.serviceAccountToken.audience == '')) && ` +
   `v.projected.sources.exists(s, has(s.configMap) && has(s.configMap.name) && s.configMap.name == 'kube-root-ca.crt')`;
 
+/**
+ * The variable `serviceAccount`: the pod spec's ServiceAccount as podServiceAccount reads it
+ * (`serviceAccountName`, else the deprecated `serviceAccount`, else `default`), by kind.
+ */
+export function serviceAccountVariable(): Variable {
+  const named = (tokens: readonly string[], field: string, fallback: string) =>
+    bind(field, `${optionalPath('object', [...tokens, field])}.orValue('')`, `${field} != '' ? ${field} : ${fallback}`);
+  let account = str(DEFAULT_SERVICE_ACCOUNT);
+  for (const [kind, tokens] of [...Object.entries(POD_SPEC_TOKENS)].reverse()) {
+    const name = named(tokens, 'serviceAccountName', named(tokens, 'serviceAccount', str(DEFAULT_SERVICE_ACCOUNT)));
+    account = `request.kind.kind == ${str(kind)} ? ${name} : ${account}`;
+  }
+  return { name: 'serviceAccount', expression: account };
+}
+
+/** CEL that is true where a per-namespace entry applies: its namespaces, and its ServiceAccounts when it names some (namespaceScope). */
+function entryApplies(entry: { namespaces: string[]; serviceAccounts?: string[] }): string {
+  const namespace = matchesAny(NAMESPACE, entry.namespaces);
+  return entry.serviceAccounts ? `(${namespace} && ${matchesAny('variables.serviceAccount', entry.serviceAccounts)})` : namespace;
+}
+
 /** A per-namespace value: the last matching entry's, else `fallback` (CEL), as prepareBounds folds them. */
-function perNamespace<E extends { namespaces: string[] }>(entries: readonly E[], pick: (e: E) => string | undefined, fallback: string): string {
+function perNamespace<E extends { namespaces: string[]; serviceAccounts?: string[] }>(entries: readonly E[], pick: (e: E) => string | undefined, fallback: string): string {
   let expr = fallback;
   for (const entry of entries) {
     const value = pick(entry);
     if (value === undefined) continue;
-    expr = `${matchesAny(NAMESPACE, entry.namespaces)} ? ${value} : ${expr}`;
+    expr = `${entryApplies(entry)} ? ${value} : ${expr}`;
   }
   return expr;
+}
+
+/** The variables a token policy needs to scope its entries: `serviceAccount` only where an entry names ServiceAccounts. */
+function scopeVariables(entries: readonly { serviceAccounts?: string[] }[]): Variable[] {
+  return entries.some((e) => e.serviceAccounts) ? [serviceAccountVariable()] : [];
 }
 
 export function lifetimeCel(config: TokenguardConfig): CelPolicy {
   const s = policySettings<LifetimeSettings>(projectedTokenLifetimePolicy, config);
   const T = LIFETIME_TEXT;
-  const boundVars = (bound: 'min' | 'max', key: 'minSeconds' | 'maxSeconds'): Variable[] => [
-    { name: bound, expression: perNamespace(s.namespaces, (e) => (e[key] === undefined ? undefined : String(e[key])), String(s[key])) },
-    { name: `${bound}Scope`, expression: perNamespace(s.namespaces, (e) => (e[key] === undefined ? undefined : str(T.scopeNamespace)), str(T.scopeGlobal)) },
-    {
-      name: `${bound}Source`,
-      expression: perNamespace(s.namespaces, (e) => (e[key] === undefined ? undefined : celText(T.boundSource, NAMESPACE)), "''"),
-    },
-  ];
+  const boundVars = (bound: 'min' | 'max', key: 'minSeconds' | 'maxSeconds'): Variable[] => {
+    // Each value where an entry sets this bound, else the fallback: the same fold for the bound, its scope and its source.
+    const fold = (value: (e: LifetimeSettings['namespaces'][number]) => string, fallback: string) =>
+      perNamespace(s.namespaces, (e) => (e[key] === undefined ? undefined : value(e)), fallback);
+    return [
+      { name: bound, expression: fold((e) => String(e[key]), String(s[key])) },
+      { name: `${bound}Scope`, expression: fold((e) => str(T.scope[e.serviceAccounts ? 'serviceAccount' : 'namespace']), str(T.scope.global)) },
+      {
+        name: `${bound}Source`,
+        expression: fold((e) => (e.serviceAccounts ? celText(T.boundSourceServiceAccount, 'variables.serviceAccount', NAMESPACE) : celText(T.boundSource, NAMESPACE)), "''"),
+      },
+    ];
+  };
   const e = `(has(s.serviceAccountToken.expirationSeconds) ? s.serviceAccountToken.expirationSeconds : ${DEFAULT_EXPIRATION_SECONDS})`;
   const noAudience = `(!has(s.serviceAccountToken.audience) || s.serviceAccountToken.audience == '')`;
   const volume = celText(T.volume, QUOTED_VOLUME);
@@ -126,7 +157,7 @@ export function lifetimeCel(config: TokenguardConfig): CelPolicy {
     `${bind('e', e, `e < variables.min ? ${below} : e > variables.max ? ${above} : ${extension}`)})).flatten()`;
   return {
     policy: projectedTokenLifetimePolicy,
-    variables: [...podSpecVariables(), ...boundVars('min', 'minSeconds'), ...boundVars('max', 'maxSeconds'), { name: 'findings', expression: findings }],
+    variables: [...podSpecVariables(), ...scopeVariables(s.namespaces), ...boundVars('min', 'minSeconds'), ...boundVars('max', 'maxSeconds'), { name: 'findings', expression: findings }],
     findings: 'variables.findings',
     severities: new Set(['deny', 'warn']),
   };
@@ -137,8 +168,8 @@ export function audienceCel(config: TokenguardConfig): CelPolicy {
   const T = AUDIENCE_TEXT;
   const everywhere = [...s.allowed, ...s.additionalAllowed];
   const a = 's.serviceAccountToken.audience';
-  const allowed = [matchesAny(a, everywhere), ...s.namespaces.map((e) => `(${matchesAny(NAMESPACE, e.namespaces)} && ${matchesAny(a, e.allowed)})`)].join(' || ');
-  const allowedHere = s.namespaces.reduce((acc, e) => `${acc} + (${matchesAny(NAMESPACE, e.namespaces)} ? ${strList(e.allowed)} : [])`, strList(everywhere));
+  const allowed = [matchesAny(a, everywhere), ...s.namespaces.map((e) => `(${entryApplies(e)} && ${matchesAny(a, e.allowed)})`)].join(' || ');
+  const allowedHere = s.namespaces.reduce((acc, e) => `${acc} + (${entryApplies(e)} ? ${strList(e.allowed)} : [])`, strList(everywhere));
   // fitWarning: the whole audience when the message fits in one warning, else its length, and the
   // detail names it.
   const quoted = celJsonString(a);
@@ -153,7 +184,7 @@ export function audienceCel(config: TokenguardConfig): CelPolicy {
     `v.projected.sources.transformList(j, s, has(s.serviceAccountToken) && has(${a}) && ${a} != '' && !(${allowed}), ${bad})).flatten()`;
   return {
     policy: projectedTokenAudiencePolicy,
-    variables: [...podSpecVariables(), { name: 'allowedHere', expression: allowedHere }, { name: 'findings', expression: findings }],
+    variables: [...podSpecVariables(), ...scopeVariables(s.namespaces), { name: 'allowedHere', expression: allowedHere }, { name: 'findings', expression: findings }],
     findings: 'variables.findings',
     severities: new Set(['deny']),
   };

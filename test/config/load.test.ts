@@ -9,6 +9,7 @@ import { Type } from '@sinclair/typebox';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { flagOverrides } from '../../src/cli/serve.js';
+import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { projectedTokenLifetimePolicy } from '../../src/policies/projected-token-lifetime.js';
 import type { AnyPolicy } from '../../src/admission/policy.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -238,3 +239,34 @@ describe('checks across settings (a policy\'s checkSettings, on defaults merged 
   });
 });
 
+
+describe('serviceAccounts in the token policies\' namespace entries', () => {
+  const problems = (yaml: string) => problemsOf(() => loadConfig(file('accounts.yaml', yaml), BUILTIN_POLICIES));
+
+  it('accepted on lifetime and audience entries, as exact names or globs', () => {
+    const yaml = [
+      'policies:',
+      '  projected-token-lifetime: { namespaces: [{ namespaces: [ci], serviceAccounts: [deployer, "build-*"], maxSeconds: 172800 }] }',
+      '  projected-token-audience: { namespaces: [{ namespaces: ["team-*"], serviceAccounts: [x], allowed: [vault] }] }',
+    ].join('\n');
+    const c = loadConfig(file('accounts-ok.yaml', yaml), BUILTIN_POLICIES);
+    assert.deepEqual((c.policies['projected-token-lifetime']?.namespaces as { serviceAccounts: string[] }[])[0]!.serviceAccounts, ['deployer', 'build-*']);
+  });
+
+  it('bad values and misplaced keys name their path', () => {
+    assert.deepEqual(problems('policies:\n  projected-token-lifetime: { namespaces: [{ namespaces: [ci], serviceAccounts: [], maxSeconds: 7200 }] }'), [
+      'policies.projected-token-lifetime.namespaces[0].serviceAccounts: must NOT have fewer than 1 items',
+    ]);
+    assert.deepEqual(problems('policies:\n  projected-token-audience: { namespaces: [{ namespaces: [ci], serviceAccounts: deployer, allowed: [a] }] }'), [
+      'policies.projected-token-audience.namespaces[0].serviceAccounts: must be array',
+    ]);
+    assert.deepEqual(problems('policies:\n  projected-token-audience: { namespaces: [{ namespaces: [ci], serviceAccounts: [""], allowed: [a] }] }'), [
+      'policies.projected-token-audience.namespaces[0].serviceAccounts[0]: must NOT have fewer than 1 characters',
+    ]);
+    assert.deepEqual(problems('policies:\n  projected-token-lifetime: { namespaces: [{ namespaces: [ci], serviceAccount: [x] }] }'), [
+      'policies.projected-token-lifetime.namespaces[0].serviceAccount: unknown key',
+    ]);
+    // Modes stay per namespace (docs/configuration.md says why).
+    assert.deepEqual(problems('namespaceOverrides:\n  - { namespaces: [ci], serviceAccounts: [x], mode: off }'), ['namespaceOverrides[0].serviceAccounts: unknown key']);
+  });
+});

@@ -28,6 +28,8 @@ import { tokenPod } from './harness/objects.js';
 
 const COMPONENT = join(PROJECT_ROOT, 'manifests', 'components', 'token-observer');
 const ABOVE = 'token lifetime 172800 s is above the 86400 s maximum (token for ServiceAccount "default")';
+/** In tr-enforce, ServiceAccount deployer may get tokens of up to 48 h (the others keep the 24 h maximum). */
+const DEPLOYER_48H = { 'projected-token-lifetime': { namespaces: [{ namespaces: ['tr-enforce'], serviceAccounts: ['deployer'], maxSeconds: 172800 }] } };
 
 /** kubectl as node `node` (a client certificate from the control plane's CA, as a kubelet has). */
 function nodeKubectl(assets: Assets, cp: ControlPlane, node: string): Kubectl {
@@ -46,7 +48,7 @@ export function tokenObserverScenarios(assets: Assets): void {
 
   before(async () => {
     // The observer without leader election here (one process): the Lease is the next test's.
-    e = await startE2e(assets, { tokenguard: { observer: { enabled: true, leaderElection: false } } });
+    e = await startE2e(assets, { tokenguard: { observer: { enabled: true, leaderElection: false }, policies: DEPLOYER_48H } });
     await must(['apply', '-f', join(COMPONENT, 'rbac.yaml')]);
     // The component's webhook (a patch that adds it to the tokenguard ValidatingWebhookConfiguration),
     // in a configuration of its own here, pointed at this tokenguard's URL like the base's.
@@ -77,6 +79,25 @@ export function tokenObserverScenarios(assets: Assets): void {
         'so a longer lifetime only lengthens how long a leaked token stays valid. Fix: set expirationSeconds between 600 and 86400\n',
     );
     assert.equal(denied.stdout, '');
+  });
+
+  it('per ServiceAccount: in enforce, deployer gets a 48 h token; another ServiceAccount is denied, and past 48 h deployer too', async () => {
+    for (const sa of ['deployer', 'builder']) await must(['create', 'serviceaccount', sa, '-n', 'tr-enforce']);
+    const allowed = await e.kubectl(['create', 'token', 'deployer', '-n', 'tr-enforce', '--duration=48h']);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.equal(allowed.stderr, '');
+    assert.match(allowed.stdout, /^eyJ[\w-]+\.[\w-]+\.[\w-]+$/);
+
+    const other = await e.kubectl(['create', 'token', 'builder', '-n', 'tr-enforce', '--duration=48h']);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /denied the request: \[projected-token-lifetime\] token lifetime 172800 s is above the 86400 s maximum \(token for ServiceAccount "builder"\)/);
+
+    const longer = await e.kubectl(['create', 'token', 'deployer', '-n', 'tr-enforce', '--duration=49h']);
+    assert.equal(longer.code, 1);
+    assert.match(
+      longer.stderr,
+      /denied the request: \[projected-token-lifetime\] token lifetime 176400 s is above this ServiceAccount's 172800 s maximum \(token for ServiceAccount "deployer"\) .* That bound applies to ServiceAccount deployer in namespace tr-enforce/,
+    );
   });
 
   it("a node's TokenRequests for its pod go through untouched in enforce, and the observer records them", async () => {

@@ -1,7 +1,8 @@
 // The objects the differential test (vap.ts) runs through both tokenguard's engine and the generated
 // admission policies: every captured admission review's object, every manifest fixture, and a
 // seeded random corpus of pod specs (projected tokens at the edges of every bound, missing fields,
-// several volumes and sources, every workload kind) and NFS PersistentVolumes and StorageClasses.
+// several volumes and sources, every workload kind, ServiceAccounts named, named the deprecated way
+// or not at all) and NFS PersistentVolumes and StorageClasses.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -83,6 +84,8 @@ const AUDIENCES: (string | undefined)[] = [
   'https://a-very-long-audience.example.org/with/a/path/that/goes/on/and/on/and/on',
   'x'.repeat(57) + '😀😀😀😀',
 ];
+/** How a pod spec names its ServiceAccount: not at all (default), by name, or by the deprecated alias. */
+const SERVICE_ACCOUNTS: KubeObject[] = [{}, {}, { serviceAccountName: 'deployer' }, { serviceAccountName: 'build-1' }, { serviceAccountName: 'other' }, { serviceAccount: 'deployer' }];
 const PROVISIONERS = ['nfs.csi.k8s.io', 'example.com/NFS-Client', 'ebs.csi.aws.com'];
 const MOUNT_OPTIONS: string[][] = [[], ['hard'], ['soft'], ['hard', 'timeo=600', 'retrans=2'], ['soft,timeo=150,retrans=3'], ['nfsvers=4.1', 'TIMEO=600'], [' hard , retrans=3 '], ['soft', 'hard'], ['hard', 'soft', 'timeo=1']];
 
@@ -138,7 +141,7 @@ function podSpec(prefix: string, pick: <T>(l: readonly T[]) => T, rnd: () => num
     else if (kind === 'nfs') volumes.push({ name, nfs: { server: 'nfs.example', path: '/export' } });
     else volumes.push({ name, projected: {} });
   }
-  return { containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }], volumes, ...(rnd() < 0.2 ? { automountServiceAccountToken: false } : {}) };
+  return { containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.9' }], volumes, ...(rnd() < 0.2 ? { automountServiceAccountToken: false } : {}), ...pick(SERVICE_ACCOUNTS) };
 }
 
 function workload(kind: string, name: string, spec: KubeObject): KubeObject {

@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { denialText, Engine } from '../../src/admission/engine.js';
 import { applyPatchCopyOnWrite } from '../../src/admission/patch.js';
+import type { AdmissionRequest } from '../../src/admission/review.js';
 import type { ClusterView } from '../../src/admission/policy.js';
 import { evaluateCreate, syntheticCreate } from '../../src/cli/evaluate.js';
 import { resolveConfig } from '../../src/config/load.js';
@@ -58,9 +59,19 @@ export const DIFF_CONFIG = {
       namespaces: [
         { namespaces: ['vap-tight'], minSeconds: 1200, maxSeconds: 7200 },
         { namespaces: ['vap-t?ght'], maxSeconds: 3600 },
+        // Per ServiceAccount (the corpus's pods name these, the deprecated way too, or none: default).
+        { namespaces: ['vap-tight', 'vap-enforce'], serviceAccounts: ['deployer'], maxSeconds: 172800 },
+        { namespaces: ['vap-*'], serviceAccounts: ['build-?'], minSeconds: 3600 },
       ],
     },
-    'projected-token-audience': { additionalAllowed: ['*.example.com'], namespaces: [{ namespaces: ['vap-aud-*'], allowed: ['special', 'team-?'] }] },
+    'projected-token-audience': {
+      additionalAllowed: ['*.example.com'],
+      namespaces: [
+        { namespaces: ['vap-aud-*'], allowed: ['special', 'team-?'] },
+        { namespaces: ['vap-aud-*', 'vap-enforce'], serviceAccounts: ['deployer'], allowed: ['unknown-audience'] },
+        { namespaces: ['vap-mixed', 'vap-warn'], serviceAccounts: ['default'], allowed: ['team-ab'] },
+      ],
+    },
     'nfs-mount-options': { exemptions: { namespaces: ['vap-mixed'] } },
   },
 };
@@ -151,6 +162,28 @@ export function vapScenarios(assets: Assets): void {
   const config = resolveConfig(DIFF_CONFIG, 'DIFF_CONFIG', BUILTIN_POLICIES);
   const pure = [projectedTokenLifetimePolicy, projectedTokenAudiencePolicy, nfsMountOptionsPolicy];
   const engine = new Engine({ config, policies: pure, cluster: namespaceView });
+  // The same configuration without its ServiceAccount entries: where the two engines answer
+  // differently, a ServiceAccount entry decided, so the corpus does reach them.
+  const withoutAccounts = new Engine({
+    config: resolveConfig(
+      {
+        ...DIFF_CONFIG,
+        policies: Object.fromEntries(
+          Object.entries(DIFF_CONFIG.policies).map(([name, p]) => [name, 'namespaces' in p ? { ...p, namespaces: p.namespaces.filter((e) => !('serviceAccounts' in e)) } : p]),
+        ),
+      },
+      'DIFF_CONFIG without serviceAccounts',
+      BUILTIN_POLICIES,
+    ),
+    policies: pure,
+    cluster: namespaceView,
+  });
+  /** The policies whose findings on `request` a ServiceAccount entry changed. */
+  async function accountDecided(request: AdmissionRequest, ev: Awaited<ReturnType<typeof evaluateCreate>>): Promise<string[]> {
+    const other = await evaluateCreate(withoutAccounts, request);
+    const said = (e: typeof ev, policy: string) => JSON.stringify(e.findings.filter((f) => f.policy === policy).map((f) => [f.severity, f.message, f.detail]));
+    return [projectedTokenLifetimePolicy.name, projectedTokenAudiencePolicy.name].filter((p) => said(ev, p) !== said(other, p));
+  }
   const mutating = new Engine({ config, policies: [pvcTokenRiskPolicy], cluster: namespaceView });
   /** Every object, as the API server defaults it, or as written when API validation refuses it. */
   let objects: (CorpusObject & { refused?: string })[] = [];
@@ -163,7 +196,8 @@ export function vapScenarios(assets: Assets): void {
     for (const [ns, labels] of Object.entries({ ...NAMESPACES, [BASE]: {} })) await ensureNamespace(kubectl, ns, labels);
     // Every ServiceAccount the fixture pods name, so the ServiceAccount admission plugin admits them.
     const all = [...fixtureObjects(), ...randomCorpus(CORPUS_SEED, CORPUS_SIZE)];
-    const accounts = new Set(all.map((o) => podSpecOf(o.object.kind, o.object)?.spec.serviceAccountName).filter((n): n is string => typeof n === 'string' && n !== 'default'));
+    const named = all.flatMap((o) => ['serviceAccountName', 'serviceAccount'].map((field) => podSpecOf(o.object.kind, o.object)?.spec[field]));
+    const accounts = new Set(named.filter((n): n is string => typeof n === 'string' && n !== '' && n !== 'default'));
     for (const ns of [BASE, ...Object.keys(NAMESPACES)]) for (const sa of accounts) ok(await kubectl(['create', 'serviceaccount', sa, '-n', ns]), `ServiceAccount ${sa}`);
     const discovery = ok(await kubectl(['api-resources', '--api-group=admissionregistration.k8s.io', '-o', 'wide']), 'discovery').stdout;
     servesMutatingPolicies = /^mutatingadmissionpolicies\s+admissionregistration\.k8s\.io\/v1\s/m.test(discovery);
@@ -373,11 +407,14 @@ export function vapScenarios(assets: Assets): void {
     }
     const problems: string[] = [];
     let refusedByApi = 0;
+    /** Policies whose ServiceAccount entries changed the engine's answer to some case. */
+    const byAccount = new Set<string>();
     for (const c of all) {
       const v = verdicts.get(c)!;
       const where = `${c.source} (${c.object.kind}${c.namespace ? ` in ${c.namespace}` : ''})`;
       const request = syntheticCreate(c.object, { uid: 'vap-differential', defaultNamespace: BASE });
       const ev = await evaluateCreate(engine, request);
+      if (!c.refused) for (const p of await accountDecided(request, ev)) byAccount.add(p);
       if (c.refused) {
         refusedByApi++;
         // The API server refuses it before any admission (validation, or decoding a string where a
@@ -424,6 +461,7 @@ export function vapScenarios(assets: Assets): void {
     assert.ok(outcomes.some((v) => v.warnings.length > 0), 'some warnings');
     assert.ok(outcomes.some((v) => v.created && v.warnings.length === 0), 'some clean admissions');
     assert.ok(refusedByApi > 0, 'some API-validation refusals');
+    assert.deepEqual([...byAccount].sort(), [projectedTokenAudiencePolicy.name, projectedTokenLifetimePolicy.name], 'ServiceAccount entries decide some cases of both token policies');
   });
 
   it('differential: the engine and the generated MutatingAdmissionPolicy label and annotate the same pods', async (t) => {

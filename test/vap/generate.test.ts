@@ -79,6 +79,32 @@ describe('tokenguard generate vap', () => {
     assert.match(conditions[1]!.expression, /== "storage"/);
   });
 
+  it("ServiceAccount entries: the pod spec's ServiceAccount is a variable, and only those entries test it", () => {
+    const variables = (config: object, policy: string) => {
+      const vap = generateAdmissionPolicies(resolveConfig(config, 'test', BUILTIN_POLICIES)).find((o) => o.metadata.name === `tokenguard-${policy}-enforce`)!;
+      return Object.fromEntries((vap.spec as { variables: { name: string; expression: string }[] }).variables.map((v) => [v.name, v.expression]));
+    };
+    const plain = variables({ policies: { 'projected-token-lifetime': { namespaces: [{ namespaces: ['ci'], maxSeconds: 3600 }] } } }, 'projected-token-lifetime');
+    assert.equal(plain.serviceAccount, undefined, 'no entry names ServiceAccounts: the policies stay as they were');
+    const lifetime = variables(
+      { policies: { 'projected-token-lifetime': { namespaces: [{ namespaces: ['ci'], maxSeconds: 3600 }, { namespaces: ['ci'], serviceAccounts: ['deployer', 'build-*'], maxSeconds: 172800 }] } } },
+      'projected-token-lifetime',
+    );
+    // serviceAccountName, else the deprecated serviceAccount, else default; per kind, as podServiceAccount.
+    assert.match(lifetime.serviceAccount!, /request\.kind\.kind == "CronJob" \? \[object\.\?spec\.\?jobTemplate\.\?spec\.\?template\.\?spec\.\?serviceAccountName\.orValue\(''\)\]/);
+    assert.match(lifetime.serviceAccount!, /serviceAccount != '' \? serviceAccount : "default"/);
+    assert.equal(
+      lifetime.max,
+      `((has(request.namespace) ? request.namespace : '') == "ci" && ${matchesAny('variables.serviceAccount', ['deployer', 'build-*'])}) ? 172800 : ` +
+        `(has(request.namespace) ? request.namespace : '') == "ci" ? 3600 : 86400`,
+    );
+    assert.match(lifetime.maxScope!, /\? "this ServiceAccount's" : .* \? "this namespace's" : "the"$/);
+    assert.match(lifetime.maxSource!, /" That bound applies to ServiceAccount " \+ \(variables\.serviceAccount\) \+ " in namespace "/);
+    const audience = variables({ policies: { 'projected-token-audience': { namespaces: [{ namespaces: ['team-*'], serviceAccounts: ['x'], allowed: ['billing'] }] } } }, 'projected-token-audience');
+    assert.match(audience.findings!, /variables\.serviceAccount == "x"\) && s\.serviceAccountToken\.audience == "billing"/);
+    assert.match(audience.allowedHere!, /variables\.serviceAccount == "x"\) \? \["billing"\] : \[\]/);
+  });
+
   it('bad input: one line on stderr, exit 2', async () => {
     const mode = await run(['--mode', 'strict']);
     assert.equal(mode.code, 2);
