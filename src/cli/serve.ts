@@ -362,5 +362,5 @@ async function selfManagedTls(config: TokenguardConfig, client: ApiClient | unde
   }
   if (!client) throw new Error('server.selfManagedTLS.enabled is true but there is no cluster to keep the certificate Secret in');
   const { startSelfManagedTls } = await import('../cluster/cert-controller.js');
-  return startSelfManagedTls(client, tls, process.env.POD_NAMESPACE, logger);
+  return startSelfManagedTls(client, tls, process.env.POD_NAMESPACE, logger, config.observer.enabled);
 }

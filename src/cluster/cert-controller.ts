@@ -22,7 +22,7 @@ import {
   readCertificateSecret,
   recreated,
   secretContent,
-  serviceNames,
+  servingNames,
   type Action,
   type CertificateState,
   type TlsSettings,
@@ -311,6 +311,8 @@ export async function startSelfManagedTls(
   tls: SelfManagedTLSConfig,
   podNamespace: string | undefined,
   logger: Logger,
+  /** The token observer runs (observer.enabled): its Service is named too. */
+  observer = false,
 ): Promise<SelfManagedTls> {
   const namespace = tls.namespace ?? podNamespace ?? 'tokenguard';
   const settings: TlsSettings = {
@@ -318,7 +320,7 @@ export async function startSelfManagedTls(
     certLifetimeSeconds: tls.certLifetimeSeconds,
     renewAtFraction: tls.renewAtFraction,
     overlapSeconds: tls.overlapSeconds,
-    subjectAltNames: [...serviceNames(tls.serviceName, namespace), ...tls.extraSubjectAltNames],
+    subjectAltNames: servingNames(tls.serviceName, namespace, tls.extraSubjectAltNames, observer),
   };
   const controller = new CertController({
     client,

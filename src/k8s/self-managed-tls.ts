@@ -305,3 +305,18 @@ export function expiries(s: CertificateState): { ca: number; serving: number } {
 export function serviceNames(service: string, namespace: string): string[] {
   return [`${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`, `${service}.${namespace}`];
 }
+
+/** The Service of the token observer (manifests/components/token-observer) beside `service`. */
+export function observerServiceName(service: string): string {
+  return `${service}-observer`;
+}
+
+/**
+ * Every name the serving certificate carries: the Service's, the token observer's when it runs
+ * (else the API server's calls to it fail TLS verification and, failing open, are silently
+ * skipped), then the extra names configured.
+ */
+export function servingNames(service: string, namespace: string, extra: readonly string[], observer: boolean): string[] {
+  const services = observer ? [service, observerServiceName(service)] : [service];
+  return [...services.flatMap((s) => serviceNames(s, namespace)), ...extra];
+}

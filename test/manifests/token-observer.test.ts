@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ADMISSION_ROUTES } from '../../src/admission/routes.js';
 import { OBSERVER_API_ACCESS, OBSERVER_LABEL, OBSERVER_LEASE } from '../../src/cluster/token-observer-service.js';
+import { servingNames } from '../../src/k8s/self-managed-tls.js';
 import { kubectlMissing, OVERLAYS, render, renderWith, selectorMatches, type K8sObject } from './kustomize.js';
 
 const skip = kubectlMissing();
@@ -49,6 +50,21 @@ describe('the token-observer component (kubectl kustomize)', { skip }, () => {
       const podLabels = deployment.spec.template.metadata.labels as Record<string, string>;
       assert.ok(!selectorMatches({ matchLabels: service.spec.selector }, podLabels), 'not every replica');
       assert.ok(selectorMatches({ matchLabels: service.spec.selector }, { ...podLabels, [OBSERVER_LABEL]: 'true' }), 'the labelled one');
+    });
+  }
+
+  for (const overlay of OVERLAYS) {
+    it(`overlays/${overlay} with it: the serving certificate names every Service a webhook calls`, async () => {
+      // Found on a real node: a certificate without the observer's Service name fails the API
+      // server's TLS verification, and the fail-open webhook is then silently skipped.
+      const r = await renderWith([`overlays/${overlay}`], ['components/token-observer']);
+      const hooks = ['ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration'].flatMap((kind) => r.objects.filter((o) => o.kind === kind).flatMap((o) => o.webhooks as K8sObject[]));
+      const called = [...new Set(hooks.map((h) => `${h.clientConfig.service.name}.${h.clientConfig.service.namespace}.svc`))];
+      assert.ok(called.includes('tokenguard-observer.tokenguard.svc'), called.join(' '));
+      const certificate = r.objects.find((o) => o.kind === 'Certificate' && o.metadata.name === 'tokenguard-serving');
+      // cert-manager's Certificate, else the names self-managed TLS gives (the component sets --observer).
+      const named: string[] = certificate ? certificate.spec.dnsNames : servingNames('tokenguard', 'tokenguard', [], true);
+      assert.deepEqual(called.filter((n) => !named.includes(n)), [], `named: ${named.join(' ')}`);
     });
   }
 

@@ -151,7 +151,7 @@ export function observerScenario(get: () => NodeCluster): void {
           namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': NS } },
           resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['serviceaccounts/token'] }],
         },
-        validations: [{ expression: "!has(object.spec.boundObjectRef) || object.spec.boundObjectRef.name != 'victim'", message: 'TokenRequests for pod victim refused (kubernetes#138689, as a test)' }],
+        validations: [{ expression: "!has(object.spec.boundObjectRef) || !has(object.spec.boundObjectRef.name) || object.spec.boundObjectRef.name != 'victim'", message: 'TokenRequests for pod victim refused (kubernetes#138689, as a test)' }],
       },
     };
     const binding = { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: 'refuse-victim-tokens' }, spec: { policyName: 'refuse-victim-tokens', validationActions: ['Deny'] } };
