@@ -12,15 +12,13 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { runAudit, type AuditReport } from '../../src/cli/audit.js';
 import { NOTHING_OBSERVES, observerProxyPath } from '../../src/cli/audit-observed.js';
-import { Interner, projectPod } from '../../src/cluster/projection.js';
-import { TokenObserverService } from '../../src/cluster/token-observer-service.js';
+import type { TokenObserverService } from '../../src/cluster/token-observer-service.js';
 import { OBSERVER_SERVICE, observerOffState } from '../../src/cluster/token-observer-state.js';
-import type { PodSummary } from '../../src/cluster/view.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
-import { silentLogger } from '../../src/observability/log.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { serveOidc } from '../helpers/oidc.js';
+import { observerWithOverduePod } from '../helpers/observer.js';
 import { startTestServer, testCerts, type TestServer } from '../helpers/server.js';
 
 const SERVED = 'https://kubernetes.default.svc';
@@ -42,29 +40,6 @@ function section(stdout: string, title: string): string {
   return body.slice(0, body.search(/^(== |Summary: )/m));
 }
 
-/** An observer that saw one refresh of shop/stuck's 600 s token 15 minutes ago: 210 s overdue now. */
-async function observerWithOverduePod(): Promise<TokenObserverService> {
-  const pod = projectPod(
-    {
-      metadata: { namespace: 'shop', name: 'stuck', uid: 'uid-stuck' },
-      spec: { nodeName: 'node-a', volumes: [{ name: 't', projected: { sources: [{ serviceAccountToken: { audience: 'vault', expirationSeconds: 600 } }] } }] },
-      status: { phase: 'Running' },
-    },
-    new Interner(),
-  )!;
-  let now = T0;
-  const service = new TokenObserverService({ pods: { items: new Map<string, PodSummary>([['shop/stuck', pod]]) }, node: () => undefined }, DEFAULT_CONFIG.observer, silentLogger, {}, () => now);
-  service.start();
-  service.record({
-    namespace: 'shop',
-    userInfo: { username: 'system:node:node-a', groups: ['system:nodes'] },
-    object: { spec: { audiences: ['vault'], expirationSeconds: 600, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'stuck', uid: 'uid-stuck' } } },
-  });
-  now = T0 + 900_000;
-  await service.report();
-  return service;
-}
-
 describe('tokenguard audit: Token refresh (observed)', () => {
   let fake: FakeApiServer;
   let tokenguard: TestServer;
@@ -76,7 +51,7 @@ describe('tokenguard audit: Token refresh (observed)', () => {
     await serveOidc(fake, SERVED);
     fake.upsert('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a' }, status: { nodeInfo: { kubeletVersion: 'v1.33.1' } } });
     fake.upsert('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
-    observer = await observerWithOverduePod();
+    observer = await observerWithOverduePod(T0, 900);
     tokenguard = await startTestServer({ observerState: () => (answering === 'observer' ? observer.state('tokenguard-abc') : observerOffState('tokenguard-abc', DEFAULT_CONFIG.observer)) });
   });
   after(async () => {

@@ -5,38 +5,12 @@
 
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Interner, projectPod } from '../../src/cluster/projection.js';
-import { TokenObserverService } from '../../src/cluster/token-observer-service.js';
 import { OBSERVER_STATE_PATH, observerOffState, parseObserverState } from '../../src/cluster/token-observer-state.js';
-import type { PodSummary } from '../../src/cluster/view.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
-import { silentLogger } from '../../src/observability/log.js';
+import { observerWithOverduePod } from '../helpers/observer.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const T0 = Date.UTC(2026, 11, 6, 12, 0, 0);
-
-/** An observer that has seen one refresh of `shop/stuck` (600 s token), `seconds` ago. */
-async function observerWithOverduePod(seconds: number) {
-  const pod = projectPod(
-    {
-      metadata: { namespace: 'shop', name: 'stuck', uid: 'uid-stuck' },
-      spec: { nodeName: 'node-a', volumes: [{ name: 't', projected: { sources: [{ serviceAccountToken: { audience: 'vault', expirationSeconds: 600 } }] } }] },
-      status: { phase: 'Running' },
-    },
-    new Interner(),
-  )!;
-  let now = T0;
-  const service = new TokenObserverService({ pods: { items: new Map<string, PodSummary>([['shop/stuck', pod]]) }, node: () => undefined }, DEFAULT_CONFIG.observer, silentLogger, {}, () => now);
-  service.start();
-  service.record({
-    namespace: 'shop',
-    userInfo: { username: 'system:node:node-a', groups: ['system:nodes'] },
-    object: { spec: { audiences: ['vault'], expirationSeconds: 600, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'stuck', uid: 'uid-stuck' } } },
-  });
-  now = T0 + seconds * 1000;
-  await service.report();
-  return service;
-}
 
 describe(`GET ${OBSERVER_STATE_PATH}`, () => {
   const servers: TestServer[] = [];
@@ -45,7 +19,7 @@ describe(`GET ${OBSERVER_STATE_PATH}`, () => {
   });
 
   it("answers the observer's last report, with no credentials, while caller authentication guards the reviews", async () => {
-    const service = await observerWithOverduePod(900);
+    const service = await observerWithOverduePod(T0, 900);
     const server = await startTestServer({ config: { server: { callerAuth: { mode: 'enforce' } } }, observerState: () => service.state('tokenguard-abc') });
     servers.push(server);
     assert.equal((await server.post('/validate', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' })).status, 401);
