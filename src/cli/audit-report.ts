@@ -148,6 +148,28 @@ export function auditResults(r: AuditReport, now: Date): { namespace?: string; r
       properties: { servedIssuer: served, acceptedIssuers: a.issuers.join(',') },
     });
   }
+
+  // 5. Running pods whose token refresh the observer reports overdue (none when nothing observes:
+  //    no result is made up). The message is the Event's line.
+  for (const o of r.tokenRefreshObserved.overdue) {
+    add(o.namespace, {
+      policy: 'token-refresh-observed',
+      rule: 'refresh-overdue',
+      category: 'Service accounts',
+      result: 'fail',
+      severity: 'critical',
+      message: o.message,
+      resources: [{ apiVersion: 'v1', kind: 'Pod', namespace: o.namespace, name: o.pod }],
+      properties: {
+        node: o.node || '(unknown)',
+        kubeletVersion: o.kubeletVersion ?? '(unknown)',
+        token: o.requestedSeconds === null ? '(no TokenRequest seen)' : `${o.audiences?.join(',') || '(API server)'} ${o.requestedSeconds} s`,
+        lastRefresh: o.lastRefresh ?? '(never seen)',
+        lateSeconds: String(o.lateSeconds),
+        ...(o.likelyCauses.length ? { likelyCauses: o.likelyCauses.map((c) => c.issue ?? c.code).join(',') } : {}),
+      },
+    });
+  }
   return out;
 }
 

@@ -6,6 +6,8 @@
 // 3. Which existing objects would the registered policies flag if they were created today?
 // 4. Which issuer does the API server serve, and which issuers do the kube-apiserver mirror pods
 //    accept (an issuer dropped without keeping the old one: kops#16488)?
+// 5. Which running pods missed a token refresh, as the token refresh observer saw it
+//    (audit-observed.ts), or that nothing observes?
 
 import { Engine } from '../admission/engine.js';
 import { ApiError, type ApiClient } from '../cluster/client.js';
@@ -22,6 +24,7 @@ import { evaluateCreate, syntheticCreate } from './evaluate.js';
 import type { KubeObject } from '../k8s/object.js';
 import { errorMessage } from '../observability/errors.js';
 import { publishAuditReports, reportApiFlag, type PublishOutcome, type ReportApi } from './audit-report.js';
+import { askObserver, renderObserved, type ObservedTokenRefresh, type ObserverSource } from './audit-observed.js';
 
 const HELP = `Usage: tokenguard audit [flags]
 
@@ -32,7 +35,10 @@ Audit a live cluster with tokenguard's own checks (read-only: LIST and GET only)
      is deleted) on kubelets with kubernetes#130442 or not scheduled yet, listed apart from those on
      kubelets whose token refresh works;
   3. existing objects the registered policies would flag if they were created now;
-  4. the served service-account issuer, and the issuers each kube-apiserver mirror pod accepts.
+  4. the served service-account issuer, and the issuers each kube-apiserver mirror pod accepts;
+  5. token refresh (observed): running pods whose projected token refresh is overdue, as the token
+     refresh observer saw them (manifests/components/token-observer), asked through the API server
+     (get services/proxy on tokenguard-observer in config observer.namespace), or that nothing observes.
 
 Flags:
   --kubeconfig FILE        cluster to audit (else KUBECONFIG, in-cluster, ~/.kube/config)
@@ -44,9 +50,13 @@ Flags:
                            and a cluster report), replacing tokenguard's previous ones; exit 0 once written
   --report-api API         openreports.io/v1alpha1 (default: Report, ClusterReport) or
                            wgpolicyk8s.io/v1alpha2 (PolicyReport, ClusterPolicyReport)
+  --observer-url URL       ask the token refresh observer at this address (https://HOST:PORT) rather
+                           than through the API server
+  --observer-ca FILE       the CA that signed that observer's certificate (else the system's)
 
 Exit status: 0 nothing found, 1 a claim is Terminating while in use, a policy would deny an
-existing object, or a kube-apiserver does not accept the served issuer; 2 usage or connection error.
+existing object, a kube-apiserver does not accept the served issuer, or the observer reports a pod
+whose token refresh is overdue; 2 usage or connection error.
 With --report: 0 when the reports were written (the findings are in them; a namespace being
 deleted is skipped and named), 3 when some could not be (each named), 2 when none could be.
 `;
@@ -106,7 +116,19 @@ export interface AuditReport {
     accepted: string[];
     apiservers: { namespace: string; name: string; node: string; issuers: string[]; acceptsServed?: boolean }[];
   };
-  summary: { terminatingClaimsInUse: number; tokenRefreshStopped: number; riskPods: number; unaffectedPods: number; denyFindings: number; warnFindings: number; apiserversRejectingServedIssuer: number };
+  /** What the token refresh observer reports, or why it could not say. */
+  tokenRefreshObserved: ObservedTokenRefresh;
+  summary: {
+    terminatingClaimsInUse: number;
+    tokenRefreshStopped: number;
+    riskPods: number;
+    unaffectedPods: number;
+    denyFindings: number;
+    warnFindings: number;
+    apiserversRejectingServedIssuer: number;
+    /** Overdue tokens the observer reports (0 when nothing observes: `tokenRefreshObserved.status` says). */
+    tokenRefreshOverdue: number;
+  };
 }
 
 const processIO: AuditIO = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
@@ -119,6 +141,8 @@ export const AUDIT_FLAGS = {
   'sync-timeout': { type: 'string' },
   report: { type: 'boolean' },
   'report-api': { type: 'string' },
+  'observer-url': { type: 'string' },
+  'observer-ca': { type: 'string' },
 } as const;
 
 export const auditCommand: Command = {
@@ -150,6 +174,10 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
     throw new UsageError(errorMessage(err));
   }
 
+  const observerUrl = values['observer-url'];
+  if (observerUrl !== undefined && !/^https:\/\/[^/]+/.test(observerUrl)) throw new UsageError(`--observer-url must be https://HOST:PORT (tokenguard serves HTTPS only), got ${JSON.stringify(observerUrl)}`);
+  if (values['observer-ca'] !== undefined && observerUrl === undefined) throw new UsageError('--observer-ca needs --observer-url');
+
   let config: TokenguardConfig;
   try {
     config = loadConfig(values.config, BUILTIN_POLICIES);
@@ -166,11 +194,12 @@ export async function runAudit(args: string[], io: AuditIO): Promise<number> {
     return 2;
   }
   try {
-    const report = await audit(session, config);
+    const observer: ObserverSource = observerUrl ? { url: observerUrl, caFile: values['observer-ca'] } : { namespace: config.observer.namespace };
+    const report = await audit(session, config, { observer, timeoutMs: timeout * 1000 });
     io.stdout(output === 'json' ? JSON.stringify(report, null, 2) + '\n' : renderTables(report));
     if (reportApi) return REPORT_EXIT_CODES[await publishAuditReports(session.cache.client, report, reportApi, io)];
     const s = report.summary;
-    return s.terminatingClaimsInUse > 0 || s.denyFindings > 0 || s.apiserversRejectingServedIssuer > 0 ? 1 : 0;
+    return s.terminatingClaimsInUse > 0 || s.denyFindings > 0 || s.apiserversRejectingServedIssuer > 0 || s.tokenRefreshOverdue > 0 ? 1 : 0;
   } catch (err) {
     io.stderr(`tokenguard audit: ${errorMessage(err)}\n`);
     return 2;
@@ -225,7 +254,13 @@ function policyResources(): { group: string; resource: string; versions?: string
   return [...seen.values()];
 }
 
-export async function audit(session: ClusterSession, config: TokenguardConfig): Promise<AuditReport> {
+/** Where audit asks the token refresh observer (default: through the API server, in config `observer.namespace`). */
+export interface AuditOptions {
+  observer?: ObserverSource;
+  timeoutMs?: number;
+}
+
+export async function audit(session: ClusterSession, config: TokenguardConfig, opts: AuditOptions = {}): Promise<AuditReport> {
   const { cache, issuers: monitor } = session;
   const client = cache.client;
 
@@ -326,6 +361,9 @@ export async function audit(session: ClusterSession, config: TokenguardConfig): 
     return { namespace: p.namespace, name: p.name, node: p.nodeName, issuers, ...(served ? { acceptsServed: issuers.includes(served) } : {}) };
   });
 
+  // 5. Token refresh, as the observer saw it.
+  const tokenRefreshObserved = await askObserver(client, opts.observer ?? { namespace: config.observer.namespace }, opts.timeoutMs ?? 10_000);
+
   return {
     cluster: `${session.source.server} (${session.source.source})`,
     terminatingClaims,
@@ -339,6 +377,7 @@ export async function audit(session: ClusterSession, config: TokenguardConfig): 
       accepted: acceptedIssuers(served, cache),
       apiservers,
     },
+    tokenRefreshObserved,
     summary: {
       terminatingClaimsInUse: terminatingClaims.length,
       tokenRefreshStopped: terminatingClaims.reduce((n, c) => n + c.pods.filter((p) => p.tokenRefresh === 'stopped').length, 0),
@@ -347,6 +386,7 @@ export async function audit(session: ClusterSession, config: TokenguardConfig): 
       denyFindings: findings.filter((f) => f.severity === 'deny').length,
       warnFindings: findings.filter((f) => f.severity === 'warn').length,
       apiserversRejectingServedIssuer: apiservers.filter((a) => a.acceptsServed === false).length,
+      tokenRefreshOverdue: tokenRefreshObserved.overdue.length,
     },
   };
 }
@@ -413,11 +453,18 @@ export function renderTables(r: AuditReport): string {
             i.apiservers.map((a) => [a.namespace, a.name, a.node, a.issuers.join(', ') || '(none)', a.acceptsServed === undefined ? '?' : a.acceptsServed ? 'yes' : 'NO']),
           )),
   );
+  section('Token refresh (observed)', renderObserved(r.tokenRefreshObserved, table));
   const s = r.summary;
+  const observed = {
+    observing: `${s.tokenRefreshOverdue} overdue token refresh(es) observed`,
+    waiting: 'token refresh not judged yet (no TokenRequest has reached the observer)',
+    'nothing observes': 'token refresh not observed',
+    unknown: 'token refresh observer not reachable',
+  }[r.tokenRefreshObserved.status];
   out.push(
     `Summary: ${s.terminatingClaimsInUse} Terminating claim(s) in use (${s.tokenRefreshStopped} pod(s) with token refresh stopped), ` +
       `${s.riskPods} pod(s) at risk (${s.unaffectedPods} more on kubelets whose token refresh works), ${s.denyFindings} deny and ${s.warnFindings} warn finding(s), ` +
-      `${s.apiserversRejectingServedIssuer} kube-apiserver(s) not accepting the served issuer.`,
+      `${s.apiserversRejectingServedIssuer} kube-apiserver(s) not accepting the served issuer, ${observed}.`,
   );
   return out.join('\n') + '\n';
 }

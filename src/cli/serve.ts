@@ -3,12 +3,14 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../admission/engine.js';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config/load.js';
 import { callerAuthCAFile, type TokenguardConfig } from '../config/schema.js';
 import { connectCluster } from '../cluster/connect.js';
+import { observerOffState } from '../cluster/token-observer-state.js';
 import type { ApiClient } from '../cluster/client.js';
 import type { SelfManagedTls } from '../cluster/cert-controller.js';
 import { BUILTIN_POLICIES } from '../policies/index.js';
@@ -335,6 +337,7 @@ export async function runServer(config: TokenguardConfig, logger: Logger): Promi
     callerAuth,
     outcomes: { events: issuerServices?.events, claims: cluster.cache },
     observeTokenRequest: observer?.record,
+    observerState: observer?.state ?? (() => observerOffState(process.env.POD_NAME || hostname(), config.observer)),
   }).catch(async (err) => {
     await observer?.stop();
     stopAll();

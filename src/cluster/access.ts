@@ -38,7 +38,7 @@ export const CLUSTER_API_ACCESS: readonly ApiAccess[] = [
     group: '',
     resource: 'events',
     verbs: ['create', 'patch'],
-    why: 'Events (core/v1) on the objects tokenguard judges, in their namespaces: a denial, a break-glass deletion (patch: the count of a repeated one); and its own findings on its Deployment',
+    why: 'Events (core/v1) on the objects tokenguard judges, in their namespaces: a denial, a break-glass deletion (patch: the count of a repeated one), a pod whose token refresh is overdue (token observer); and its own findings on its Deployment',
   },
   {
     group: 'admissionregistration.k8s.io',

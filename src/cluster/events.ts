@@ -4,9 +4,9 @@
 //   mirror pod that drops a trusted issuer), on the tokenguard Deployment in tokenguard's
 //   namespace, with the object they are about as `related`. `kubectl describe deployment
 //   tokenguard` shows them. The same Event repeated within `dedupeSeconds` is recorded once.
-// - `emit`: admission outcomes (a denial, a break-glass deletion) on the object involved, in its
-//   own namespace, where `kubectl describe pvc` and `kubectl get events -n <ns>` show them. Called
-//   on the admission path, so it only queues: writes happen later, one object's Events aggregated
+// - `emit`: admission outcomes (a denial, a break-glass deletion) and the token observer's overdue
+//   pods, on the object involved, in its own namespace, where `kubectl describe pvc|pod` and
+//   `kubectl get events -n <ns>` show them. Called on the admission path, so it only queues: writes happen later, one object's Events aggregated
 //   as client-go's EventCorrelator does (the same object, type, reason and message is one Event
 //   whose `count` and `lastTimestamp` are patched), each object's writes limited by a token
 //   bucket, and the queue bounded (what does not fit is counted and dropped). A loop of retried

@@ -75,6 +75,11 @@ export class LeaderElector {
     return this.leading;
   }
 
+  /** The holder of the Lease as last read (undefined: not read yet, or nobody holds it). */
+  get holder(): string | undefined {
+    return this.observed?.holder || undefined;
+  }
+
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;

@@ -1,9 +1,11 @@
 // The token refresh observer at work next to the cluster caches (started by `serve` with
 // `observer.enabled`): records the kubelets' TokenRequests the `observe` route hands it, and every
 // `observer.reportSeconds` frees the pods that left the cache and reports the overdue ones: a gauge
-// (no per-pod series), a Warning Event per newly overdue pod, a log line. Whether this replica
-// observes at all is the leader election's decision (start/stop), or always without it.
+// (no per-pod series), a Warning Event on each newly overdue pod, a log line, and the state
+// `GET /observer` answers with (token-observer-state.ts). Whether this replica observes at all is the
+// leader election's decision (start/stop), or always without it.
 
+import { hostname } from 'node:os';
 import { Counter, Gauge } from 'prom-client';
 import type { ObserverConfig } from '../config/schema.js';
 import { errorMessage } from '../observability/errors.js';
@@ -12,8 +14,9 @@ import { registry } from '../observability/metrics.js';
 import type { ApiAccess } from './access.js';
 import type { ClusterCache } from './cache.js';
 import type { ApiClient } from './client.js';
-import type { EventSpec } from './events.js';
+import type { ObjectEventSpec } from './events.js';
 import { likelyCauses, podDirectory, TokenRefreshObserver, type LikelyCause, type Outcome, type OverduePod, type PodCacheView, type TokenRequestReview } from './token-observer.js';
+import type { ObservedOverduePod, ObserverState } from './token-observer-state.js';
 
 let current: TokenRefreshObserver | undefined;
 
@@ -53,7 +56,8 @@ export const tokenRequests = new Counter({
 
 /** What the report loop needs besides the observer: where Events go, and a claim's state. */
 export interface ReportSinks {
-  record?(event: EventSpec): Promise<unknown>;
+  /** Queue an Event on the object it is about (EventRecorder.emit: aggregated, rate-limited per object, never blocks). */
+  event?(event: ObjectEventSpec): void;
   /** The pod's claims that are Terminating; rejects when unknown (the cause is then not named). */
   terminatingClaims?(namespace: string, claims: readonly string[]): Promise<string[]>;
 }
@@ -74,7 +78,11 @@ export class TokenObserverService {
   private timer?: NodeJS.Timeout;
   /** `uid` + token of each overdue pod already reported: one Event per overdue spell, not per tick. */
   private reported = new Set<string>();
-  private lastOverdue: { pod: OverduePod; causes: LikelyCause[] }[] = [];
+  private lastOverdue: ReportedOverdue[] = [];
+  /** When this replica began observing, and when its last report ran (ms epoch). */
+  private startedMs?: number;
+  private reportedMs?: number;
+  private readonly now: () => number;
 
   constructor(
     private readonly cache: PodCacheView,
@@ -83,6 +91,7 @@ export class TokenObserverService {
     private readonly sinks: ReportSinks = {},
     now?: () => number,
   ) {
+    this.now = now ?? Date.now;
     this.observer = new TokenRefreshObserver({
       pods: podDirectory(cache),
       marginSeconds: config.marginSeconds,
@@ -104,6 +113,8 @@ export class TokenObserverService {
     this.observer.start();
     this.reported.clear();
     this.lastOverdue = [];
+    this.startedMs = this.now();
+    this.reportedMs = undefined;
     this.logger.info('token refresh observer: observing', { marginSeconds: this.config.marginSeconds, reportSeconds: this.config.reportSeconds });
     clearInterval(this.timer);
     this.timer = setInterval(() => void this.report(), this.config.reportSeconds * 1000);
@@ -117,12 +128,36 @@ export class TokenObserverService {
     if (this.observer.stats().observing) this.logger.info('token refresh observer: stopped observing');
     this.observer.stop();
     this.lastOverdue = [];
+    this.startedMs = this.reportedMs = undefined;
     overduePods.set(0);
   }
 
-  /** The overdue pods of the last report, with their likely causes. */
-  overdue(): readonly { pod: OverduePod; causes: LikelyCause[] }[] {
+  /** The overdue pods of the last report, with their likely causes and the line that describes each. */
+  overdue(): readonly ReportedOverdue[] {
     return this.lastOverdue;
+  }
+
+  /**
+   * What `GET /observer` answers: the last report as it stands, from memory (no I/O, no new
+   * judgement: cheap enough for any caller). `replica` names the answering pod; `notObserving`
+   * says why it does not observe, when it does not.
+   */
+  state(replica: string, notObserving = 'this replica is not the observer'): ObserverState {
+    const stats = this.observer.stats();
+    const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+    return {
+      replica,
+      observing: stats.observing,
+      ...(stats.observing ? {} : { reason: notObserving }),
+      since: iso(this.startedMs),
+      observingSince: iso(stats.observingSince),
+      reportedAt: iso(this.reportedMs),
+      reportSeconds: this.config.reportSeconds,
+      marginSeconds: this.config.marginSeconds,
+      trackedPods: stats.pods,
+      trackedTokens: stats.tokens,
+      overdue: this.lastOverdue.map(observedOverdue),
+    };
   }
 
   /** One report: free pods gone from the cache, then count, announce and log the overdue ones. Never rejects. */
@@ -132,21 +167,23 @@ export class TokenObserverService {
       const overdue = this.observer.overdue();
       overduePods.set(overdue.length);
       const still = new Set<string>();
-      const out: { pod: OverduePod; causes: LikelyCause[] }[] = [];
+      const out: ReportedOverdue[] = [];
       for (const o of overdue) {
         const key = `${o.uid}\0${o.audiences?.join(',') ?? ''}\0${o.requestedSeconds ?? ''}`;
         still.add(key);
         const previous = this.lastOverdue.find((p) => p.pod.uid === o.uid);
         const causes = previous && this.reported.has(key) ? previous.causes : likelyCauses(o, await this.terminatingClaims(o));
-        out.push({ pod: o, causes });
+        const message = describeOverdue(o, causes);
+        out.push({ pod: o, causes, message });
         if (this.reported.has(key)) continue;
         this.reported.add(key);
-        const message = describeOverdue(o, causes);
         this.logger.warn('token refresh overdue', { namespace: o.namespace, pod: o.name, node: o.node, lateSeconds: o.lateSeconds, message });
-        void this.sinks.record?.({ type: 'Warning', reason: 'TokenRefreshOverdue', message, related: { kind: 'Pod', namespace: o.namespace, name: o.name, uid: o.uid } });
+        // On the pod itself: `kubectl describe pod` and `kubectl get events -n <ns>` show it where its owners look.
+        this.sinks.event?.({ type: 'Warning', reason: 'TokenRefreshOverdue', message, regarding: { kind: 'Pod', namespace: o.namespace, name: o.name, uid: o.uid } });
       }
       for (const key of this.reported) if (!still.has(key)) this.reported.delete(key);
       this.lastOverdue = out;
+      this.reportedMs = this.now();
     } catch (err) {
       this.logger.error('token refresh report failed', { error: errorMessage(err) });
     }
@@ -166,6 +203,31 @@ export class TokenObserverService {
   private claimsOf(o: OverduePod): readonly string[] {
     return this.cache.pods.items.get(`${o.namespace}/${o.name}`)?.claims ?? [];
   }
+}
+
+/** One overdue token of the last report: the pod, its likely causes, and the line the Event and the log carry. */
+export interface ReportedOverdue {
+  pod: OverduePod;
+  causes: LikelyCause[];
+  message: string;
+}
+
+/** A reported overdue pod as `GET /observer` says it. */
+function observedOverdue({ pod: o, causes, message }: ReportedOverdue): ObservedOverduePod {
+  return {
+    namespace: o.namespace,
+    pod: o.name,
+    uid: o.uid,
+    node: o.node,
+    kubeletVersion: o.kubeletVersion ?? null,
+    audiences: o.audiences ?? null,
+    requestedSeconds: o.requestedSeconds ?? null,
+    lastRefresh: o.lastRefreshMs === undefined ? null : new Date(o.lastRefreshMs).toISOString(),
+    due: new Date(o.dueMs).toISOString(),
+    lateSeconds: o.lateSeconds,
+    likelyCauses: causes.map((c) => ({ code: c.code, text: c.text, ...(c.issue ? { issue: c.issue } : {}) })),
+    message,
+  };
 }
 
 /** A ReportSinks.terminatingClaims that reads each claim (a GET per claim, for newly overdue pods only). */
@@ -197,6 +259,8 @@ export const OBSERVER_LABEL = 'tokenguard.io/observer';
 export interface RunningObserver {
   service: TokenObserverService;
   record: (req: TokenRequestReview) => Outcome;
+  /** What `GET /observer` answers on this replica. */
+  state: () => ObserverState;
   stop: () => Promise<void>;
 }
 
@@ -212,12 +276,13 @@ export async function startTokenObserver(cache: ClusterCache, config: ObserverCo
   const kc = cache.client.kc;
   const events = new EventRecorder({ kc, logger });
   const service = new TokenObserverService(cache, config, logger, {
-    record: (e) => events.record(e),
+    event: (e) => events.emit(e),
     terminatingClaims: terminatingClaimsVia(cache.client, 5000),
   });
+  const replica = env.POD_NAME || hostname();
   if (!config.leaderElection) {
     service.start();
-    return { service, record: service.record, stop: () => Promise.resolve(service.stop()) };
+    return { service, record: service.record, state: () => service.state(replica), stop: () => Promise.resolve(service.stop()) };
   }
   const namespace = env.POD_NAMESPACE || 'tokenguard';
   const podName = env.POD_NAME;
@@ -251,6 +316,13 @@ export async function startTokenObserver(cache: ClusterCache, config: ObserverCo
   return {
     service,
     record: service.record,
+    state: () =>
+      service.state(
+        replica,
+        elector.holder && elector.holder !== podName
+          ? `not the observer: ${elector.holder} holds the Lease ${OBSERVER_LEASE}`
+          : `not the observer: it does not hold the Lease ${OBSERVER_LEASE} (nobody does yet, or it is being handed over)`,
+      ),
     stop: async () => {
       const wasLeader = elector.isLeader;
       await elector.stop();

@@ -274,6 +274,8 @@ function readTokenRequest(req: TokenRequestReview): { namespace: string; podName
 export interface LikelyCause {
   code: 'claim-terminating' | 'pod-terminating' | 'node-not-ready';
   text: string;
+  /** The upstream issue, when there is one. */
+  issue?: string;
 }
 
 /**
@@ -286,9 +288,10 @@ export function likelyCauses(o: Pick<OverduePod, 'podTerminating' | 'nodeNotRead
     causes.push({
       code: 'claim-terminating',
       text: `claim ${terminatingClaims.join(', ')} Terminating: kubelets without the fix of kubernetes#130442 stop refreshing the pod's tokens`,
+      issue: 'kubernetes#130442',
     });
   }
-  if (o.podTerminating) causes.push({ code: 'pod-terminating', text: 'pod Terminating: the kubelet no longer refreshes its tokens (kubernetes#116481)' });
+  if (o.podTerminating) causes.push({ code: 'pod-terminating', text: 'pod Terminating: the kubelet no longer refreshes its tokens (kubernetes#116481)', issue: 'kubernetes#116481' });
   if (o.nodeNotReady) causes.push({ code: 'node-not-ready', text: "node not Ready: its kubelet is down or cannot reach the API server" });
   return causes;
 }

@@ -243,6 +243,13 @@ const ObserverSchema = Type.Object(
         'Observe only while holding the Lease `tokenguard-observer` in its own namespace, labelling its own pod `tokenguard.io/observer=true` ' +
         "(the token observer's Service selects that label); `false`: every replica observes (one replica only).",
     }),
+    namespace: Type.String({
+      minLength: 1,
+      default: 'tokenguard',
+      description:
+        "Where `tokenguard audit` asks the observer: the namespace of the Service `tokenguard-observer` (tokenguard's own). " +
+        "The server itself observes in its pod's namespace (`POD_NAMESPACE`).",
+    }),
   },
   { additionalProperties: false, default: {} },
 );

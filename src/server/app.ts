@@ -4,11 +4,19 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Readiness } from '../observability/readiness.js';
 import { registry } from '../observability/metrics.js';
 import { ADMISSION_ROUTES, ROUTES } from '../admission/routes.js';
+import { OBSERVER_STATE_PATH, type ObserverState } from '../cluster/token-observer-state.js';
 
 const ADMISSION_PATHS = ROUTES.map((r) => ADMISSION_ROUTES[r].path);
-const ROUTE_LIST = [...ADMISSION_PATHS.map((p) => `POST ${p}`), 'GET /healthz', 'GET /readyz', 'GET /metrics'].join(', ');
 
-export function createApp(readiness: Readiness): Express {
+/**
+ * `observerState`: what `GET /observer` answers (the token refresh observer's last report; absent:
+ * no such route). Like /metrics it is not behind caller authentication, which proves the API server
+ * is the caller of a review: `tokenguard audit` reads it through the API server's service proxy,
+ * which forwards neither the user's credentials nor a client certificate (RBAC on `services/proxy`
+ * decides who may ask), and it holds names and times, never a token.
+ */
+export function createApp(readiness: Readiness, observerState?: () => ObserverState): Express {
+  const routeList = [...ADMISSION_PATHS.map((p) => `POST ${p}`), 'GET /healthz', 'GET /readyz', 'GET /metrics', ...(observerState ? [`GET ${OBSERVER_STATE_PATH}`] : [])].join(', ');
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -31,6 +39,13 @@ export function createApp(readiness: Readiness): Express {
     }
   });
 
+  if (observerState) {
+    app.get(OBSERVER_STATE_PATH, (_req, res) => {
+      res.set('cache-control', 'no-store');
+      res.json(observerState());
+    });
+  }
+
   // POSTs to the admission routes never get here (see admission-pipeline.ts): any other method does.
   // (A POST lands here only for a variant such as `/validate/`: that is an unknown route.)
   app.all(ADMISSION_PATHS, (req, res, next) => {
@@ -40,7 +55,7 @@ export function createApp(readiness: Readiness): Express {
   });
 
   app.use((req, res) => {
-    res.status(404).json({ error: { code: 404, message: `no route ${req.method} ${req.path}; routes: ${ROUTE_LIST}` } });
+    res.status(404).json({ error: { code: 404, message: `no route ${req.method} ${req.path}; routes: ${routeList}` } });
   });
 
   app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {

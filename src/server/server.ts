@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Engine } from '../admission/engine.js';
 import type { AdmissionRequest } from '../admission/review.js';
+import type { ObserverState } from '../cluster/token-observer-state.js';
 import { admissionRoute } from '../admission/routes.js';
 import { RateLimitedLog } from '../observability/log-limit.js';
 import { createAdmissionPipeline, expectsContinue } from './admission-pipeline.js';
@@ -54,6 +55,8 @@ export interface ServerOptions {
   outcomes?: OutcomeSinks;
   /** Records the reviews of the `observe` route (the token refresh observer, when enabled). */
   observeTokenRequest?: (request: AdmissionRequest) => void;
+  /** What `GET /observer` answers (absent: no such route). */
+  observerState?: () => ObserverState;
 }
 
 export interface RunningServer {
@@ -79,11 +82,12 @@ export interface RequestListenerOptions {
   /** The rate-limited log of lines a request can cause (default: one of the pipeline's own). */
   limitedLog?: RateLimitedLog;
   observeTokenRequest?: (request: AdmissionRequest) => void;
+  observerState?: () => ObserverState;
 }
 
 /** The whole request routing, without the listener: the hot path first, express for the rest. */
 export function createRequestListener(opts: RequestListenerOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const app = createApp(opts.readiness);
+  const app = createApp(opts.readiness, opts.observerState);
   const admit = createAdmissionPipeline(opts);
   return (req, res) => {
     opts.track?.(req, res);
@@ -124,6 +128,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     callerAuth: opts.callerAuth,
     outcomes: opts.outcomes,
     observeTokenRequest: opts.observeTokenRequest,
+    observerState: opts.observerState,
     readiness,
     shuttingDown: () => shuttingDown,
     track: (req, res) => connections.track(req, res),

@@ -24,7 +24,8 @@ function audit(over: Partial<AuditReport> = {}): AuditReport {
     findings: [],
     skippedResources: [],
     issuers: { served: 'https://kubernetes.default.svc', accepted: ['https://kubernetes.default.svc'], apiservers: [] },
-    summary: { terminatingClaimsInUse: 0, tokenRefreshStopped: 0, riskPods: 0, unaffectedPods: 0, denyFindings: 0, warnFindings: 0, apiserversRejectingServedIssuer: 0 },
+    tokenRefreshObserved: { asked: 'Service tokenguard/tokenguard-observer (through the API server)', status: 'nothing observes', detail: 'no Service', overdue: [] },
+    summary: { terminatingClaimsInUse: 0, tokenRefreshStopped: 0, riskPods: 0, unaffectedPods: 0, denyFindings: 0, warnFindings: 0, apiserversRejectingServedIssuer: 0, tokenRefreshOverdue: 0 },
     ...over,
   };
 }
@@ -77,6 +78,70 @@ describe('audit findings as report results', () => {
     assert.deepEqual([deny.namespace, deny.result.result, deny.result.severity, deny.result.message], ['jobs', 'fail', 'high', 'token lifetime too long (at spec.jobTemplate)']);
     assert.deepEqual([warn.namespace, warn.result.result, warn.result.resources], [undefined, 'warn', [{ apiVersion: 'v1', kind: 'PersistentVolume', name: 'nfs-1' }]]);
     assert.deepEqual([results[4]!.namespace, results[4]!.result.policy, results[4]!.result.result], ['kube-system', 'service-account-issuer', 'fail']);
+  });
+
+  it("the observer's overdue pods: one failed result each on the pod, with the Event's line, in both report APIs", () => {
+    const message =
+      'pod shop/stuck on node node-a (kubelet v1.29.14): token for vault (600 s) not refreshed since 2026-01-02T02:40:00.000Z, 70 s past due; ' +
+      "likely cause: claim data Terminating: kubelets without the fix of kubernetes#130442 stop refreshing the pod's tokens";
+    const observed = audit({
+      tokenRefreshObserved: {
+        asked: 'Service tokenguard/tokenguard-observer (through the API server)',
+        status: 'observing',
+        detail: 'replica tokenguard-abc',
+        overdue: [
+          {
+            namespace: 'shop',
+            pod: 'stuck',
+            uid: 'u1',
+            node: 'node-a',
+            kubeletVersion: 'v1.29.14',
+            audiences: ['vault'],
+            requestedSeconds: 600,
+            lastRefresh: '2026-01-02T02:40:00.000Z',
+            due: '2026-01-02T02:51:30.000Z',
+            lateSeconds: 70,
+            likelyCauses: [{ code: 'claim-terminating', text: 'claim data Terminating: ...', issue: 'kubernetes#130442' }],
+            message,
+          },
+          { namespace: 'web', pod: 'new', uid: 'u2', node: '', kubeletVersion: null, audiences: null, requestedSeconds: null, lastRefresh: null, due: '2026-01-02T03:00:00.000Z', lateSeconds: 5, likelyCauses: [], message: 'pod web/new: no token refresh seen since this observer began, 5 s past due' },
+        ],
+      },
+    });
+    const results = auditResults(observed, NOW);
+    assert.deepEqual(results[0], {
+      namespace: 'shop',
+      result: {
+        source: 'tokenguard',
+        timestamp: { seconds: NOW.getTime() / 1000, nanos: 0 },
+        policy: 'token-refresh-observed',
+        rule: 'refresh-overdue',
+        category: 'Service accounts',
+        result: 'fail',
+        severity: 'critical',
+        message,
+        resources: [{ apiVersion: 'v1', kind: 'Pod', namespace: 'shop', name: 'stuck' }],
+        properties: { node: 'node-a', kubeletVersion: 'v1.29.14', token: 'vault 600 s', lastRefresh: '2026-01-02T02:40:00.000Z', lateSeconds: '70', likelyCauses: 'kubernetes#130442' },
+      },
+    });
+    assert.deepEqual(results[1]!.result.properties, { node: '(unknown)', kubeletVersion: '(unknown)', token: '(no TokenRequest seen)', lastRefresh: '(never seen)', lateSeconds: '5' });
+    for (const api of ['openreports.io/v1alpha1', 'wgpolicyk8s.io/v1alpha2'] as const) {
+      const { reports } = buildReports(observed, api, NOW);
+      assert.deepEqual(
+        reports.map((r) => [r.kind.replace('Policy', ''), r.metadata.namespace, r.summary.fail, r.results.map((x) => `${x.policy} ${x.resources[0]!.name}`)]),
+        [
+          ['Report', 'shop', 1, ['token-refresh-observed stuck']],
+          ['Report', 'web', 1, ['token-refresh-observed new']],
+        ],
+        api,
+      );
+    }
+  });
+
+  it('nothing observes, or the observer could not be asked: no result is made up', () => {
+    for (const status of ['nothing observes', 'unknown', 'waiting'] as const) {
+      assert.deepEqual(auditResults(audit({ tokenRefreshObserved: { asked: 'x', status, detail: 'y', overdue: [] } }), NOW), [], status);
+    }
   });
 
   it('nothing found: no results, so no reports', () => {

@@ -136,7 +136,7 @@ describe('tokenguard audit', () => {
     assert.equal(start(lines[header]!, 'PHASE'), start(rows[0]!, 'Running'));
     assert.match(stdout, new RegExp(`^Served issuer: ${SERVED}$`, 'm'));
     assert.match(stdout, /^Not checked: kubeadmcontrolplanes\.controlplane\.cluster\.x-k8s\.io: not served by this cluster$/m);
-    assert.match(stdout, /^Summary: 1 Terminating claim\(s\) in use \(1 pod\(s\) with token refresh stopped\), 5 pod\(s\) at risk \(1 more on kubelets whose token refresh works\), \d+ deny and \d+ warn finding\(s\), 2 kube-apiserver\(s\) not accepting the served issuer\.$/m);
+    assert.match(stdout, /^Summary: 1 Terminating claim\(s\) in use \(1 pod\(s\) with token refresh stopped\), 5 pod\(s\) at risk \(1 more on kubelets whose token refresh works\), \d+ deny and \d+ warn finding\(s\), 2 kube-apiserver\(s\) not accepting the served issuer, token refresh not observed\.$/m);
   });
 
   it('exits 0 on a cluster with nothing to report', async () => {

@@ -7,19 +7,29 @@
 //   registered, they reach the observer, which records them (its metric counts them);
 // - leader election: two tokenguard processes with `observer.enabled` compete for the Lease with
 //   the component's RBAC; one observes and labels its own pod, and when it is killed the other
-//   takes over and labels its pod.
+//   takes over and labels its pod;
+// - `tokenguard audit` asks the observer: at a direct address (`--observer-url`: kube-apiserver
+//   does not proxy to 127.0.0.1), and through kube-apiserver's real service proxy to the component's
+//   Service, with a replica on this machine's own non-loopback address behind a stand-in pod whose IP
+//   it is (kube-apiserver proxies only to a Pod's IP): "nothing observes" while no replica holds the
+//   Lease, the observer's answer once one does, and RBAC narrowed to that one Service and port.
 
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import type { AuditReport } from '../../src/cli/audit.js';
+import { NOTHING_OBSERVES, observerProxyPath } from '../../src/cli/audit-observed.js';
 import { OBSERVER_LABEL, OBSERVER_LEASE } from '../../src/cluster/token-observer-service.js';
 import { webhooksAtUrl } from '../../src/k8s/webhook-manifests.js';
+import { freePort } from '../helpers/ports.js';
 import { TokenguardProcess } from '../helpers/tokenguard-process.js';
 import { PROJECT_ROOT } from '../helpers/tls.js';
 import { atLeast, type Assets } from './harness/assets.js';
+import { tokenguardCli } from './harness/cli.js';
 import type { ControlPlane } from './harness/control-plane.js';
 import { ensureNamespace, startE2e, type E2e } from './harness/environment.js';
 import { eventually } from './harness/eventually.js';
@@ -27,6 +37,13 @@ import { kubectlFor, mustWith, type Kubectl } from './harness/kubectl.js';
 import { tokenPod } from './harness/objects.js';
 
 const COMPONENT = join(PROJECT_ROOT, 'manifests', 'components', 'token-observer');
+
+/** This machine's first non-loopback IPv4 address: one kube-apiserver's proxy may dial (it refuses loopback). */
+function ownAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+}
 const ABOVE = 'token lifetime 172800 s is above the 86400 s maximum (token for ServiceAccount "default")';
 /** In tr-enforce, ServiceAccount deployer may get tokens of up to 48 h (the others keep the 24 h maximum). */
 const DEPLOYER_48H = { 'projected-token-lifetime': { namespaces: [{ namespaces: ['tr-enforce'], serviceAccounts: ['deployer'], maxSeconds: 172800 }] } };
@@ -168,6 +185,101 @@ export function tokenObserverScenarios(assets: Assets): void {
       for (const r of Object.values(replicas)) await r.stop();
     }
   });
+
+  it('tokenguard audit --observer-url: the section "Token refresh (observed)" from the observer itself', async () => {
+    const { json, section } = await auditObserved(e.cp.kubeconfig, ['--observer-url', e.tokenguard.url, '--observer-ca', e.tokenguard.certs.caFile]);
+    assert.equal(json.status, 'observing', json.detail);
+    assert.equal(json.asked, `${e.tokenguard.url}/observer`);
+    assert.deepEqual(json.overdue, [], 'token-600 is Pending (no kubelet runs it): never overdue');
+    assert.equal(json.observer?.trackedPods, 1, 'the TokenRequests the node made for token-600');
+    assert.match(section, /^Observer: replica \S+, observing TokenRequests since \S+Z; 1 pod\(s\) tracked; last report (\S+Z|not yet run)\nNo running pod is overdue\.$/);
+  });
+
+  it('tokenguard audit through the API server: nothing observes until a replica holds the Lease, then its answer through the service proxy', { skip: ownAddress() ? false : 'no non-loopback IPv4 address on this machine for kube-apiserver to proxy to' }, async () => {
+    const ip = ownAddress()!;
+    const port = await freePort();
+    await must(['apply', '-f', join(COMPONENT, 'service.yaml')]);
+    await must(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a' } }));
+    // The replica's stand-in pod: the Deployment's labels and named port, the IP the replica listens on.
+    const pod = tokenPod('tokenguard', 'tg-c', 3600);
+    pod.metadata.labels = { 'app.kubernetes.io/name': 'tokenguard', 'app.kubernetes.io/component': 'webhook' };
+    pod.spec.nodeName = 'node-a';
+    pod.spec.serviceAccountName = 'tokenguard';
+    pod.spec.securityContext = { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } };
+    pod.spec.containers[0].securityContext = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+    pod.spec.containers[0].ports = [{ name: 'https', containerPort: port }];
+    await must(['apply', '-f', '-'], JSON.stringify(pod));
+    const ready = { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: 'True' }] };
+    await must(['patch', 'pod', 'tg-c', '-n', 'tokenguard', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: ready })]);
+    // No kube-controller-manager runs here: the test writes the Service's Endpoints as its endpoints
+    // controller would (without an Endpoints object kube-apiserver answers 404 "services ... not found"):
+    // none while no pod carries the observer label, then the labelled pod's IP and port.
+    const endpoints = (addresses: object[]) =>
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Endpoints',
+        metadata: { name: 'tokenguard-observer', namespace: 'tokenguard' },
+        ...(addresses.length ? { subsets: [{ addresses, ports: [{ name: 'https', port, protocol: 'TCP' }] }] } : {}),
+      });
+    await must(['apply', '-f', '-'], endpoints([]));
+
+    const nothing = await auditObserved(e.cp.kubeconfig);
+    assert.equal(nothing.json.status, 'nothing observes');
+    assert.equal(
+      nothing.section,
+      `${NOTHING_OBSERVES}\n  (asked Service tokenguard/tokenguard-observer (through the API server): ` +
+        'Service tokenguard/tokenguard-observer has no endpoint: no replica holds the Lease tokenguard-observer, or tokenguard runs without --observer)',
+    );
+
+    const replica = await TokenguardProcess.start({
+      dir: e.cp.dir,
+      kubeconfig: e.tokenguardKubeconfig,
+      port,
+      config: { server: { address: '0.0.0.0' }, observer: { enabled: true } },
+      env: { POD_NAME: 'tg-c', POD_NAMESPACE: 'tokenguard' },
+    });
+    try {
+      // It takes the Lease and labels tg-c, which the Service selects.
+      await eventually(
+        async () => (await must(['get', 'pods', '-n', 'tokenguard', '-l', `${OBSERVER_LABEL}=true,app.kubernetes.io/component=webhook`, '-o', 'jsonpath={.items[*].metadata.name}'])).stdout === 'tg-c',
+        'tg-c to hold the Lease and carry the observer label',
+        45_000,
+      );
+      await must(['apply', '-f', '-'], endpoints([{ ip, nodeName: 'node-a', targetRef: { kind: 'Pod', namespace: 'tokenguard', name: 'tg-c' } }]));
+      const answered = await eventually(async () => {
+        const r = await auditObserved(e.cp.kubeconfig);
+        return r.json.status === 'waiting' ? r : undefined;
+      }, 'audit to reach the observer through the service proxy', 45_000);
+      assert.equal(answered.json.observer?.replica, 'tg-c');
+      assert.match(answered.section, /^Observer: replica tg-c observes since \S+Z, but no TokenRequest has reached it yet: it judges no pod until one does/);
+      const raw = JSON.parse((await must(['get', '--raw', observerProxyPath('tokenguard')])).stdout);
+      assert.deepEqual([raw.replica, raw.observing, raw.observingSince, raw.overdue], ['tg-c', true, null, []]);
+
+      // RBAC can narrow the proxy to this one Service and port: the name RBAC sees is `https:tokenguard-observer:443`.
+      await must(['create', 'serviceaccount', 'auditor', '-n', 'tokenguard']);
+      await must(['create', 'role', 'observer-reader', '-n', 'tokenguard', '--verb=get', '--resource=services/proxy', '--resource-name=https:tokenguard-observer:443']);
+      await must(['create', 'rolebinding', 'observer-reader', '-n', 'tokenguard', '--role=observer-reader', '--serviceaccount=tokenguard:auditor']);
+      const as = ['--as', 'system:serviceaccount:tokenguard:auditor'];
+      const allowed = await e.kubectl(['get', '--raw', observerProxyPath('tokenguard'), ...as]);
+      assert.equal(allowed.code, 0, allowed.stderr);
+      assert.equal(JSON.parse(allowed.stdout).replica, 'tg-c');
+      const other = await e.kubectl(['get', '--raw', '/api/v1/namespaces/tokenguard/services/https:tokenguard:443/proxy/metrics', ...as]);
+      assert.match(other.stderr, /services "https:tokenguard:443" is forbidden: User "system:serviceaccount:tokenguard:auditor" cannot get resource "services\/proxy"/);
+    } finally {
+      await replica.stop();
+    }
+  });
+}
+
+/** What `tokenguard audit` says of token refresh, as JSON and as its table section. */
+async function auditObserved(kubeconfig: string, args: string[] = []): Promise<{ json: AuditReport['tokenRefreshObserved']; section: string }> {
+  const json = await tokenguardCli(['audit', '--kubeconfig', kubeconfig, '-o', 'json', ...args]);
+  assert.ok(json.code === 0 || json.code === 1, `audit exited ${json.code}: ${json.stderr}`);
+  const table = await tokenguardCli(['audit', '--kubeconfig', kubeconfig, ...args]);
+  const start = table.stdout.indexOf('== Token refresh (observed)\n');
+  assert.ok(start >= 0, table.stdout);
+  const rest = table.stdout.slice(start).split('\n').slice(1);
+  return { json: (JSON.parse(json.stdout) as AuditReport).tokenRefreshObserved, section: rest.slice(0, rest.findIndex((l) => l === '' || l.startsWith('Summary:'))).join('\n') };
 }
 
 /** Why the scenarios cannot run on this control plane, or false. */

@@ -18,6 +18,13 @@
 // - Events (core/v1) written as the real one takes them: POST (generateName, the namespace of the
 //          path, involvedObject.namespace checked against it: 422) and PATCH (JSON Patch or merge
 //          patch; 404 for an unknown Event); they are then listed and watched like any object;
+// - the service proxy `GET /api/v1/namespaces/{ns}/services/{[scheme:]name[:port]}/proxy/{path}` as
+//          a real v1.36 kube-apiserver answers it (test/fixtures/service-proxy): 404 when the Service
+//          or its Endpoints do not exist, 503 "no service port N found", 503 "no endpoints available"
+//          when the Endpoints have no address or none that is a Pod with that IP; otherwise the
+//          request goes to the address (TLS unverified, as kube-apiserver's proxy) without the
+//          caller's Authorization header, with X-Forwarded-For and X-Forwarded-Uri, and the answer
+//          comes back as it is. Unlike the real one it proxies to loopback addresses (tests run there);
 // - faults: drop open watches, compact the event history, go down and come back on the same port;
 // - extra routes: `route(method, pathRegex, handler)` (checked before the built-in ones), e.g. OIDC
 //   discovery, TokenRequest or Events for other tests.
@@ -27,8 +34,8 @@
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import fastJsonPatch from 'fast-json-patch';
@@ -73,6 +80,8 @@ const RESOURCES: Record<string, { kind: string; groupVersion: string; clusterSco
   secrets: { kind: 'Secret', groupVersion: 'v1' },
   events: { kind: 'Event', groupVersion: 'v1' },
   serviceaccounts: { kind: 'ServiceAccount', groupVersion: 'v1' },
+  services: { kind: 'Service', groupVersion: 'v1' },
+  endpoints: { kind: 'Endpoints', groupVersion: 'v1' },
   podtemplates: { kind: 'PodTemplate', groupVersion: 'v1' },
   replicationcontrollers: { kind: 'ReplicationController', groupVersion: 'v1' },
   deployments: { kind: 'Deployment', groupVersion: 'apps/v1' },
@@ -454,6 +463,8 @@ export class FakeApiServer {
     if (this.token && req.headers.authorization !== `Bearer ${this.token}`) {
       return this.sendJson(res, 401, statusBody(401, 'Unauthorized', 'Unauthorized'));
     }
+    const proxied = /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/]+)\/proxy(\/.*)?$/.exec(url.pathname);
+    if (proxied && method === 'GET') return this.serviceProxy(req, res, decodeURIComponent(proxied[1]!), decodeURIComponent(proxied[2]!), `${proxied[3] ?? '/'}${url.search}`, url.pathname);
     const parsed = parsePath(url.pathname);
     if (!parsed || !SERVED_GROUP_VERSIONS.has(parsed.apiVersion)) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 19 });
@@ -475,6 +486,49 @@ export class FakeApiServer {
       return this.serveWatch(req, res, parsed, url.searchParams);
     }
     return this.serveList(res, parsed, url.searchParams);
+  }
+
+  /** The service proxy, as kube-apiserver's (pkg/registry/core/service/storage ResourceLocation, then the proxy). */
+  private serviceProxy(req: IncomingMessage, res: ServerResponse, namespace: string, id: string, target: string, uri: string): void {
+    const parts = id.split(':');
+    const [scheme, name, port] = parts.length === 3 ? parts : parts.length === 2 ? ['http', parts[0]!, parts[1]!] : ['http', parts[0]!, ''];
+    const notFound = () => this.sendJson(res, 404, { ...statusBody(404, 'NotFound', `services "${name}" not found`), details: { name, kind: 'services' } });
+    const service = this.get('services', namespace, name!);
+    if (!service) return notFound();
+    const servicePort = (service.spec?.ports ?? []).find((p: KubeObject) => (port ? String(p.port) === port || p.name === port : true));
+    if (!servicePort) return this.sendJson(res, 503, statusBody(503, 'ServiceUnavailable', `no service port ${port} found for service "${name}"`));
+    const endpoints = this.get('endpoints', namespace, name!);
+    if (!endpoints) return notFound(); // what v1.36 answers for a Service without an Endpoints object
+    const subsets: KubeObject[] = endpoints.subsets ?? [];
+    if (subsets.length === 0) return this.sendJson(res, 503, statusBody(503, 'ServiceUnavailable', `no endpoints available for service "${name}"`));
+    for (const subset of subsets) {
+      const endpointPort = (subset.ports ?? []).find((p: KubeObject) => (p.name ?? '') === (servicePort.name ?? ''));
+      if (!endpointPort) continue;
+      // Only an address that is a Pod's IP counts (kube-apiserver's isValidAddress).
+      const address = (subset.addresses ?? []).find((a: KubeObject) => {
+        const ref = a.targetRef;
+        const pod = ref?.kind === 'Pod' ? this.get('pods', ref.namespace ?? namespace, ref.name) : undefined;
+        return pod !== undefined && (pod.status?.podIPs ?? [{ ip: pod.status?.podIP }]).some((ip: KubeObject) => ip.ip === a.ip);
+      });
+      if (!address) continue;
+      const headers: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'authorization' && k !== 'host') headers[k] = v;
+      headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+      headers['x-forwarded-uri'] = uri;
+      const upstream = (scheme === 'https' ? httpsRequest : httpRequest)(
+        { host: address.ip, port: endpointPort.port, path: target, method: 'GET', headers, rejectUnauthorized: false },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, { 'content-type': answer.headers['content-type'] ?? 'application/octet-stream' });
+          answer.pipe(res);
+        },
+      );
+      upstream.on('error', (err) => {
+        if (!res.headersSent) this.sendJson(res, 503, statusBody(503, 'ServiceUnavailable', `error trying to reach service: ${err.message}`));
+      });
+      upstream.end();
+      return;
+    }
+    this.sendJson(res, 503, statusBody(503, 'ServiceUnavailable', `no endpoints available for service "${id}"`));
   }
 
   /** POST an Event, validated as kube-apiserver validates one (the parts tokenguard could get wrong). */

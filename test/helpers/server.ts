@@ -8,6 +8,7 @@ import type { ClusterView } from '../../src/cluster/view.js';
 import type { WebhookConfigurationView } from '../../src/cluster/webhook-configurations.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import type { AnyPolicy } from '../../src/admission/policy.js';
+import type { ObserverState } from '../../src/cluster/token-observer-state.js';
 import type { AdmissionRequest } from '../../src/admission/review.js';
 import { silentLogger, type Logger } from '../../src/observability/log.js';
 import { CallerAuth, type KeySource } from '../../src/server/caller-auth.js';
@@ -50,6 +51,8 @@ export interface TestServerOptions {
   webhookConfigurations?: WebhookConfigurationView;
   /** Records the reviews of the `observe` route (the token refresh observer). */
   observeTokenRequest?: (request: AdmissionRequest) => void;
+  /** What `GET /observer` answers (absent: no such route). */
+  observerState?: () => ObserverState;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -69,6 +72,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     engine: () => engine,
     callerAuth,
     observeTokenRequest: opts.observeTokenRequest,
+    observerState: opts.observerState,
   });
   const agent = new Agent({ ca: certs.ca, keepAlive: true });
   const call = (method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}) =>

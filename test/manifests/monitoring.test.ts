@@ -19,6 +19,7 @@ import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { TokenSelfTest } from '../../src/cluster/token-selftest.js';
 import { TokenObserverService } from '../../src/cluster/token-observer-service.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
+import { OBSERVER_SERVICE } from '../../src/cluster/token-observer-state.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { silentLogger } from '../../src/observability/log.js';
 import { startCacheRig, type CacheRig } from '../cluster/helpers.js';
@@ -335,7 +336,14 @@ describe('the audit CronJob overlay (kubectl kustomize)', { skip }, () => {
   it('is overlays/cert-manager plus the CronJob, its ServiceAccount and its RBAC', () => {
     const key = (o: K8sObject) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
     const added = r.objects.filter((o) => !base.objects.some((b) => key(b) === key(o))).map(key).sort();
-    assert.deepEqual(added, ['ClusterRole//tokenguard-audit', 'ClusterRoleBinding//tokenguard-audit', 'CronJob/tokenguard/tokenguard-audit', 'ServiceAccount/tokenguard/tokenguard-audit']);
+    assert.deepEqual(added, [
+      'ClusterRole//tokenguard-audit',
+      'ClusterRoleBinding//tokenguard-audit',
+      'CronJob/tokenguard/tokenguard-audit',
+      'Role/tokenguard/tokenguard-audit',
+      'RoleBinding/tokenguard/tokenguard-audit',
+      'ServiceAccount/tokenguard/tokenguard-audit',
+    ]);
     for (const b of base.objects) assert.deepEqual(r.objects.find((o) => key(o) === key(b)), b, `${key(b)} unchanged`);
   });
 
@@ -384,5 +392,10 @@ describe('the audit CronJob overlay (kubectl kustomize)', { skip }, () => {
       }
     }
     assert.deepEqual(needed.filter((n) => !grants.has(n)), []);
+    // In tokenguard's namespace: asking the token refresh observer through its Service, nothing else.
+    assert.deepEqual(r.one('Role', 'tokenguard-audit').rules, [
+      { apiGroups: [''], resources: ['services/proxy'], resourceNames: [`https:${OBSERVER_SERVICE.name}:${OBSERVER_SERVICE.port}`], verbs: ['get'] },
+    ]);
+    assert.deepEqual(r.one('RoleBinding', 'tokenguard-audit').subjects, [{ kind: 'ServiceAccount', name: 'tokenguard-audit', namespace: 'tokenguard' }]);
   });
 });
