@@ -14,10 +14,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import type { AuditReport } from '../../../src/cli/audit.js';
 import { kubeletAffectedBy130442 } from '../../../src/k8s/kubelet.js';
 import { PROJECT_ROOT } from '../../helpers/tls.js';
 import { histogram, minus, quantile } from '../harness/apiserver-metrics.js';
-import { yaml } from '../harness/cli.js';
+import { tokenguardCli, yaml } from '../harness/cli.js';
 import { eventually } from '../harness/eventually.js';
 import { kubectlFor, ok, warnings } from '../harness/kubectl.js';
 import type { NodeCluster } from '../harness/node.js';
@@ -220,6 +221,22 @@ export function observerScenario(get: () => NodeCluster): void {
       assert.notEqual(frozenIat, pods.frozen.issued[0], 'a fixed kubelet refreshes a pod whose claim is Terminating');
     }
     assert.ok(!byPod.has('healthy'));
+
+    // `tokenguard audit` as an admin runs it: it asks the observer through the API server's
+    // service proxy, and lists the same pods (overdue pods are findings: exit 1).
+    const audit = await tokenguardCli(['audit', '--kubeconfig', c.kubeconfig, '-o', 'json'], { wrap: c.inside });
+    assert.equal(audit.code, 1, audit.stderr);
+    const observed = (JSON.parse(audit.stdout) as AuditReport).tokenRefreshObserved;
+    assert.equal(observed.status, 'observing', observed.detail);
+    assert.deepEqual(observed.overdue.map((o) => o.pod).sort(), [...expected].sort());
+    const v = observed.overdue.find((o) => o.pod === 'victim')!;
+    assert.deepEqual([v.namespace, v.node, v.kubeletVersion, v.audiences, v.requestedSeconds], [NS, c.node, kubeletVersion, [TOKEN.audience], TOKEN.seconds]);
+    // The Event's line, but for how late it is now.
+    const sameLine = (m: string) => m.replace(/, \d+ s past due/, '');
+    assert.ok(victim.message.includes(sameLine(v.message)), `${v.message} / ${victim.message}`);
+    const table = await tokenguardCli(['audit', '--kubeconfig', c.kubeconfig], { wrap: c.inside });
+    assert.match(table.stdout, /Token refresh \(observed\)/);
+    assert.ok(table.stdout.includes(`${NS}/victim`) || table.stdout.includes('victim'), table.stdout);
   });
 
   it('hand-over: the observer pod deleted, the other replica observes and reports nothing on missing data', async () => {
