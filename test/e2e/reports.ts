@@ -56,9 +56,11 @@ export function reportsScenario(assets: Assets): void {
     const rendered = ok(await kubectl(['kustomize', join(MANIFESTS, 'overlays', 'audit-reports')]), 'kubectl kustomize overlays/audit-reports').stdout;
     const objects = parseAllDocuments(rendered).map((d) => d.toJS());
     const wanted = objects.filter(
-      (o) => (o.kind === 'Namespace' && o.metadata.name === 'tokenguard') || (['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind) && o.metadata.name === 'tokenguard-audit'),
+      (o) =>
+        (o.kind === 'Namespace' && o.metadata.name === 'tokenguard') ||
+        (['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(o.kind) && o.metadata.name === 'tokenguard-audit'),
     );
-    assert.equal(wanted.length, 4);
+    assert.equal(wanted.length, 6);
     await must(['apply', '-f', '-'], yaml(...wanted));
     const token = (await must(['create', 'token', 'tokenguard-audit', '-n', 'tokenguard', '--duration=1h'])).stdout.trim();
     auditKubeconfig = join(cp.dir, 'tokenguard-audit.kubeconfig');
@@ -108,6 +110,8 @@ export function reportsScenario(assets: Assets): void {
       const r = await audit(a.flags);
       assert.equal(r.code, 0, `${a.api}: reports written: exit 0\n${r.stdout}${r.stderr}`);
       assert.match(r.stderr, new RegExp(`${a.api.replace(/[./]/g, '\\$&')} reports: \\d+ result\\(s\\); created [^;]*${NS}/tokenguard-audit`), r.stderr);
+      // Its Role lets it ask the token refresh observer; no component here, so nothing observes (and no result is made up).
+      assert.match(r.stdout, /^== Token refresh \(observed\)\nnothing observes TokenRequests: .*\n {2}\(asked Service tokenguard\/tokenguard-observer \(through the API server\): no Service /m);
       const report = await ownReport(a.resource);
       assert.ok(report, `${a.api}: tokenguard's report in ${NS}`);
       assert.equal(report.metadata.labels['app.kubernetes.io/managed-by'], 'tokenguard');
