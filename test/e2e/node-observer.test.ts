@@ -1,6 +1,6 @@
 // The token refresh observer on a real node (test/e2e/node/observer.ts): tokenguard installed from
 // manifests/ with the token-observer component, pods with 600 s tokens watched through their
-// first refresh. About 14 minutes, nearly all of it waiting for the kubelet's refresh at 80 % of
+// first refresh. About 12 minutes, nearly all of it waiting for the kubelet's refresh at 80 % of
 // 600 s: `npm run test:node:observer` (docs/development.md). With TOKENGUARD_NODE_KUBELET naming a
 // kubelet that still has kubernetes#130442 (v1.29.14: shared/k8s/node/unpack-kubelet-1.29.sh), the
 // pod whose claim is Terminating is reported overdue with that cause. Skips like the node suite,
@@ -15,7 +15,7 @@ import { observerInstall, observerScenario } from './node/observer.js';
 
 const found: ReturnType<typeof findNodeAssets> = process.env.TOKENGUARD_NODE_OBSERVER
   ? findNodeAssets()
-  : { skip: 'the observer node run takes about 14 minutes: npm run test:node:observer (with the node suite\'s variables set)' };
+  : { skip: 'the observer node run takes about 12 minutes: npm run test:node:observer (with the node suite\'s variables set)' };
 
 describe('on a real node: the token refresh observer (tokenguard with components/token-observer)', { skip: 'skip' in found ? found.skip : false }, () => {
   if (!('assets' in found)) return;
