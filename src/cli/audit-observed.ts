@@ -15,7 +15,8 @@
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { ApiError, type ApiClient } from '../cluster/client.js';
-import { OBSERVER_SERVICE, OBSERVER_STATE_PATH, parseObserverState, type ObservedOverduePod, type ObserverState } from '../cluster/token-observer-state.js';
+import { OBSERVER_STATE_PATH, parseObserverState, type ObservedOverduePod, type ObserverState } from '../cluster/token-observer-state.js';
+import { OBSERVER_SERVICE } from '../k8s/self-managed-tls.js';
 import { errorCode, errorMessage } from '../observability/errors.js';
 
 export const NOTHING_OBSERVES = 'nothing observes TokenRequests: install manifests/components/token-observer (docs/monitoring.md)';

@@ -10,8 +10,6 @@ import type { ObserverConfig } from '../config/schema.js';
 
 /** The route, on the serving port (the Service `tokenguard-observer` already targets it). */
 export const OBSERVER_STATE_PATH = '/observer';
-/** The token-observer component's Service (manifests/components/token-observer/service.yaml): it selects the observer alone. */
-export const OBSERVER_SERVICE = { name: 'tokenguard-observer', port: 443 } as const;
 
 /** A likely cause of an overdue refresh, with the upstream issue when there is one. */
 export interface ObservedCause {

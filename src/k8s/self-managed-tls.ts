@@ -306,10 +306,12 @@ export function serviceNames(service: string, namespace: string): string[] {
   return [`${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`, `${service}.${namespace}`];
 }
 
-/** The Service of the token observer (manifests/components/token-observer) beside `service`. */
-export function observerServiceName(service: string): string {
-  return `${service}-observer`;
-}
+/**
+ * The token-observer component's Service (manifests/components/token-observer/service.yaml), in
+ * tokenguard's namespace: it selects the observer alone. The API server calls it for kubelets'
+ * TokenRequests and `tokenguard audit` asks through it.
+ */
+export const OBSERVER_SERVICE = { name: 'tokenguard-observer', port: 443 } as const;
 
 /**
  * Every name the serving certificate carries: the Service's, the token observer's when it runs
@@ -317,6 +319,6 @@ export function observerServiceName(service: string): string {
  * skipped), then the extra names configured.
  */
 export function servingNames(service: string, namespace: string, extra: readonly string[], observer: boolean): string[] {
-  const services = observer ? [service, observerServiceName(service)] : [service];
+  const services = observer ? [service, OBSERVER_SERVICE.name] : [service];
   return [...services.flatMap((s) => serviceNames(s, namespace)), ...extra];
 }

@@ -19,7 +19,7 @@ import { IssuerMonitor } from '../../src/cluster/issuers.js';
 import { TokenSelfTest } from '../../src/cluster/token-selftest.js';
 import { TokenObserverService } from '../../src/cluster/token-observer-service.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
-import { OBSERVER_SERVICE } from '../../src/cluster/token-observer-state.js';
+import { OBSERVER_SERVICE } from '../../src/k8s/self-managed-tls.js';
 import { BUILTIN_POLICIES } from '../../src/policies/index.js';
 import { silentLogger } from '../../src/observability/log.js';
 import { startCacheRig, type CacheRig } from '../cluster/helpers.js';

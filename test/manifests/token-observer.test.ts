@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ADMISSION_ROUTES } from '../../src/admission/routes.js';
 import { OBSERVER_API_ACCESS, OBSERVER_LABEL, OBSERVER_LEASE } from '../../src/cluster/token-observer-service.js';
-import { servingNames } from '../../src/k8s/self-managed-tls.js';
+import { OBSERVER_SERVICE, servingNames } from '../../src/k8s/self-managed-tls.js';
 import { kubectlMissing, OVERLAYS, render, renderWith, selectorMatches, type K8sObject } from './kustomize.js';
 
 const skip = kubectlMissing();
@@ -43,6 +43,8 @@ describe('the token-observer component (kubectl kustomize)', { skip }, () => {
       assert.deepEqual(hook.rules, [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['serviceaccounts/token'], scope: 'Namespaced' }]);
       assert.deepEqual(hook.matchConditions, [{ name: 'from-a-node', expression: "'system:nodes' in request.userInfo.groups" }]);
       assert.equal(hook.clientConfig.service.path, ADMISSION_ROUTES.observe.path);
+      // The Service the code names (the certificate's names, audit's service proxy) is the component's.
+      assert.deepEqual([hook.clientConfig.service.name, hook.clientConfig.service.port], [OBSERVER_SERVICE.name, OBSERVER_SERVICE.port]);
 
       // The Service the webhook calls selects the tokenguard pods that carry the observer label, and only those.
       const service = r.one('Service', hook.clientConfig.service.name);
