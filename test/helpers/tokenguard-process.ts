@@ -118,9 +118,7 @@ export class TokenguardProcess {
 
   /** The value of one sample of /metrics (`name{labels}` exactly as exposed), undefined when absent. */
   async metric(sample: string): Promise<number | undefined> {
-    const text = (await this.call('GET', '/metrics')).text;
-    const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
-    return line === undefined ? undefined : Number(line.slice(sample.length + 1));
+    return metricSample((await this.call('GET', '/metrics')).text, sample);
   }
 
   /** Resolves once /readyz answers 200 (every cluster cache synced); rejects if the process exits. */
@@ -146,4 +144,10 @@ export class TokenguardProcess {
     if (this.child.exitCode === null) this.child.kill('SIGTERM');
     return this.exited;
   }
+}
+
+/** The value of one sample (`name{labels}` exactly as exposed) in a Prometheus text exposition, undefined when absent. */
+export function metricSample(text: string, sample: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
+  return line === undefined ? undefined : Number(line.slice(sample.length + 1));
 }

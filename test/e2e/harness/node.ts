@@ -140,6 +140,11 @@ export class NodeCluster {
     }
   }
 
+  /** A tokenguard pod's /metrics, read through the API server's pod proxy as an admin would. */
+  async tokenguardMetrics(pod: string): Promise<string> {
+    return ok(await this.kubectl(['get', '--raw', `/api/v1/namespaces/tokenguard/pods/https:${pod}:8443/proxy/metrics`]), `metrics of ${pod}`).stdout;
+  }
+
   /** Apply YAML or JSON objects as admin; throws with kubectl's words. */
   async apply(objects: string): Promise<void> {
     ok(await this.kubectl(['apply', '-f', '-'], objects), 'kubectl apply');

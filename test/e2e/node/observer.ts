@@ -17,6 +17,7 @@ import { parse, stringify } from 'yaml';
 import type { AuditReport } from '../../../src/cli/audit.js';
 import { kubeletAffectedBy130442 } from '../../../src/k8s/kubelet.js';
 import { PROJECT_ROOT } from '../../helpers/tls.js';
+import { metricSample } from '../../helpers/tokenguard-process.js';
 import { histogram, minus, quantile } from '../harness/apiserver-metrics.js';
 import { tokenguardCli, yaml } from '../harness/cli.js';
 import { eventually } from '../harness/eventually.js';
@@ -83,15 +84,8 @@ async function leader(cluster: NodeCluster): Promise<string> {
   }, 'one pod labelled tokenguard.io/observer=true', 60_000);
 }
 
-async function metricsOf(cluster: NodeCluster, pod: string): Promise<string> {
-  return ok(await cluster.kubectl(['get', '--raw', `/api/v1/namespaces/tokenguard/pods/https:${pod}:8443/proxy/metrics`]), `metrics of ${pod}`).stdout;
-}
-
-/** One sample of a Prometheus text exposition: `name{labels} value`. */
-const sample = (text: string, name: string, labels = ''): number => {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : NaN;
-};
+/** One sample of a replica's /metrics (`name{labels}`); NaN when absent, so no comparison holds. */
+const sample = (text: string, name: string): number => metricSample(text, name) ?? NaN;
 
 /** Wait with a slow poll (minutes of waiting: a kubectl run every few seconds, not five a second). */
 async function within<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>): Promise<T> {
@@ -118,7 +112,7 @@ export function observerScenario(get: () => NodeCluster): void {
     kubeletVersion = ok(await c.kubectl(['get', 'node', c.node, '-o', 'jsonpath={.status.nodeInfo.kubeletVersion}']), 'node').stdout;
     bugged = kubeletAffectedBy130442(kubeletVersion) === true;
     process.stdout.write(`# kubelet ${kubeletVersion}: ${bugged ? 'has' : 'fixed for'} kubernetes#130442\n`);
-    const before = sample(await metricsOf(c, firstLeader), 'tokenguard_token_observer_tracked_pods');
+    const before = sample(await c.tokenguardMetrics(firstLeader), 'tokenguard_token_observer_tracked_pods');
 
     ok(await c.kubectl(['create', 'namespace', NS]), 'namespace');
     const created_ = await c.kubectl(['apply', '-f', '-'], [boundClaim(c, NS, 'frozen'), tokenPod('healthy'), tokenPod('victim'), tokenPod('frozen', 'frozen')].join('---\n'));
@@ -134,10 +128,10 @@ export function observerScenario(get: () => NodeCluster): void {
     }
     // Each pod's TokenRequests (the vault token and kube-api-access) reached the observer.
     const m = await within('the observer tracking the three pods', 60_000, async () => {
-      const text = await metricsOf(c, firstLeader);
+      const text = await c.tokenguardMetrics(firstLeader);
       return sample(text, 'tokenguard_token_observer_tracked_pods') >= before + 3 && text;
     });
-    assert.ok(sample(m, 'tokenguard_token_requests_observed_total', '{outcome="recorded"}') >= 6, 'two TokenRequests per pod recorded');
+    assert.ok(sample(m, 'tokenguard_token_requests_observed_total{outcome="recorded"}') >= 6, 'two TokenRequests per pod recorded');
   });
 
   it("the API server refuses the victim's TokenRequests (a ValidatingAdmissionPolicy); the frozen pod's claim is deleted", async () => {
@@ -195,7 +189,7 @@ export function observerScenario(get: () => NodeCluster): void {
     assert.ok(refreshedAfter >= 480 && refreshedAfter <= 480 + 10 + SYNC_SECONDS * 1.5 + 5, `refreshed after ${refreshedAfter} s`);
     const expected = bugged ? ['victim', 'frozen'] : ['victim'];
     const metrics = await within(`the observer's gauge at ${expected.length}`, 6 * 60_000, async () => {
-      const text = await metricsOf(c, firstLeader);
+      const text = await c.tokenguardMetrics(firstLeader);
       return sample(text, 'tokenguard_token_refresh_overdue_pods') === expected.length && text;
     });
     const overdueAt = (Date.now() - created) / 1000;
@@ -251,7 +245,7 @@ export function observerScenario(get: () => NodeCluster): void {
     // period it may report none of them, not even the victim that is overdue.
     const until = Date.now() + 30_000;
     while (Date.now() < until) {
-      const text = await metricsOf(c, next);
+      const text = await c.tokenguardMetrics(next);
       assert.equal(sample(text, 'tokenguard_token_refresh_overdue_pods'), 0, 'the new observer reports a pod overdue on data it never had');
       assert.equal(sample(text, 'tokenguard_token_observer_active'), 1);
       await new Promise((r) => setTimeout(r, 3000));

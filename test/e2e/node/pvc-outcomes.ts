@@ -146,7 +146,7 @@ export function outcomeScenario(cluster: () => NodeCluster): void {
     const pods = ok(await c.kubectl(['-n', 'tokenguard', 'get', 'pods', '-l', 'app.kubernetes.io/name=tokenguard', '-o', 'jsonpath={.items[*].metadata.name}']), 'pods').stdout.split(' ').filter(Boolean);
     let sum = 0;
     for (const pod of pods) {
-      const text = ok(await c.kubectl(['get', '--raw', `/api/v1/namespaces/tokenguard/pods/https:${pod}:8443/proxy/metrics`]), `metrics of ${pod}`).stdout;
+      const text = await c.tokenguardMetrics(pod);
       sum += Number(/^tokenguard_claims_terminating_in_use (\d+)$/m.exec(text)?.[1] ?? NaN);
     }
     assert.equal(sum, expected);

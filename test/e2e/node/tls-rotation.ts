@@ -33,7 +33,7 @@ async function rotations(cluster: NodeCluster): Promise<Record<string, number>> 
   const pods = ok(await cluster.kubectl(['-n', 'tokenguard', 'get', 'pods', '-l', 'app.kubernetes.io/name=tokenguard', '-o', 'jsonpath={.items[*].metadata.name}']), 'pods').stdout.split(' ').filter(Boolean);
   const sum: Record<string, number> = {};
   for (const pod of pods) {
-    const text = ok(await cluster.kubectl(['get', '--raw', `/api/v1/namespaces/tokenguard/pods/https:${pod}:8443/proxy/metrics`]), `metrics of ${pod}`).stdout;
+    const text = await cluster.tokenguardMetrics(pod);
     for (const m of text.matchAll(/^tokenguard_tls_rotations_total\{kind="([^"]+)"[^}]*\} (\d+)/gm)) sum[m[1]!] = (sum[m[1]!] ?? 0) + Number(m[2]);
   }
   return sum;
