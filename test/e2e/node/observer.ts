@@ -17,6 +17,7 @@ import { parse, stringify } from 'yaml';
 import type { AuditReport } from '../../../src/cli/audit.js';
 import { kubeletAffectedBy130442 } from '../../../src/k8s/kubelet.js';
 import { PROJECT_ROOT } from '../../helpers/tls.js';
+import { eventually as poll } from '../../helpers/eventually.js';
 import { metricSample } from '../../helpers/tokenguard-process.js';
 import { histogram, minus, quantile } from '../harness/apiserver-metrics.js';
 import { tokenguardCli, yaml } from '../harness/cli.js';
@@ -87,16 +88,8 @@ async function leader(cluster: NodeCluster): Promise<string> {
 /** One sample of a replica's /metrics (`name{labels}`); NaN when absent, so no comparison holds. */
 const sample = (text: string, name: string): number => metricSample(text, name) ?? NaN;
 
-/** Wait with a slow poll (minutes of waiting: a kubectl run every few seconds, not five a second). */
-async function within<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await check();
-    if (got) return got;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 3000));
-  }
-}
+/** Minutes of waiting are polled every few seconds (a kubectl run each), not five times a second. */
+const SLOW_POLL_MS = 3000;
 
 export function observerScenario(get: () => NodeCluster): void {
   const pods: Record<'healthy' | 'victim' | 'frozen', Observed> = {} as never;
@@ -127,10 +120,10 @@ export function observerScenario(get: () => NodeCluster): void {
       pods[name] = { uid, issued: [iat] };
     }
     // Each pod's TokenRequests (the vault token and kube-api-access) reached the observer.
-    const m = await within('the observer tracking the three pods', 60_000, async () => {
+    const m = await poll(async () => {
       const text = await c.tokenguardMetrics(firstLeader);
       return sample(text, 'tokenguard_token_observer_tracked_pods') >= before + 3 && text;
-    });
+    }, 'the observer tracking the three pods', 60_000, SLOW_POLL_MS);
     assert.ok(sample(m, 'tokenguard_token_requests_observed_total{outcome="recorded"}') >= 6, 'two TokenRequests per pod recorded');
   });
 
@@ -179,19 +172,19 @@ export function observerScenario(get: () => NodeCluster): void {
   it('at the first refresh: healthy refreshed and seen; victim reported overdue with its details; frozen as its kubelet does', async () => {
     const c = get();
     // The kubelet refreshes at 80 % of 600 s (+ up to 10 s jitter), at the next pod sync.
-    await within('the healthy pod refreshed by its kubelet', 12 * 60_000, async () => {
+    await poll(async () => {
       const iat = tokenIat(c, pods.healthy.uid);
       if (iat !== undefined && iat !== pods.healthy.issued.at(-1)) pods.healthy.issued.push(iat);
       return pods.healthy.issued.length > 1;
-    });
+    }, 'the healthy pod refreshed by its kubelet', 12 * 60_000, SLOW_POLL_MS);
     const refreshedAfter = pods.healthy.issued[1]! - pods.healthy.issued[0]!;
     process.stdout.write(`# healthy refreshed ${refreshedAfter} s after its first fetch (80 % of 600 s is 480 s)\n`);
     assert.ok(refreshedAfter >= 480 && refreshedAfter <= 480 + 10 + SYNC_SECONDS * 1.5 + 5, `refreshed after ${refreshedAfter} s`);
     const expected = bugged ? ['victim', 'frozen'] : ['victim'];
-    const metrics = await within(`the observer's gauge at ${expected.length}`, 6 * 60_000, async () => {
+    const metrics = await poll(async () => {
       const text = await c.tokenguardMetrics(firstLeader);
       return sample(text, 'tokenguard_token_refresh_overdue_pods') === expected.length && text;
-    });
+    }, `the observer's gauge at ${expected.length}`, 6 * 60_000, SLOW_POLL_MS);
     const overdueAt = (Date.now() - created) / 1000;
     process.stdout.write(`# overdue reported ${overdueAt.toFixed(0)} s after the pods started; the missed refresh was due about ${refreshedAfter} s after\n`);
     assert.ok(metrics);
@@ -236,10 +229,10 @@ export function observerScenario(get: () => NodeCluster): void {
   it('hand-over: the observer pod deleted, the other replica observes and reports nothing on missing data', async () => {
     const c = get();
     ok(await c.kubectl(['-n', 'tokenguard', 'delete', 'pod', firstLeader, '--wait=false']), 'delete the observer');
-    const next = await within('another replica labelled observer', 90_000, async () => {
+    const next = await poll(async () => {
       const l = await leader(c).catch(() => '');
       return l && l !== firstLeader && l;
-    });
+    }, 'another replica labelled observer', 90_000, SLOW_POLL_MS);
     assert.equal(ok(await c.kubectl(['-n', 'tokenguard', 'get', 'lease', 'tokenguard-observer', '-o', 'jsonpath={.spec.holderIdentity}']), 'Lease').stdout, next);
     // The new observer has seen none of the observed pods' TokenRequests: for a whole refresh
     // period it may report none of them, not even the victim that is overdue.
