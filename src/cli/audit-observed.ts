@@ -15,14 +15,12 @@
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { ApiError, type ApiClient } from '../cluster/client.js';
+import { signedByUnknownAuthority } from '../cluster/server-certificate.js';
 import { OBSERVER_STATE_PATH, parseObserverState, type ObservedOverduePod, type ObserverState } from '../cluster/token-observer-state.js';
 import { OBSERVER_SERVICE } from '../k8s/self-managed-tls.js';
-import { errorCode, errorMessage } from '../observability/errors.js';
+import { errorMessage } from '../observability/errors.js';
 
 export const NOTHING_OBSERVES = 'nothing observes TokenRequests: install manifests/components/token-observer (docs/monitoring.md)';
-
-/** Node's codes for a certificate no trusted CA signed. */
-const UNKNOWN_AUTHORITY = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
 
 /** Where audit asks: tokenguard's namespace through the API server, or a direct URL (with the CA that signed its certificate). */
 export type ObserverSource = { namespace: string } | { url: string; caFile?: string };
@@ -55,8 +53,7 @@ export async function askObserver(client: ApiClient, source: ObserverSource, tim
     try {
       body = await getDirect(asked, source.caFile, timeoutMs);
     } catch (err) {
-      const untrusted = UNKNOWN_AUTHORITY.has(errorCode(err) ?? '');
-      return unknown(asked, untrusted ? `${errorMessage(err)}: pass --observer-ca with the CA that signed tokenguard's serving certificate` : errorMessage(err));
+      return unknown(asked, signedByUnknownAuthority(err) ? `${errorMessage(err)}: pass --observer-ca with the CA that signed tokenguard's serving certificate` : errorMessage(err));
     }
     return fromState(asked, body);
   }

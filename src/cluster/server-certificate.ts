@@ -21,6 +21,12 @@ function tlsError(err: unknown): { code: string; message: string } | undefined {
   return undefined;
 }
 
+/** Whether `err` (or a cause) is a certificate that no trusted CA signed. */
+export function signedByUnknownAuthority(err: unknown): boolean {
+  const tls = tlsError(err);
+  return tls !== undefined && UNKNOWN_AUTHORITY.has(tls.code);
+}
+
 /**
  * When `err` is a failed verification of the API server's certificate: what kubectl says about it
  * and how to fix it, as one line. Undefined for any other error.
