@@ -7,12 +7,16 @@ import assert from 'node:assert/strict';
 import { ok } from '../harness/kubectl.js';
 import type { NodeCluster } from '../harness/node.js';
 import { install, ownKustomization } from './install.js';
+import { shortTlsConfig } from './tls-rotation.js';
 import { boundClaim, runningPod, waitForPhase } from './workloads.js';
 
 export function stagingScenario(cluster: () => NodeCluster, image: string): void {
   it('kubectl apply -k of the staging overlay: 2/2 Available, validation fails closed, an unlabelled namespace is enforced', async () => {
     const c = cluster();
-    await install(c, ownKustomization('staging', image));
+    // The overlay's settings, but the suite's TLS lifetimes: under the defaults' longer overlap, the
+    // 120 s CA in flight would expire mid-rotation and be replaced outright (seen: one fail-closed
+    // call refused as "certificate signed by unknown authority" before the new CA was injected).
+    await install(c, ownKustomization('staging', image, (dir) => shortTlsConfig(dir, 'overlays/staging')));
     const v = JSON.parse(ok(await c.kubectl(['get', 'validatingwebhookconfiguration', 'tokenguard', '-o', 'json']), 'webhooks').stdout);
     const policies = Object.fromEntries(v.webhooks.map((w: { name: string; failurePolicy: string }) => [w.name, w.failurePolicy]));
     // Only the main validating webhook fails closed: kube-system's and the TokenRequests' always fail open.

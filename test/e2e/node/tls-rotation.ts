@@ -20,9 +20,12 @@ import { untilWebhooksServe } from './install.js';
 /** What the suite's install sets (over manifests/base/config.yaml): the shortest lifetimes the config allows, so a CA rotates every minute. */
 export const SHORT_TLS = { caLifetimeSeconds: 120, certLifetimeSeconds: 60, renewAtFraction: 0.5, checkSeconds: 3, overlapSeconds: 10 };
 
-/** manifests/base/config.yaml with SHORT_TLS, written to `dir`; the kustomization lines that use it. */
-export function shortTlsConfig(dir: string): string {
-  const config = parse(readFileSync(join(PROJECT_ROOT, 'manifests', 'base', 'config.yaml'), 'utf8'));
+/**
+ * The config of `from` (manifests/base, or an overlay with a config.yaml of its own) with SHORT_TLS,
+ * written to `dir`; the kustomization lines that use it.
+ */
+export function shortTlsConfig(dir: string, from = 'base'): string {
+  const config = parse(readFileSync(join(PROJECT_ROOT, 'manifests', from, 'config.yaml'), 'utf8'));
   config.server.selfManagedTLS = { ...config.server.selfManagedTLS, ...SHORT_TLS };
   writeFileSync(join(dir, 'config.yaml'), stringify(config));
   return ['configMapGenerator:', '  - name: tokenguard-config', '    namespace: tokenguard', '    behavior: replace', '    files: [config.yaml]'].join('\n');
