@@ -256,6 +256,12 @@ export const OBSERVER_API_ACCESS: readonly (Omit<ApiAccess, 'verbs'> & { verbs: 
 /** The label the observer puts on its own pod; the token observer's Service selects it. */
 export const OBSERVER_LABEL = 'tokenguard.io/observer';
 
+/**
+ * Set on the observer's pod beside its label: a scale-down (`kubectl scale`, an autoscaler) removes
+ * another replica first, so the observer keeps what it has seen (a new one starts empty).
+ */
+export const OBSERVER_DELETION_COST = { annotation: 'controller.kubernetes.io/pod-deletion-cost', value: '1000' } as const;
+
 export interface RunningObserver {
   service: TokenObserverService;
   record: (req: TokenRequestReview) => Outcome;
@@ -267,7 +273,7 @@ export interface RunningObserver {
 /**
  * The observer as `serve` runs it. With `observer.leaderElection` (the default) this replica
  * observes only while it holds the Lease, and labels its own pod `tokenguard.io/observer=true`
- * meanwhile (the label goes when it steps down; a deleted pod takes it along). Without it, it
+ * meanwhile, with a pod deletion cost (both go when it steps down; a deleted pod takes them along). Without it, it
  * observes from the start: one replica only.
  */
 export async function startTokenObserver(cache: ClusterCache, config: ObserverConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningObserver> {
@@ -288,9 +294,13 @@ export async function startTokenObserver(cache: ClusterCache, config: ObserverCo
   const podName = env.POD_NAME;
   if (!podName) throw new Error('observer.leaderElection needs the pod name in POD_NAME (the manifests set it); or set observer.leaderElection: false for one replica');
   const podPath = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(podName)}`;
-  const label = async (value: 'true' | null) => {
+  const label = async (observing: boolean) => {
+    const metadata = {
+      labels: { [OBSERVER_LABEL]: observing ? 'true' : null },
+      annotations: { [OBSERVER_DELETION_COST.annotation]: observing ? OBSERVER_DELETION_COST.value : null },
+    };
     try {
-      await cache.client.writeJson('PATCH', podPath, { metadata: { labels: { [OBSERVER_LABEL]: value } } }, { timeoutMs: 5000 });
+      await cache.client.writeJson('PATCH', podPath, { metadata }, { timeoutMs: 5000 });
     } catch (err) {
       logger.warn('token refresh observer: could not label its own pod', { pod: `${namespace}/${podName}`, label: OBSERVER_LABEL, error: errorMessage(err) });
     }
@@ -303,15 +313,15 @@ export async function startTokenObserver(cache: ClusterCache, config: ObserverCo
     logger,
     onStartedLeading: () => {
       service.start();
-      void label('true');
+      void label(true);
     },
     onStoppedLeading: () => {
       service.stop();
-      void label(null);
+      void label(false);
     },
   });
   // A replica that restarted while labelled must not keep attracting the token webhook's calls.
-  await label(null);
+  await label(false);
   elector.start();
   return {
     service,
@@ -327,7 +337,7 @@ export async function startTokenObserver(cache: ClusterCache, config: ObserverCo
       const wasLeader = elector.isLeader;
       await elector.stop();
       service.stop();
-      if (wasLeader) await label(null);
+      if (wasLeader) await label(false);
     },
   };
 }

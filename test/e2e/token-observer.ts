@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { AuditReport } from '../../src/cli/audit.js';
 import { NOTHING_OBSERVES, observerProxyPath } from '../../src/cli/audit-observed.js';
-import { OBSERVER_LABEL, OBSERVER_LEASE } from '../../src/cluster/token-observer-service.js';
+import { OBSERVER_DELETION_COST, OBSERVER_LABEL, OBSERVER_LEASE } from '../../src/cluster/token-observer-service.js';
 import { webhooksAtUrl } from '../../src/k8s/webhook-manifests.js';
 import { freePort } from '../helpers/ports.js';
 import { TokenguardProcess } from '../helpers/tokenguard-process.js';
@@ -162,12 +162,19 @@ export function tokenObserverScenarios(assets: Assets): void {
         const out = (await must(['get', 'pods', '-n', 'tokenguard', '-l', `${OBSERVER_LABEL}=true`, '-o', 'jsonpath={.items[*].metadata.name}'])).stdout.trim();
         return out && !out.includes(' ') ? (out as keyof typeof replicas) : undefined;
       };
+      const deletionCosts = async () => {
+        const path = `{range .items[*]}{.metadata.name}={.metadata.annotations.${OBSERVER_DELETION_COST.annotation.replaceAll('.', '\\.')}}{"\\n"}{end}`;
+        const out = (await must(['get', 'pods', '-n', 'tokenguard', '-o', `jsonpath=${path}`])).stdout.trim();
+        return Object.fromEntries(out.split('\n').filter(Boolean).map((l) => l.split('=') as [string, string]));
+      };
       const leader = await eventually(labelled, 'one replica to hold the Lease and label its pod');
       const holder = (await must(['get', 'lease', OBSERVER_LEASE, '-n', 'tokenguard', '-o', 'jsonpath={.spec.holderIdentity}'])).stdout;
       assert.equal(holder, leader);
       const other = leader === 'tg-a' ? 'tg-b' : 'tg-a';
       assert.equal(await replicas[leader].metric('tokenguard_token_observer_active'), 1);
       assert.equal(await replicas[other].metric('tokenguard_token_observer_active'), 0);
+      // A scale-down removes the other replica first: the observer's pod costs more to delete.
+      assert.deepEqual(await deletionCosts(), { [leader]: OBSERVER_DELETION_COST.value, [other]: '' });
 
       // Killed (no release): the Lease expires after its 15 s, then the other takes it.
       replicas[leader].child.kill('SIGKILL');
@@ -177,9 +184,10 @@ export function tokenObserverScenarios(assets: Assets): void {
       const transitions = (await must(['get', 'lease', OBSERVER_LEASE, '-n', 'tokenguard', '-o', 'jsonpath={.spec.holderIdentity} {.spec.leaseTransitions}'])).stdout;
       assert.equal(transitions, `${other} 1`);
 
-      // Stopped (SIGTERM): it releases the Lease and removes its label on the way out.
+      // Stopped (SIGTERM): it releases the Lease and removes its label and deletion cost on the way out.
       await replicas[other].stop();
       assert.equal(await labelled(), undefined);
+      assert.deepEqual(await deletionCosts(), { [other]: '' });
       assert.equal((await must(['get', 'lease', OBSERVER_LEASE, '-n', 'tokenguard', '-o', 'jsonpath={.spec.holderIdentity}'])).stdout, '');
     } finally {
       for (const r of Object.values(replicas)) await r.stop();
