@@ -5,6 +5,7 @@
 
 import { before, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { OBSERVER_SERVICE } from '../../../src/k8s/self-managed-tls.js';
 import { eventually } from '../harness/eventually.js';
 import { ok, warnings } from '../harness/kubectl.js';
 import type { NodeCluster } from '../harness/node.js';
@@ -23,7 +24,9 @@ export function inClusterScenario(cluster: () => NodeCluster): void {
     for (const kind of ['validatingwebhookconfiguration', 'mutatingwebhookconfiguration']) {
       const r = await must(['get', kind, 'tokenguard', '-o', 'json']);
       for (const w of JSON.parse(r.stdout).webhooks) {
-        assert.deepEqual(w.clientConfig.service && [w.clientConfig.service.namespace, w.clientConfig.service.name], ['tokenguard', 'tokenguard'], w.name);
+        // The token observer's webhook (components/token-observer, installed by the suite) has a Service of its own.
+        const service = w.name === 'observe-tokenrequests.tokenguard.io' ? OBSERVER_SERVICE.name : 'tokenguard';
+        assert.deepEqual(w.clientConfig.service && [w.clientConfig.service.namespace, w.clientConfig.service.name], ['tokenguard', service], w.name);
         assert.equal(w.clientConfig.url, undefined, w.name);
       }
     }

@@ -21,12 +21,13 @@ import { untilWebhooksServe } from './install.js';
 export const SHORT_TLS = { caLifetimeSeconds: 120, certLifetimeSeconds: 60, renewAtFraction: 0.5, checkSeconds: 3, overlapSeconds: 10 };
 
 /**
- * The config of `from` (manifests/base, or an overlay with a config.yaml of its own) with SHORT_TLS,
- * written to `dir`; the kustomization lines that use it.
+ * The config of `from` (manifests/base, or an overlay with a config.yaml of its own) with SHORT_TLS
+ * and any further `edits`, written to `dir`; the kustomization lines that use it.
  */
-export function shortTlsConfig(dir: string, from = 'base'): string {
-  const config = parse(readFileSync(join(PROJECT_ROOT, 'manifests', from, 'config.yaml'), 'utf8'));
+export function shortTlsConfig(dir: string, from = 'base', ...edits: ((config: Record<string, any>) => void)[]): string {
+  const config = parse(readFileSync(join(PROJECT_ROOT, 'manifests', from, 'config.yaml'), 'utf8')) as Record<string, any>;
   config.server.selfManagedTLS = { ...config.server.selfManagedTLS, ...SHORT_TLS };
+  for (const edit of edits) edit(config);
   writeFileSync(join(dir, 'config.yaml'), stringify(config));
   return ['configMapGenerator:', '  - name: tokenguard-config', '    namespace: tokenguard', '    behavior: replace', '    files: [config.yaml]'].join('\n');
 }
