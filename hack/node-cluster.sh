@@ -18,6 +18,7 @@
 #   TOKENGUARD_NODE_DEPS    root of the unpacked Debian pieces: usr/bin/containerd, ctr,
 #                           containerd-shim-runc-v2, usr/sbin/runc, usr/lib/cni/{bridge,host-local,loopback}
 #   TOKENGUARD_NODE_KUBELET optional: another kubelet (e.g. v1.29.14, which still has kubernetes#130442)
+#   TOKENGUARD_NODE_SYNC_FREQUENCY optional: the kubelet's syncFrequency (default 1m; the node suite: 10s)
 # iptables and conntrack come from PATH (kube-proxy runs them). Needs root.
 #
 # Every setting below was a failure first on this kind of machine (2 cores, cgroup v1 hybrid layout,
@@ -260,6 +261,8 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.availa
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 enforceNodeAllocatable: []
+# How often each pod is synced; a projected token is refreshed at the first sync once it is due.
+syncFrequency: ${TOKENGUARD_NODE_SYNC_FREQUENCY:-1m}
 Y
 launch kubelet "$KUBELET" --config="$DIR/kubelet.yaml" --kubeconfig="$DIR/kubelet.kubeconfig" \
   --hostname-override="$NODE" --node-ip="$BRIDGE_IP" --root-dir="$RUN/kubelet" --v=1

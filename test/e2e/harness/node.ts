@@ -18,6 +18,13 @@ import { kubectlFor, ok, type Kubectl } from './kubectl.js';
 const SCRIPT = join(PROJECT_ROOT, 'hack', 'node-cluster.sh');
 const MKIMAGE = join(PROJECT_ROOT, 'hack', 'mkimage.py');
 
+/**
+ * The kubelet's syncFrequency in the suite's cluster (default 1m): a token refresh waits for the
+ * pod's next sync, so a shorter one brings the token observer's cases, which wait for a first
+ * refresh, to an end sooner (the observer is told, as observer.kubeletSyncFrequencySeconds).
+ */
+export const NODE_SYNC_SECONDS = 10;
+
 /** The workloads' image: busybox alone, built from the node's busybox-static, never pulled. */
 export const BUSYBOX = 'local/busybox:1';
 
@@ -89,6 +96,7 @@ export class NodeCluster {
       TOKENGUARD_NODE_ASSETS: assets.nodeBin,
       TOKENGUARD_NODE_DEPS: assets.deps,
       TOKENGUARD_NODE_NETNS: process.env.TOKENGUARD_NODE_NETNS ?? 'tokenguard-node',
+      TOKENGUARD_NODE_SYNC_FREQUENCY: `${NODE_SYNC_SECONDS}s`,
       ...(assets.kubelet ? { TOKENGUARD_NODE_KUBELET: assets.kubelet } : {}),
     };
     // The reaper outlives this process: if it dies without stop(), the cluster still goes.
