@@ -4,7 +4,7 @@
 // token-observer component, from the image built from the Dockerfile; workloads are busybox pods
 // that really run. Without the node's binaries it skips, in one line saying what to set.
 //
-// The token observer's cases wait about 10 minutes for a kubelet's first refresh of a 600 s token;
+// The token observer's cases wait about 9 minutes for a kubelet's first refresh of a 600 s token;
 // the scenarios that leave the observer in place (its pod and its Service) run meanwhile, the ones
 // that move tokenguard's pods (a hand-over would restart the wait) after it. Two settings:
 // - TOKENGUARD_NODE_START_AFTER=<file>: those scenarios also wait for the file to exist. .ci/run

@@ -85,7 +85,7 @@ const SLOW_POLL_MS = 3000;
 /**
  * The observer's cases in three parts that share what they saw: `setUp` (the observed pods started,
  * the victim's refreshes refused, the frozen pod's claim deleted, hand-made tokens judged), `refresh`
- * (the wait for the first refresh, about 10 minutes, and what is reported then), `handOver` (the
+ * (the wait for the first refresh, about 9 minutes, and what is reported then), `handOver` (the
  * observer pod deleted; then what the webhook costs, ending with the Deployment back at 2 replicas).
  */
 export function observerScenarios(get: () => NodeCluster): { setUp: () => void; refresh: () => void; handOver: () => void } {
