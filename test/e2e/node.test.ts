@@ -22,9 +22,9 @@ import { install, ownKustomization } from './node/install.js';
 import { outcomeScenario } from './node/pvc-outcomes.js';
 import { disruptionScenario } from './node/disruption.js';
 import { docsScenario } from './node/docs-scenario.js';
-import { OBSERVER_COMPONENT, observeConfig, observerScenarios } from './node/observer.js';
+import { observedInstall, observerScenarios } from './node/observer.js';
 import { stagingScenario } from './node/staging.js';
-import { shortTlsConfig, tlsRotationScenario } from './node/tls-rotation.js';
+import { tlsRotationScenario } from './node/tls-rotation.js';
 
 const found = findNodeAssets();
 const startAfter = process.env.TOKENGUARD_NODE_START_AFTER;
@@ -42,8 +42,7 @@ describe('on a real node: tokenguard installed from manifests/ and its image', {
     const t = Date.now();
     // Self-managed TLS with lifetimes of minutes: certificates renew and CAs rotate during the suite,
     // the observer's wait included.
-    const observed = (dir: string) => `${shortTlsConfig(dir, 'base', observeConfig)}\n${OBSERVER_COMPONENT}`;
-    await install(cluster, ownKustomization(process.env.TOKENGUARD_NODE_OVERLAY ?? 'default', assets.image, observed));
+    await install(cluster, ownKustomization(process.env.TOKENGUARD_NODE_OVERLAY ?? 'default', assets.image, observedInstall('base')));
     process.stdout.write(`# tokenguard installed and serving in ${((Date.now() - t) / 1000).toFixed(1)} s\n`);
   });
   after(async () => {

@@ -148,6 +148,12 @@ export class NodeCluster {
     }
   }
 
+  /** The names of tokenguard's pods (the Deployment's replicas, terminating ones too). */
+  async tokenguardPods(): Promise<string[]> {
+    const r = ok(await this.kubectl(['-n', 'tokenguard', 'get', 'pods', '-l', 'app.kubernetes.io/name=tokenguard', '-o', 'jsonpath={.items[*].metadata.name}']), 'tokenguard pods');
+    return r.stdout.split(' ').filter(Boolean);
+  }
+
   /** A tokenguard pod's /metrics, read through the API server's pod proxy as an admin would. */
   async tokenguardMetrics(pod: string): Promise<string> {
     return ok(await this.kubectl(['get', '--raw', `/api/v1/namespaces/tokenguard/pods/https:${pod}:8443/proxy/metrics`]), `metrics of ${pod}`).stdout;

@@ -17,7 +17,7 @@ export function inClusterScenario(cluster: () => NodeCluster): void {
   let pods: string[] = [];
 
   before(async () => {
-    pods = (await must(['-n', 'tokenguard', 'get', 'pods', '-l', 'app.kubernetes.io/name=tokenguard', '-o', 'jsonpath={.items[*].metadata.name}'])).stdout.split(' ').filter(Boolean);
+    pods = await cluster().tokenguardPods();
   });
 
   it('kube-apiserver calls both webhooks through the tokenguard Service, not a URL', async () => {

@@ -70,6 +70,11 @@ export async function untilWebhooksServe(cluster: NodeCluster, timeoutMs = 60_00
 /** `kubectl apply -k` of `dir`, then the Deployment Available with every replica. */
 export async function install(cluster: NodeCluster, dir: string, replicas = 2): Promise<void> {
   ok(await cluster.kubectl(['apply', '-k', dir]), 'kubectl apply -k');
+  await untilServing(cluster, replicas);
+}
+
+/** The Deployment rolled out with `replicas` Available, and kube-apiserver calling both webhooks. */
+export async function untilServing(cluster: NodeCluster, replicas: number): Promise<void> {
   ok(await cluster.kubectl(['-n', 'tokenguard', 'rollout', 'status', 'deployment/tokenguard', '--timeout=120s']), 'rollout status');
   await eventually(async () => {
     const r = await cluster.kubectl(['-n', 'tokenguard', 'get', 'deployment', 'tokenguard', '-o', 'jsonpath={.status.availableReplicas}']);

@@ -25,7 +25,8 @@ import { tokenguardCli, yaml } from '../harness/cli.js';
 import { eventually } from '../harness/eventually.js';
 import { kubectlFor, ok, warnings } from '../harness/kubectl.js';
 import { NODE_SYNC_SECONDS, type NodeCluster } from '../harness/node.js';
-import { untilWebhooksServe } from './install.js';
+import { untilServing } from './install.js';
+import { shortTlsConfig } from './tls-rotation.js';
 import { boundClaim, runningPod, waitForPhase } from './workloads.js';
 
 const NS = 'observed';
@@ -39,14 +40,20 @@ const ABOVE = 'token lifetime 172800 s is above the 86400 s maximum (token for S
  * minimum of 1200 s in namespace `observed` (its 600 s tokens are warned at creation, and its
  * kubelet refreshes must still pass once the namespace enforces).
  */
-export function observeConfig(config: Record<string, any>): void {
+function observeConfig(config: Record<string, any>): void {
   config.observer = { ...(config.observer ?? {}), ...OBSERVER, kubeletSyncFrequencySeconds: NODE_SYNC_SECONDS };
   config.policies ??= {};
   config.policies['projected-token-lifetime'] = { ...(config.policies['projected-token-lifetime'] ?? {}), namespaces: [{ namespaces: [NS], minSeconds: 1200 }] };
 }
 
-/** The kustomization lines that add the component, as docs/monitoring.md tells users to. */
-export const OBSERVER_COMPONENT = ['components:', '  - manifests/components/token-observer'].join('\n');
+/**
+ * What the node suite installs over `from` (manifests/base, or an overlay with a config.yaml of its
+ * own): its config with SHORT_TLS and the observer's settings, and the token-observer component,
+ * added as docs/monitoring.md tells users to.
+ */
+export function observedInstall(from: string): (dir: string) => string {
+  return (dir) => `${shortTlsConfig(dir, from, observeConfig)}\ncomponents:\n  - manifests/components/token-observer`;
+}
 
 interface Observed {
   uid: string;
@@ -269,14 +276,13 @@ export function observerScenarios(get: () => NodeCluster): { setUp: () => void; 
       process.stdout.write(`# observing webhook, tokenguard up: ${up.count} calls, p50 ${(up.p50 * 1000).toFixed(1)} ms, p99 ${(up.p99 * 1000).toFixed(1)} ms\n`);
       assert.equal(up.count, N, 'every node TokenRequest called the observing webhook');
       ok(await c.kubectl(['-n', 'tokenguard', 'scale', 'deployment/tokenguard', '--replicas=0']), 'scale to 0');
-      await eventually(async () => (await c.kubectl(['-n', 'tokenguard', 'get', 'pods', '-l', 'app.kubernetes.io/name=tokenguard', '-o', 'name'])).stdout.trim() === '' && true, 'no tokenguard pod left', 90_000);
+      await eventually(async () => (await c.tokenguardPods().catch(() => undefined))?.length === 0, 'no tokenguard pod left', 90_000);
       const down = await measure();
       process.stdout.write(`# observing webhook, tokenguard down (fails open): ${down.count} calls, p50 ${(down.p50 * 1000).toFixed(1)} ms, p99 ${(down.p99 * 1000).toFixed(1)} ms\n`);
       assert.ok(down.p99 < 0.1, `a call with tokenguard down took ${down.p99} s at p99: it must fail open at once`);
       // Back to 2 replicas serving, for the scenarios after this one.
       ok(await c.kubectl(['-n', 'tokenguard', 'scale', 'deployment/tokenguard', '--replicas=2']), 'scale to 2');
-      ok(await c.kubectl(['-n', 'tokenguard', 'rollout', 'status', 'deployment/tokenguard', '--timeout=120s']), 'rollout status');
-      await untilWebhooksServe(c);
+      await untilServing(c, 2);
     });
   };
 

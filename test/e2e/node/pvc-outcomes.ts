@@ -119,9 +119,8 @@ export function outcomeScenario(cluster: () => NodeCluster): void {
 
   /** The gauge summed over the replicas (each counts the deletions it admitted). */
   const terminatingInUse = async (c: NodeCluster): Promise<number> => {
-    const pods = ok(await c.kubectl(['-n', 'tokenguard', 'get', 'pods', '-l', 'app.kubernetes.io/name=tokenguard', '-o', 'jsonpath={.items[*].metadata.name}']), 'pods').stdout.split(' ').filter(Boolean);
     let sum = 0;
-    for (const pod of pods) {
+    for (const pod of await c.tokenguardPods()) {
       const text = await c.tokenguardMetrics(pod);
       sum += Number(/^tokenguard_claims_terminating_in_use (\d+)$/m.exec(text)?.[1] ?? NaN);
     }

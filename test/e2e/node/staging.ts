@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { ok } from '../harness/kubectl.js';
 import type { NodeCluster } from '../harness/node.js';
 import { install, ownKustomization } from './install.js';
-import { OBSERVER_COMPONENT, observeConfig } from './observer.js';
-import { shortTlsConfig } from './tls-rotation.js';
+import { observedInstall } from './observer.js';
 import { boundClaim, runningPod, waitForPhase } from './workloads.js';
 
 export function stagingScenario(cluster: () => NodeCluster, image: string): void {
@@ -18,7 +17,7 @@ export function stagingScenario(cluster: () => NodeCluster, image: string): void
     // 120 s CA in flight would expire mid-rotation and be replaced outright (seen: one fail-closed
     // call refused as "certificate signed by unknown authority" before the new CA was injected).
     // The token observer stays, as an admin's components do.
-    await install(c, ownKustomization('staging', image, (dir) => `${shortTlsConfig(dir, 'overlays/staging', observeConfig)}\n${OBSERVER_COMPONENT}`));
+    await install(c, ownKustomization('staging', image, observedInstall('overlays/staging')));
     const v = JSON.parse(ok(await c.kubectl(['get', 'validatingwebhookconfiguration', 'tokenguard', '-o', 'json']), 'webhooks').stdout);
     const policies = Object.fromEntries(v.webhooks.map((w: { name: string; failurePolicy: string }) => [w.name, w.failurePolicy]));
     // Only the main validating webhook fails closed: kube-system's and the TokenRequests' always fail open.

@@ -34,9 +34,8 @@ export function shortTlsConfig(dir: string, from = 'base', ...edits: ((config: R
 
 /** tokenguard_tls_rotations_total by kind, summed over the running replicas (each counts its own writes). */
 async function rotations(cluster: NodeCluster): Promise<Record<string, number>> {
-  const pods = ok(await cluster.kubectl(['-n', 'tokenguard', 'get', 'pods', '-l', 'app.kubernetes.io/name=tokenguard', '-o', 'jsonpath={.items[*].metadata.name}']), 'pods').stdout.split(' ').filter(Boolean);
   const sum: Record<string, number> = {};
-  for (const pod of pods) {
+  for (const pod of await cluster.tokenguardPods()) {
     const text = await cluster.tokenguardMetrics(pod);
     for (const m of text.matchAll(/^tokenguard_tls_rotations_total\{kind="([^"]+)"[^}]*\} (\d+)/gm)) sum[m[1]!] = (sum[m[1]!] ?? 0) + Number(m[2]);
   }
